@@ -1,0 +1,168 @@
+"""The cluster channel: one SOCK_SEQPACKET socket end, fds by SCM_RIGHTS.
+
+The only ``sendmsg``/``recvmsg`` in sockserve.  Used the same way by the
+master (one channel per worker) and by a worker (its channel to the master).
+Records are encoded and decoded by ``protocol``; a defect in what the peer
+sent is reported to ``on_error`` (the peer's fault), never raised into the loop.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import os
+import socket
+from collections import deque
+from collections.abc import Callable
+
+from . import protocol
+from .protocol import Message, ProtocolError
+
+_CMSG_SPACE = socket.CMSG_SPACE(protocol.MAX_FDS * array.array("i").itemsize)
+
+
+def socketpair() -> tuple[socket.socket, socket.socket]:
+    """(master end, worker end); both CLOEXEC, the worker end made inheritable by the spawner."""
+    return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+
+
+class Channel:
+    """Reads and writes protocol records on a non-blocking SEQPACKET socket.
+
+    ``on_message(msg, fds)`` gets each decoded message and the fds that came
+    with it (the receiver owns them).  ``on_close(reason)`` is called once:
+    ``None`` at a clean EOF, else the reason (a protocol error or an OSError).
+    """
+
+    def __init__(self, sock: socket.socket, peer: str,
+                 on_message: Callable[[Message, list[int]], None],
+                 on_close: Callable[[str | None], None]) -> None:
+        self.sock = sock
+        self.peer = peer  # who sends what we read: "worker" or "master"
+        self._on_message = on_message
+        self._on_close = on_close
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._outbox: deque[tuple[bytes, list[int], bool]] = deque()
+        self.closed = False
+        sock.setblocking(False)
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        loop.add_reader(self.sock.fileno(), self._readable)
+
+    def close(self, reason: str | None = None) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._loop is not None:
+            self._loop.remove_reader(self.sock.fileno())
+            self._loop.remove_writer(self.sock.fileno())
+        for _, fds, owned in self._outbox:
+            if owned:
+                _close_fds(fds)
+        self._outbox.clear()
+        self.sock.close()
+        self._on_close(reason)
+
+    # ------------------------------------------------------------ writing
+    def send(self, msg: Message, fds: list[int] | None = None, *, close_fds: bool = False) -> None:
+        """Queue ``msg`` (with ``fds``) for the peer, in order.
+
+        With ``close_fds`` the channel closes the fds once they are sent (or
+        dropped); otherwise the caller keeps them and they must stay open
+        until sent.
+        """
+        fds = fds or []
+        if len(fds) != msg.nfds():
+            raise ProtocolError(f"{type(msg).__name__} needs {msg.nfds()} fds, given {len(fds)}")
+        record = protocol.encode(msg)
+        if self.closed:
+            if close_fds:
+                _close_fds(fds)
+            return
+        if self._outbox or not self._try_send(record, fds, close_fds):
+            self._outbox.append((record, fds, close_fds))
+            if len(self._outbox) == 1 and self._loop is not None:
+                self._loop.add_writer(self.sock.fileno(), self._writable)
+
+    def _try_send(self, record: bytes, fds: list[int], close_fds: bool) -> bool:
+        ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+        try:
+            self.sock.sendmsg([record], ancillary)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as exc:  # peer gone: the reader sees EOF and closes
+            if close_fds:
+                _close_fds(fds)
+            if self._loop is None:
+                raise
+            self._loop.call_soon(self.close, f"send failed: {exc}")
+            return True
+        if close_fds:
+            _close_fds(fds)
+        return True
+
+    def _writable(self) -> None:
+        while self._outbox:
+            record, fds, close_fds = self._outbox[0]
+            if not self._try_send(record, fds, close_fds):
+                return
+            self._outbox.popleft()
+        if self._loop is not None and not self.closed:
+            self._loop.remove_writer(self.sock.fileno())
+
+    @property
+    def pending(self) -> int:
+        """Records waiting for room in the socket buffer."""
+        return len(self._outbox)
+
+    # ------------------------------------------------------------ reading
+    def _readable(self) -> None:
+        for _ in range(64):  # bounded: let the loop breathe
+            if self.closed:
+                return
+            try:
+                data, ancdata, flags, _ = self.sock.recvmsg(
+                    protocol.MAX_RECORD + 1, _CMSG_SPACE, socket.MSG_CMSG_CLOEXEC)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self.close(f"receive failed: {exc}")
+                return
+            fds = _fds_from(ancdata)
+            if not data and not fds:
+                self.close(None)
+                return
+            self._deliver(data, fds, flags)
+
+    def _deliver(self, data: bytes, fds: list[int], flags: int) -> None:
+        try:
+            if flags & socket.MSG_CTRUNC:
+                raise ProtocolError("fds truncated (MSG_CTRUNC): too many fds in one record")
+            if flags & socket.MSG_TRUNC:
+                raise ProtocolError(f"record longer than {protocol.MAX_RECORD} bytes")
+            msg = protocol.decode(data, len(fds), self.peer)
+        except ProtocolError as exc:
+            _close_fds(fds)
+            self.close(f"protocol error: {exc}")
+            return
+        self._on_message(msg, fds)
+
+
+def _fds_from(ancdata: list[tuple[int, int, bytes]]) -> list[int]:
+    fds: list[int] = []
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            arr = array.array("i")
+            arr.frombytes(data[: len(data) - (len(data) % arr.itemsize)])
+            fds.extend(arr)
+    return fds
+
+
+def _close_fds(fds: list[int]) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
