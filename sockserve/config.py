@@ -67,7 +67,7 @@ def parse_address(text: str) -> Address:
 class Config:
     app: str | None = None  # module:attr; None = built-in hello app
     bind: tuple[str, ...] = ("127.0.0.1:8000",)
-    workers: int = 0  # 0 = one per CPU, resolved by cli
+    workers: int = 0  # not given: one per CPU (make_config)
     policy: str = "rr"
     interface: str = "auto"
     backlog: int = 511
@@ -99,7 +99,7 @@ def make_config(values: dict[str, Any], cpu_count: int = 1) -> Config:
     if unknown:
         raise ConfigError(f"unknown setting {sorted(unknown)[0]!r}")
     config = Config(**{k: _coerce(k, v) for k, v in values.items() if v is not None})
-    if config.workers == 0:
+    if values.get("workers") is None:  # not given: one per CPU
         config = replace(config, workers=max(1, cpu_count))
     _validate(config)
     return config
@@ -139,8 +139,9 @@ def _validate(c: Config) -> None:
     _check(bool(c.bind), "bind: at least one address is needed")
     addresses = c.addresses()
     _check(len(set(addresses)) == len(addresses), f"bind: duplicate address in {', '.join(c.bind)}")
-    for spec in filter(None, (c.app, c.hooks)):
-        _check(_is_import_spec(spec), f"app: {spec!r} is not MODULE:ATTRIBUTE")
+    for key in ("app", "hooks"):
+        spec = getattr(c, key)
+        _check(spec is None or _is_import_spec(spec), f"{key}: {spec!r} is not MODULE:ATTRIBUTE")
 
 
 def _is_import_spec(spec: str) -> bool:

@@ -120,10 +120,22 @@ class UserMessage(Message):
     payload: Any
 
 
+@dataclass(frozen=True, slots=True)
+class BootError(Message):
+    """The worker cannot load the application; it exits next (code 6).
+
+    The master prints ``reason`` once, instead of every worker printing it.
+    """
+
+    code: ClassVar[int] = 11
+    sender: ClassVar[str] = "worker"
+    reason: str
+
+
 MESSAGES: dict[int, type[Message]] = {
     m.code: m
     for m in (Online, QueryServer, ServerReply, Listening, NewConn, Ack,
-              Close, Disconnect, Heartbeat, UserMessage)
+              Close, Disconnect, Heartbeat, UserMessage, BootError)
 }
 _KINDS = {"int": (int,), "bool": (bool,), "str": (str,)}
 
@@ -195,6 +207,7 @@ S = WorkerState
 # plus "disconnect" (master asks) and "exit" (process gone).
 TRANSITIONS: dict[tuple[WorkerState, str], WorkerState] = {
     (S.NONE, "Online"): S.ONLINE,
+    (S.NONE, "BootError"): S.NONE,
     (S.ONLINE, "QueryServer"): S.ONLINE,
     (S.ONLINE, "Listening"): S.ONLINE,  # LISTENING once every key is: see WorkerPeer
     (S.ONLINE, "Heartbeat"): S.ONLINE,

@@ -1,0 +1,144 @@
+"""The master's accept loop and hand-off path (rr), and server replies for every policy.
+
+rr: accept while the workers have room in their windows, hand each fd to the
+policy's choice with NewConn, close our copy on an accepted ack, re-hand on a
+reject or a death.  Connections that do not fit stay in the kernel's accept
+queue, which survives a restart of the master when systemd owns the socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+
+from .listeners import Listener
+from .protocol import Ack, NewConn, QueryServer, ServerReply
+from .round_robin import Action, Handoff, Release
+from .shared import make_policy
+from .systemd import log_event
+from .workers import WorkerHandle
+
+log = logging.getLogger("sockserve.master")
+ACCEPT_BATCH = 64  # accepts per wake-up, so one busy listener cannot starve the loop
+FD_EXHAUSTED_PAUSE = 0.5  # seconds accept pauses on EMFILE/ENFILE
+FD_EXHAUSTED_LOG_EVERY = 10.0
+
+
+class Dispatcher:
+    def __init__(self, loop: asyncio.AbstractEventLoop, listeners: list[Listener], policy: str,
+                 window: int, workers: dict[int, WorkerHandle]) -> None:
+        self.loop = loop
+        self.listeners = {listener.key: listener for listener in listeners}
+        self.policy = make_policy(policy, window)
+        self.workers = workers
+        self.accepting = False
+        self._readers: set[str] = set()  # keys whose accept reader is on
+        self._paused_until = 0.0
+        self._last_fd_log = -FD_EXHAUSTED_LOG_EVERY
+        self.fd_exhausted = 0  # accept failures for lack of fds
+
+    # ------------------------------------------------------------ server replies
+    def reply(self, worker: WorkerHandle, query: QueryServer) -> None:
+        listener = self.listeners[query.key]
+        mode = self.policy.mode
+        if mode == "shared":
+            worker.channel.send(ServerReply(query.key, mode, listener.address), [listener.sock.fileno()])
+        else:
+            worker.channel.send(ServerReply(query.key, mode, listener.address))
+
+    # ------------------------------------------------------------ workers come and go
+    def worker_listening(self, worker: WorkerHandle) -> None:
+        self._apply(self.policy.add(worker.id))
+
+    def worker_closed(self, worker: WorkerHandle) -> None:
+        self._apply(self.policy.stop(worker.id))
+
+    def worker_gone(self, worker: WorkerHandle) -> None:
+        self._apply(self.policy.remove(worker.id))
+
+    def ack(self, worker: WorkerHandle, ack: Ack) -> None:
+        """Raises ProtocolError for an ack the worker had no reason to send."""
+        if ack.accepted:
+            worker.counters.accepted += 1
+        else:
+            worker.counters.rejected += 1
+        self._apply(self.policy.ack(worker.id, ack.seq, ack.accepted))
+
+    # ------------------------------------------------------------ accepting
+    def start_accepting(self) -> None:
+        self.accepting = True
+        self._update_readers()
+
+    def stop_accepting(self) -> None:
+        self.accepting = False
+        self._update_readers()
+
+    def _update_readers(self) -> None:
+        want = (self.accepting and self.policy.mode == "rr" and self.policy.capacity() > 0
+                and self.loop.time() >= self._paused_until)
+        for key, listener in self.listeners.items():
+            if want and key not in self._readers:
+                self.loop.add_reader(listener.sock.fileno(), self._accept, listener)
+                self._readers.add(key)
+            elif not want and key in self._readers:
+                self.loop.remove_reader(listener.sock.fileno())
+                self._readers.discard(key)
+
+    def _accept(self, listener: Listener) -> None:
+        accept = listener.sock._accept  # (fd, address): no socket object on the hot path
+        for _ in range(ACCEPT_BATCH):
+            if self.policy.capacity() <= 0:
+                break
+            try:
+                fd, _ = accept()
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    self._fd_exhausted(exc)
+                    return
+                if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
+                    continue  # the client gave up before we accepted
+                raise
+            self._apply(self.policy.distribute((listener.key, fd)))
+        self._update_readers()
+
+    def _fd_exhausted(self, exc: OSError) -> None:
+        """Out of fds: pause accepting instead of spinning; log once per interval."""
+        self.fd_exhausted += 1
+        now = self.loop.time()
+        self._paused_until = now + FD_EXHAUSTED_PAUSE
+        if now - self._last_fd_log >= FD_EXHAUSTED_LOG_EVERY:
+            self._last_fd_log = now
+            log_event(log, logging.WARNING, "accept_paused",
+                      f"accept failed ({exc.strerror}); pausing {FD_EXHAUSTED_PAUSE}s "
+                      f"({self.fd_exhausted} times so far)")
+        self._update_readers()
+        self.loop.call_later(FD_EXHAUSTED_PAUSE, self._update_readers)
+
+    def _apply(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Handoff):
+                self._handoff(action)
+            elif isinstance(action, Release):
+                os.close(action.conn[1])
+        self._update_readers()
+
+    def _handoff(self, action: Handoff) -> None:
+        key, fd = action.conn
+        worker = self.workers[action.worker_id]
+        worker.counters.handed += 1
+        if action.rehand:
+            worker.counters.rehanded += 1
+        worker.channel.send(NewConn(key, action.seq), [fd])
+
+    # ------------------------------------------------------------ shutdown
+    def waiting(self) -> int:
+        return self.policy.waiting()
+
+    def close(self) -> None:
+        self.stop_accepting()
+        for listener in self.listeners.values():
+            listener.sock.close()

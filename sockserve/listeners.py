@@ -1,0 +1,114 @@
+"""Listening sockets: bound by the master (embedded mode) or inherited from systemd.
+
+A listener has a key (its systemd name, or its address) that workers ask for,
+like the key of Node's ``queryServer``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from dataclasses import dataclass
+
+from .config import Address, ConfigError
+
+MIGRATE_SYSCTL = "/proc/sys/net/ipv4/tcp_migrate_req"
+
+
+@dataclass
+class Listener:
+    key: str
+    address: str  # printable, e.g. 127.0.0.1:8000 or unix:/run/x.sock
+    sock: socket.socket
+    listening: bool = True  # False: bound only (reuseport reserves the address)
+
+
+def bind_all(addresses: tuple[Address, ...], backlog: int, reuseport: bool) -> list[Listener]:
+    """Bind every address or raise ConfigError naming the one that failed."""
+    listeners: list[Listener] = []
+    try:
+        for address in addresses:
+            listeners.append(_bind(address, backlog, reuseport))
+    except ConfigError:
+        for listener in listeners:
+            listener.sock.close()
+        raise
+    return listeners
+
+
+def _bind(address: Address, backlog: int, reuseport: bool) -> Listener:
+    try:
+        sock = _socket_for(address)
+        if address.family == "unix":
+            _unlink_stale(address.path)
+            sock.bind(address.path)
+        else:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuseport:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((address.host, address.port))
+        if not reuseport:  # with reuseport the master only reserves the address
+            sock.listen(backlog)
+    except OSError as exc:
+        raise ConfigError(f"bind {address}: {exc.strerror or exc}") from None
+    printable = _printable(sock, address)
+    return Listener(key=printable, address=printable, sock=sock, listening=not reuseport)
+
+
+def _socket_for(address: Address) -> socket.socket:
+    if address.family == "unix":
+        return socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    infos = socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM,
+                               flags=socket.AI_PASSIVE | socket.AI_NUMERICSERV)
+    family = infos[0][0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    return sock
+
+
+def _unlink_stale(path: str) -> None:
+    """Remove a leftover socket file nobody listens on (never a regular file)."""
+    if path.startswith("@") or not os.path.exists(path):
+        return
+    if not _is_socket_file(path):
+        raise OSError(17, f"{path} exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        os.unlink(path)
+        return
+    finally:
+        probe.close()
+    raise OSError(98, "Address already in use")
+
+
+def _is_socket_file(path: str) -> bool:
+    import stat
+
+    return stat.S_ISSOCK(os.stat(path).st_mode)
+
+
+def _printable(sock: socket.socket, address: Address) -> str:
+    if address.family == "unix":
+        return str(address)
+    host, port = sock.getsockname()[:2]
+    return str(Address("tcp", host=host, port=port))
+
+
+def address_of(sock: socket.socket) -> str:
+    """Printable local address of any stream socket (for inherited fds)."""
+    name = sock.getsockname()
+    if sock.family == socket.AF_UNIX:
+        path = name.decode(errors="replace") if isinstance(name, bytes) else name
+        return f"unix:{path.replace(chr(0), '@')}"
+    return str(Address("tcp", host=name[0], port=name[1]))
+
+
+def migrate_req_enabled() -> bool | None:
+    """net.ipv4.tcp_migrate_req: do closed reuseport listeners hand on their queue?"""
+    with contextlib.suppress(OSError, ValueError), open(MIGRATE_SYSCTL) as f:
+        return f.read().strip() == "1"
+    return None

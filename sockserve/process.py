@@ -1,0 +1,109 @@
+"""Worker processes: the only spawn, kill and reap in sockserve; exit classification.
+
+Workers start by fork+exec (``os.posix_spawn``) of ``python -m sockserve.worker``,
+a fresh interpreter like Node's ``child_process.fork``.  Exits are observed
+through a pidfd in the master's event loop, so there is no SIGCHLD race and
+no pid reuse before we reap.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .config import EXIT_APP
+
+WORKER_ARGV = (sys.executable, "-m", "sockserve.worker")
+
+
+@dataclass(frozen=True)
+class Spawned:
+    pid: int
+    pidfd: int
+
+
+def spawn_worker(env: Mapping[str, str], channel_end: socket.socket,
+                 argv: tuple[str, ...] = WORKER_ARGV) -> Spawned:
+    """Start a worker that inherits ``channel_end`` (and no other fd of ours).
+
+    Raises OSError when the interpreter cannot be executed.
+    """
+    fd = channel_end.fileno()
+    os.set_inheritable(fd, True)
+    try:
+        pid = os.posix_spawn(argv[0], list(argv), {**env, "SOCKSERVE_CHANNEL_FD": str(fd)})
+    finally:
+        os.set_inheritable(fd, False)
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    return Spawned(pid, pidfd)
+
+
+def kill(pid: int, sig: int) -> bool:
+    """Send ``sig`` to ``pid``; False if it is already gone."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def reap(pid: int) -> int | None:
+    """The exit code of ``pid`` (negative: killed by that signal), None if still running."""
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return -255
+    if done == 0:
+        return None
+    return os.waitstatus_to_exitcode(status)
+
+
+# ---------------------------------------------------------------- classification
+@dataclass(frozen=True)
+class ExitReason:
+    kind: str  # disconnected | boot_failure | crashed | killed | timeout
+    code: int  # exit code, or -signal
+    text: str
+
+    @property
+    def respawn(self) -> bool:
+        return self.kind not in ("disconnected", "boot_failure")
+
+
+def classify_exit(code: int, *, requested: bool, listening: bool,
+                  timed_out: bool = False) -> ExitReason:
+    """Why a worker ended, from its exit code and what the master knew.
+
+    ``requested``: the master asked it to leave (disconnect or kill);
+    ``listening``: it had reached LISTENING; ``timed_out``: killed for silence.
+    """
+    if timed_out:
+        return ExitReason("timeout", code, "killed after missing heartbeats (worker timeout)")
+    if code < 0:
+        name = _signal_name(-code)
+        hint = " (out of memory? the OOM killer sends SIGKILL)" if -code == signal.SIGKILL else ""
+        kind = "disconnected" if requested else "killed"
+        return ExitReason(kind, code, f"killed by {name}{'' if requested else hint}")
+    if requested and code == 0:
+        return ExitReason("disconnected", code, "exited after disconnect")
+    if code == EXIT_APP and not listening:
+        return ExitReason("boot_failure", code, "could not load the application")
+    if requested:
+        return ExitReason("disconnected", code, f"exited with code {code} after disconnect")
+    return ExitReason("crashed", code, f"exited unexpectedly with code {code}")
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"

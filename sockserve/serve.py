@@ -1,0 +1,41 @@
+"""Start serving: logging, listeners (inherited from systemd or bound here), the master."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .config import Config, ConfigError
+from .listeners import Listener, bind_all
+from .master import Master
+from .systemd import ListenFdsError, listen_fds, setup_logging
+
+
+def serve(config: Config, *, explicit_bind: bool, reread: Callable[[], Config]) -> int:
+    """Run the master until it stops; its exit code.  Raises ConfigError for bad settings."""
+    setup_logging(config.log_target, config.log_level)
+    try:
+        inherited = listen_fds()
+    except ListenFdsError as exc:
+        raise ConfigError(str(exc)) from None
+    if not inherited:
+        listeners = bind_all(config.addresses(), config.backlog, config.policy == "reuseport")
+        return Master(config, listeners, reread=reread).run()
+    if explicit_bind:
+        raise ConfigError("bind: cannot be combined with sockets passed by systemd (LISTEN_FDS); "
+                          "remove --bind/SOCKSERVE_BIND/bind= or the socket unit")
+    if config.policy == "reuseport":
+        raise ConfigError("policy: reuseport needs sockserve to bind the address itself, "
+                          "not sockets passed by systemd; use rr or shared")
+    connected = [s for s in inherited if not s.listening]
+    if connected:
+        from .inetd import serve_connections
+
+        return serve_connections(config, [s.sock for s in connected])
+    return Master(config, keyed(inherited), reread=reread).run()
+
+
+def keyed(inherited: list) -> list[Listener]:
+    """Listeners keyed by their systemd name; a name used twice gets its address appended."""
+    names = [s.name for s in inherited]
+    return [Listener(key=s.name if names.count(s.name) == 1 else f"{s.name}@{s.address}",
+                     address=s.address, sock=s.sock) for s in inherited]

@@ -1,0 +1,74 @@
+"""rr policy: fairness, windows, and no accepted connection ever lost."""
+
+import pytest
+
+from sockserve.protocol import ProtocolError
+from sockserve.round_robin import Handoff, Release, RoundRobin
+
+
+def handoffs(actions):
+    return [a for a in actions if isinstance(a, Handoff)]
+
+
+def test_connections_rotate_evenly_between_workers():
+    rr = RoundRobin(window=1)
+    rr.add(1)
+    rr.add(2)
+    counts = {1: 0, 2: 0}
+    for conn in range(400):
+        (h,) = handoffs(rr.distribute(conn))
+        counts[h.worker_id] += 1
+        assert rr.ack(h.worker_id, h.seq, True) == [Release(conn)]
+    assert counts == {1: 200, 2: 200}
+
+
+def test_window_limits_unacked_handoffs_and_queues_the_rest():
+    rr = RoundRobin(window=2)
+    rr.add(1)
+    sent = [handoffs(rr.distribute(c)) for c in "abc"]
+    assert [len(s) for s in sent] == [1, 1, 0]
+    assert rr.capacity() == -1 and rr.waiting() == 3
+    first = sent[0][0]
+    actions = rr.ack(1, first.seq, True)
+    assert actions[0] == Release("a")
+    assert [(h.worker_id, h.conn) for h in handoffs(actions)] == [(1, "c")]
+
+
+def test_rejected_connection_is_rehanded_to_another_worker():
+    rr = RoundRobin(window=1)
+    rr.add(1)
+    rr.add(2)
+    (h,) = handoffs(rr.distribute("c"))
+    (again,) = handoffs(rr.ack(h.worker_id, h.seq, False))
+    assert again.conn == "c" and again.rehand and again.worker_id != h.worker_id
+
+
+def test_connections_of_a_worker_that_dies_before_acking_are_rehanded():
+    rr = RoundRobin(window=4)
+    rr.add(1)
+    held = [handoffs(rr.distribute(c))[0] for c in "xyz"]
+    assert {h.worker_id for h in held} == {1}
+    assert rr.remove(1) == []  # nobody to take them yet: they wait, not lost
+    assert rr.waiting() == 3
+    again = handoffs(rr.add(2))
+    assert [h.conn for h in again] == ["x", "y", "z"] and all(h.rehand for h in again)
+
+
+def test_stopped_worker_keeps_its_unacked_connections_until_it_acks():
+    rr = RoundRobin(window=1)
+    rr.add(1)
+    (h,) = handoffs(rr.distribute("c"))
+    rr.stop(1)
+    assert handoffs(rr.distribute("d")) == []
+    assert rr.ack(1, h.seq, True) == [Release("c")]
+
+
+def test_ack_for_unknown_or_foreign_seq_is_a_protocol_error():
+    rr = RoundRobin()
+    rr.add(1)
+    rr.add(2)
+    (h,) = handoffs(rr.distribute("c"))
+    with pytest.raises(ProtocolError):
+        rr.ack(3 - h.worker_id, h.seq, True)
+    with pytest.raises(ProtocolError):
+        rr.ack(h.worker_id, 999, True)
