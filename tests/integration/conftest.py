@@ -1,0 +1,144 @@
+"""Integration fixtures: real sockserve processes on loopback."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from sockserve.control import ControlError
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(port: int, path: str = "/", timeout: float = 5.0, host: str = "127.0.0.1") -> tuple[int, str]:
+    """One request on a new connection (Connection: close): (status, body)."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1]) if head else 0
+    return status, body.decode(errors="replace")
+
+
+def worker_of(body: str) -> int:
+    """Worker id from the hello app's answer: 'hello world from worker N (pid P)'."""
+    return int(body.split("worker ", 1)[1].split()[0])
+
+
+def children(pid: int) -> list[int]:
+    try:
+        text = pathlib.Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
+
+
+class Server:
+    """A sockserve master started by a test; stopped by PID at the end."""
+
+    def __init__(self, tmp_path: pathlib.Path, *args: str, env: dict | None = None) -> None:
+        self.port = free_port()
+        self.control = str(tmp_path / "control.sock")
+        self.stderr_path = tmp_path / "stderr.log"
+        argv = [sys.executable, "-m", "sockserve", "--bind", f"127.0.0.1:{self.port}",
+                "--control-socket", self.control, "--log-target", "stderr", *args]
+        full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+        full_env.pop("LISTEN_FDS", None)
+        self._stderr = open(self.stderr_path, "wb")
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=full_env, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=self._stderr)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def wait_ready(self, timeout: float = 15.0) -> None:
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"master exited {self.proc.returncode}: {self.stderr()}")
+            try:
+                return self.status()["state"] == "running"
+            except (OSError, ValueError, KeyError, ControlError):
+                return False
+        assert wait_for(ready, timeout), f"not ready in {timeout}s: {self.stderr()}"
+
+    def status(self) -> dict:
+        from sockserve.control import request
+        return request(self.control, {"cmd": "status"}, 5.0)
+
+    def worker_pids(self) -> dict[int, int]:
+        return {w["id"]: w["pid"] for w in self.status()["workers"] if w["state"] == "listening"}
+
+    def get(self, path: str = "/") -> tuple[int, str]:
+        return http_get(self.port, path)
+
+    def signal(self, signum: int) -> None:
+        os.kill(self.pid, signum)
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(40)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._stderr.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def start_server(tmp_path):
+    servers: list[Server] = []
+
+    def start(*args: str, env: dict | None = None, ready: bool = True) -> Server:
+        server = Server(tmp_path / f"s{len(servers)}", *args, env=env) if (
+            tmp_path / f"s{len(servers)}").mkdir() is None else None
+        servers.append(server)
+        if ready:
+            server.wait_ready()
+        return server
+
+    yield start
+    for server in servers:
+        pids = children(server.pid)
+        server.stop()
+        for pid in pids:  # never leave a worker behind, even when a test failed
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
