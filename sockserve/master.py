@@ -68,11 +68,8 @@ class Master:
 
     def run(self) -> int:
         """Serve until stopped; the exit code for systemd."""
-        loop = _new_event_loop()
-        try:
-            return loop.run_until_complete(self._main())
-        finally:
-            loop.close()
+        with asyncio.Runner(loop_factory=_new_event_loop) as runner:  # cancels leftover tasks
+            return runner.run(self._main())
 
     # ------------------------------------------------------------ lifecycle
     async def _main(self) -> int:

@@ -73,13 +73,14 @@ class Server:
         self.port = free_port()
         self.control = str(tmp_path / "control.sock")
         self.stderr_path = tmp_path / "stderr.log"
+        self.stdout_path = tmp_path / "stdout.log"
         argv = [sys.executable, "-m", "sockserve", "--bind", f"127.0.0.1:{self.port}",
                 "--control-socket", self.control, "--log-target", "stderr", *args]
         full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         full_env.pop("LISTEN_FDS", None)
-        self._stderr = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen(argv, cwd=ROOT, env=full_env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=self._stderr)
+        with open(self.stderr_path, "wb") as err, open(self.stdout_path, "wb") as out:
+            self.proc = subprocess.Popen(argv, cwd=ROOT, env=full_env, stdin=subprocess.DEVNULL,
+                                         stdout=out, stderr=err)
 
     @property
     def pid(self) -> int:
@@ -108,6 +109,9 @@ class Server:
     def signal(self, signum: int) -> None:
         os.kill(self.pid, signum)
 
+    def stdout_lines(self) -> list[str]:
+        return self.stdout_path.read_text(errors="replace").splitlines()
+
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
 
@@ -119,7 +123,6 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self._stderr.close()
         return self.proc.returncode
 
 
@@ -128,8 +131,9 @@ def start_server(tmp_path):
     servers: list[Server] = []
 
     def start(*args: str, env: dict | None = None, ready: bool = True) -> Server:
-        server = Server(tmp_path / f"s{len(servers)}", *args, env=env) if (
-            tmp_path / f"s{len(servers)}").mkdir() is None else None
+        home = tmp_path / f"s{len(servers)}"
+        home.mkdir()
+        server = Server(home, *args, env=env)
         servers.append(server)
         if ready:
             server.wait_ready()
