@@ -78,6 +78,7 @@ class Config:
     restart_delay_max: float = 30.0  # cap of the per-slot back-off
     stable_after: float = 10.0  # a worker alive this long resets its slot's back-off
     hooks: str | None = None  # module:attr called with the Master before start
+    worker_python: str | None = None  # interpreter for workers; None = the master's own
     control_socket: str | None = None  # path; None = $RUNTIME_DIRECTORY/control.sock if set
     log_target: str = "auto"
     log_level: str = "info"
@@ -111,7 +112,7 @@ def _coerce(key: str, value: Any) -> Any:
         if key == "bind":
             items = [value] if isinstance(value, str) else list(value)
             return tuple(str(v).strip() for item in items for v in str(item).split(",") if v.strip())
-        if isinstance(default, bool) or key in ("app", "hooks", "control_socket", "config_file"):
+        if isinstance(default, bool) or key in ("app", "hooks", "control_socket", "config_file", "worker_python"):
             return str(value)
         if isinstance(default, int):
             if isinstance(value, float) and not value.is_integer():

@@ -121,7 +121,7 @@ class Pool:
         env = {**self.env, "SOCKSERVE_WORKER_ID": str(worker_id),
                "SOCKSERVE_WORKER_CONFIG": json.dumps(self._worker_config(generation))}
         try:
-            spawned = process.spawn_worker(env, worker_end)
+            spawned = process.spawn_worker(env, worker_end, process.worker_argv(self.config.worker_python))
         except OSError as exc:
             master_end.close()
             self.spawn_failures += 1

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 
 from .config import EXIT_APP
 
-WORKER_ARGV = (sys.executable, "-m", "sockserve.worker")
+def worker_argv(python: str | None = None) -> tuple[str, ...]:
+    """``python -m sockserve.worker``, with the master's interpreter unless told otherwise."""
+    return (python or sys.executable, "-m", "sockserve.worker")
 
 
 @dataclass(frozen=True)
@@ -26,8 +28,7 @@ class Spawned:
     pidfd: int
 
 
-def spawn_worker(env: Mapping[str, str], channel_end: socket.socket,
-                 argv: tuple[str, ...] = WORKER_ARGV) -> Spawned:
+def spawn_worker(env: Mapping[str, str], channel_end: socket.socket, argv: tuple[str, ...]) -> Spawned:
     """Start a worker that inherits ``channel_end`` (and no other fd of ours).
 
     Raises OSError when the interpreter cannot be executed.
