@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import contextlib
 import os
 import socket
 from collections import deque
@@ -19,6 +20,10 @@ from . import protocol
 from .protocol import Message, ProtocolError
 
 _CMSG_SPACE = socket.CMSG_SPACE(protocol.MAX_FDS * array.array("i").itemsize)
+# plain ints: flag arithmetic on the socket module's IntFlag members is slow on the hot path
+_MSG_CTRUNC, _MSG_TRUNC, _MSG_CMSG_CLOEXEC = (int(socket.MSG_CTRUNC), int(socket.MSG_TRUNC),
+                                              int(socket.MSG_CMSG_CLOEXEC))
+_SOL_SOCKET, _SCM_RIGHTS = int(socket.SOL_SOCKET), int(socket.SCM_RIGHTS)
 
 
 def socketpair() -> tuple[socket.socket, socket.socket]:
@@ -44,6 +49,7 @@ class Channel:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._outbox: deque[tuple[bytes, list[int], bool]] = deque()
         self.closed = False
+        self._buffer = memoryview(bytearray(protocol.MAX_RECORD + 1))  # reused: no 64 KiB alloc per read
         sock.setblocking(False)
 
     # ------------------------------------------------------------ lifecycle
@@ -87,7 +93,7 @@ class Channel:
                 self._loop.add_writer(self.sock.fileno(), self._writable)
 
     def _try_send(self, record: bytes, fds: list[int], close_fds: bool) -> bool:
-        ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+        ancillary = [(_SOL_SOCKET, _SCM_RIGHTS, array.array("i", fds))] if fds else []
         try:
             self.sock.sendmsg([record], ancillary)
         except (BlockingIOError, InterruptedError):
@@ -123,24 +129,24 @@ class Channel:
             if self.closed:
                 return
             try:
-                data, ancdata, flags, _ = self.sock.recvmsg(
-                    protocol.MAX_RECORD + 1, _CMSG_SPACE, socket.MSG_CMSG_CLOEXEC)
+                size, ancdata, flags, _ = self.sock.recvmsg_into(
+                    [self._buffer], _CMSG_SPACE, _MSG_CMSG_CLOEXEC)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
                 self.close(f"receive failed: {exc}")
                 return
             fds = _fds_from(ancdata)
-            if not data and not fds:
+            if not size and not fds:
                 self.close(None)
                 return
-            self._deliver(data, fds, flags)
+            self._deliver(self._buffer[:size].tobytes(), fds, flags)
 
     def _deliver(self, data: bytes, fds: list[int], flags: int) -> None:
         try:
-            if flags & socket.MSG_CTRUNC:
+            if flags & _MSG_CTRUNC:
                 raise ProtocolError("fds truncated (MSG_CTRUNC): too many fds in one record")
-            if flags & socket.MSG_TRUNC:
+            if flags & _MSG_TRUNC:
                 raise ProtocolError(f"record longer than {protocol.MAX_RECORD} bytes")
             msg = protocol.decode(data, len(fds), self.peer)
         except ProtocolError as exc:
@@ -153,7 +159,7 @@ class Channel:
 def _fds_from(ancdata: list[tuple[int, int, bytes]]) -> list[int]:
     fds: list[int] = []
     for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+        if level == _SOL_SOCKET and kind == _SCM_RIGHTS:
             arr = array.array("i")
             arr.frombytes(data[: len(data) - (len(data) % arr.itemsize)])
             fds.extend(arr)
@@ -162,7 +168,5 @@ def _fds_from(ancdata: list[tuple[int, int, bytes]]) -> list[int]:
 
 def _close_fds(fds: list[int]) -> None:
     for fd in fds:
-        try:
+        with contextlib.suppress(OSError):
             os.close(fd)
-        except OSError:
-            pass

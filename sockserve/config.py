@@ -92,6 +92,8 @@ class Config:
 
 
 KEYS = {f.name for f in fields(Config)} - {"config_file"}
+TEXT_KEYS = {"app", "hooks", "control_socket", "config_file", "worker_python"}  # kept as given
+CHOICES = {"policy": POLICIES, "interface": INTERFACES, "log_target": LOG_TARGETS, "log_level": LOG_LEVELS}
 
 
 def make_config(values: dict[str, Any], cpu_count: int = 1) -> Config:
@@ -112,7 +114,7 @@ def _coerce(key: str, value: Any) -> Any:
         if key == "bind":
             items = [value] if isinstance(value, str) else list(value)
             return tuple(str(v).strip() for item in items for v in str(item).split(",") if v.strip())
-        if isinstance(default, bool) or key in ("app", "hooks", "control_socket", "config_file", "worker_python"):
+        if key in TEXT_KEYS:
             return str(value)
         if isinstance(default, int):
             if isinstance(value, float) and not value.is_integer():
@@ -128,10 +130,9 @@ def _coerce(key: str, value: Any) -> Any:
 def _validate(c: Config) -> None:
     _check(c.workers >= 1, f"workers: must be at least 1, got {c.workers}")
     _check(c.workers <= 1024, f"workers: at most 1024, got {c.workers}")
-    _check(c.policy in POLICIES, f"policy: {c.policy!r} is not one of {', '.join(POLICIES)}")
-    _check(c.interface in INTERFACES, f"interface: {c.interface!r} is not one of {', '.join(INTERFACES)}")
-    _check(c.log_target in LOG_TARGETS, f"log_target: {c.log_target!r} is not one of {', '.join(LOG_TARGETS)}")
-    _check(c.log_level in LOG_LEVELS, f"log_level: {c.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+    for key, choices in CHOICES.items():
+        value = getattr(c, key)
+        _check(value in choices, f"{key}: {value!r} is not one of {', '.join(choices)}")
     _check(1 <= c.backlog <= 65535, f"backlog: must be 1..65535, got {c.backlog}")
     _check(1 <= c.rr_window <= 64, f"rr_window: must be 1..64, got {c.rr_window}")
     for key in ("graceful_timeout", "worker_timeout", "boot_timeout", "restart_delay_max", "stable_after"):

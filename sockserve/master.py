@@ -23,7 +23,7 @@ from .events import Emitter
 from .handoff import Dispatcher
 from .listeners import Listener, bind_all, migrate_req_enabled
 from .pool import BootFailure, Pool
-from .systemd import Notifier, log_event, reloading_lines, scrub_env
+from .systemd import Notifier, extend_timeout_line, log_event, reloading_lines, scrub_env
 from .workers import WorkerHandle
 
 log = logging.getLogger("sockserve.master")
@@ -116,7 +116,8 @@ class Master:
         self.state = "running"
         self._changed()
         self.notifier.notify("READY=1", f"STATUS={self._status}")
-        log_event(log, logging.INFO, "ready", f"ready: {self._status} on {', '.join(self.dispatcher.listeners)}")
+        where = ", ".join(self.dispatcher.listeners)
+        log_event(log, logging.INFO, "ready", f"ready: {self._status} on {where}")
         return EXIT_OK
 
     async def _shutdown(self, control: ControlServer | None) -> None:
@@ -137,7 +138,8 @@ class Master:
             for part in attr.split("."):
                 target = getattr(target, part)
         except Exception as exc:  # the user's code: any error is a bad setting
-            raise ConfigError(f"hooks: cannot load {self.config.hooks!r}: {type(exc).__name__}: {exc}") from None
+            why = f"{type(exc).__name__}: {exc}"
+            raise ConfigError(f"hooks: cannot load {self.config.hooks!r}: {why}") from None
         target(self)
 
     # ------------------------------------------------------------ signals
@@ -275,7 +277,7 @@ class Master:
                 self.notifier.notify(f"STATUS={status}")
 
     def _extend(self, seconds: float) -> str:
-        return f"EXTEND_TIMEOUT_USEC={int((seconds + 5) * 1_000_000)}"
+        return extend_timeout_line(seconds + 5)  # 5 s for our own start-up and exit
 
     async def _until(self, done: Callable[[], bool], timeout: float) -> bool:
         deadline = self.loop.time() + timeout

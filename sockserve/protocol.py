@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 import json
-from dataclasses import MISSING, astuple, dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, ClassVar
 
 MAX_RECORD = 64 * 1024  # bytes in one record, payload included
@@ -140,11 +140,22 @@ MESSAGES: dict[int, type[Message]] = {
 _KINDS = {"int": (int,), "bool": (bool,), "str": (str,)}
 
 
+def _schema(cls: type[Message]) -> tuple[tuple[str, ...], int, tuple[tuple[str, tuple | None], ...]]:
+    """(field names, how many are required, (name, accepted types) per field); computed once."""
+    specs = fields(cls)
+    required = sum(1 for f in specs if f.default is MISSING)
+    return tuple(f.name for f in specs), required, tuple((f.name, _KINDS.get(f.type)) for f in specs)
+
+
+_SCHEMAS = {cls: _schema(cls) for cls in MESSAGES.values()}
+_json_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode  # built once: hot path
+
+
 # ---------------------------------------------------------------- codec
 def encode(msg: Message) -> bytes:
     """One record for ``msg``; raises ProtocolError if it would be too large."""
     try:
-        body = json.dumps(astuple(msg), separators=(",", ":"), allow_nan=False)
+        body = _json_encode([getattr(msg, name) for name in _SCHEMAS[type(msg)][0]])
     except (TypeError, ValueError) as exc:
         raise ProtocolError(f"{type(msg).__name__} is not JSON-serialisable: {exc}") from None
     record = bytes((msg.code,)) + body.encode()
@@ -178,18 +189,16 @@ def decode(record: bytes, nfds: int, sender: str) -> Message:
 
 
 def _build(cls: type[Message], values: Any) -> Message:
-    specs = fields(cls)
-    required = sum(1 for f in specs if f.default is MISSING)
-    if not isinstance(values, list) or not required <= len(values) <= len(specs):
-        raise ProtocolError(f"{cls.__name__}: expected {len(specs)} fields, got {values!r:.80}")
-    for spec, value in zip(specs, values):
-        kinds = _KINDS.get(spec.type)  # annotations are strings here; "Any" has no check
+    names, required, checks = _SCHEMAS[cls]
+    if type(values) is not list or not required <= len(values) <= len(names):
+        raise ProtocolError(f"{cls.__name__}: expected {len(names)} fields, got {values!r:.80}")
+    for (name, kinds), value in zip(checks, values, strict=False):
         if kinds is None:
             continue  # Any: a user payload
         if not isinstance(value, kinds) or (kinds == (int,) and isinstance(value, bool)):
-            raise ProtocolError(f"{cls.__name__}.{spec.name}: bad value {value!r:.80}")
+            raise ProtocolError(f"{cls.__name__}.{name}: bad value {value!r:.80}")
         if kinds == (int,) and not 0 <= value < 2**63:
-            raise ProtocolError(f"{cls.__name__}.{spec.name}: out of range {value}")
+            raise ProtocolError(f"{cls.__name__}.{name}: out of range {value}")
     return cls(*values)
 
 

@@ -31,11 +31,5 @@ def serve(config: Config, *, explicit_bind: bool, reread: Callable[[], Config]) 
         from .inetd import serve_connections
 
         return serve_connections(config, [s.sock for s in connected])
-    return Master(config, keyed(inherited), reread=reread).run()
-
-
-def keyed(inherited: list) -> list[Listener]:
-    """Listeners keyed by their systemd name; a name used twice gets its address appended."""
-    names = [s.name for s in inherited]
-    return [Listener(key=s.name if names.count(s.name) == 1 else f"{s.name}@{s.address}",
-                     address=s.address, sock=s.sock) for s in inherited]
+    listeners = [Listener(key=s.key, address=s.address, sock=s.sock) for s in inherited]
+    return Master(config, listeners, reread=reread).run()

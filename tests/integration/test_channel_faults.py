@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import pathlib
 import socket
 
 import pytest
@@ -17,7 +18,7 @@ SYS_PIDFD_GETFD = 438  # x86_64 and aarch64 (asm-generic)
 
 def steal_channel(pid: int) -> socket.socket:
     """A copy of worker ``pid``'s channel end, taken with pidfd_getfd (needs ptrace rights)."""
-    environ = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+    environ = pathlib.Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     fd = int(next(e for e in environ if e.startswith(b"SOCKSERVE_CHANNEL_FD=")).split(b"=")[1])
     pidfd = os.pidfd_open(pid)
     libc = ctypes.CDLL(None, use_errno=True)

@@ -1,0 +1,185 @@
+"""The control socket: ``sockserve status`` and ``sockserve reload --wait`` talk to the master.
+
+A Unix stream socket (mode 0600, peers checked with SO_PEERCRED). One JSON
+object per line in, one per line out, then the connection closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import struct
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+MAX_REQUEST = 64 * 1024  # bytes in one request line
+READ_TIMEOUT = 10.0  # seconds a client may take to send its request
+SOCKET_NAME = "control.sock"
+
+
+class ControlError(Exception):
+    """The control socket cannot be used; ``str()`` is a one-line reason."""
+
+
+def default_control_path(environ: Mapping[str, str]) -> str | None:
+    """``$RUNTIME_DIRECTORY/control.sock`` (first directory if several), else None."""
+    runtime = environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    return os.path.join(runtime, SOCKET_NAME) if runtime else None
+
+
+def peer_uid(sock: socket.socket) -> int:
+    """The uid of the process at the other end of a Unix socket (SO_PEERCRED)."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1]
+
+
+class ControlServer:
+    """Serves ``handler(request) -> response`` on a Unix socket at ``path``."""
+
+    def __init__(self, path: str, handler: Handler) -> None:
+        self.path = path
+        self.handler = handler
+        self._server: asyncio.AbstractServer | None = None
+        self._identity: tuple[int, int] | None = None
+
+    async def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Bind (replacing a stale socket) and start serving on the running loop."""
+        sock = _bind_private(self.path)
+        st = os.stat(self.path)
+        self._identity = (st.st_dev, st.st_ino)
+        self._server = await asyncio.start_unix_server(self._serve, sock=sock, limit=MAX_REQUEST)
+
+    def close(self) -> None:
+        """Stop serving and remove the socket file (if it is still ours)."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        with contextlib.suppress(OSError):
+            st = os.stat(self.path)
+            if (st.st_dev, st.st_ino) == self._identity:
+                os.unlink(self.path)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            response = await self._answer(reader, writer.get_extra_info("socket"))
+            writer.write(json.dumps(response).encode() + b"\n")
+            await writer.drain()
+        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
+            pass  # the client went away or never asked: nothing to answer
+        finally:
+            writer.close()
+
+    async def _answer(self, reader: asyncio.StreamReader, sock: Any) -> dict[str, Any]:
+        try:  # read before judging, so even a refused client gets its answer line
+            line = await asyncio.wait_for(reader.readuntil(b"\n"), READ_TIMEOUT)
+        except asyncio.LimitOverrunError:
+            return {"ok": False, "error": f"request longer than {MAX_REQUEST} bytes"}
+        uid = peer_uid(sock)
+        if uid not in (os.getuid(), 0):
+            return {"ok": False, "error": f"permission denied for uid {uid}"}
+        try:
+            request = json.loads(line)
+        except ValueError:
+            return {"ok": False, "error": "request is not JSON"}
+        if not isinstance(request, dict):
+            return {"ok": False, "error": "request must be a JSON object"}
+        try:
+            return await self.handler(request)
+        except Exception as exc:  # a handler bug must not kill the master
+            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _bind_private(path: str) -> socket.socket:
+    """A listening Unix socket at ``path`` that only our user can open (mode 0600)."""
+    _remove_stale(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)
+    try:
+        sock.bind(path)
+    except OSError as exc:
+        sock.close()
+        raise ControlError(f"control socket {path}: cannot bind: {exc.strerror or exc}") from None
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, 0o600)
+    sock.listen(16)
+    sock.setblocking(False)
+    return sock
+
+
+def _remove_stale(path: str) -> None:
+    """Unlink a socket left by a dead master; refuse to steal a live one."""
+    if not os.path.exists(path):
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            os.unlink(path)
+            return
+    raise ControlError(f"control socket {path} is in use by another running sockserve")
+
+
+def request(path: str, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Send ``payload`` to the master at ``path`` and return its answer (blocking)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(path)
+            sock.sendall(json.dumps(payload).encode() + b"\n")
+            answer = _read_line(sock)
+            if not answer:
+                raise ControlError(f"control socket {path} closed the connection without an answer")
+        except FileNotFoundError:
+            raise ControlError(f"control socket {path} does not exist (is sockserve running?)") from None
+        except ConnectionRefusedError:
+            raise ControlError(f"control socket {path} refused the connection (sockserve not running?)") \
+                from None
+        except PermissionError:
+            raise ControlError(f"control socket {path}: permission denied (run as the service user)") \
+                from None
+        except TimeoutError:
+            raise ControlError(f"control socket {path}: no answer within {timeout:g}s") from None
+        except OSError as exc:
+            raise ControlError(f"control socket {path}: {exc.strerror or exc}") from None
+    try:
+        response = json.loads(answer)
+    except ValueError:
+        response = None
+    if not isinstance(response, dict):
+        raise ControlError(f"control socket {path}: the answer is not a JSON object")
+    return response
+
+
+def _read_line(sock: socket.socket) -> bytes:
+    """One answer line; b"" when the server closed before finishing it."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            return b""
+        data += chunk
+    return data
+
+
+def format_status(stats: dict[str, Any]) -> str:
+    """A human table of the master's statistics (``sockserve status``)."""
+    head = (f"policy {stats.get('policy', '?')}, generation {stats.get('generation', '?')}, "
+            f"{stats.get('served', 0)} served")
+    if "state" in stats:
+        head += f", {stats['state']}"
+    if "pid" in stats:
+        head += f", master pid {stats['pid']}"
+    columns = ("id", "pid", "state", "generation", "open", "served", "restarts")
+    rows = [columns] + [tuple(str(w.get(c, "")) for c in columns) for w in stats.get("workers", [])]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+    lines = ["  ".join(cell.rjust(w) if i != 2 else cell.ljust(w)
+                       for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip()
+             for row in rows]
+    exits = [f"worker {w.get('id')}: last exit {w['last_exit']}" for w in stats.get("workers", [])
+             if w.get("last_exit")]
+    return "\n".join([head, *lines, *exits])
