@@ -9,9 +9,10 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import stat
 from dataclasses import dataclass
 
-from .config import Address, ConfigError
+from .config import Address, ConfigError, parse_address
 
 MIGRATE_SYSCTL = "/proc/sys/net/ipv4/tcp_migrate_req"
 
@@ -86,8 +87,6 @@ def _unlink_stale(path: str) -> None:
 
 
 def _is_socket_file(path: str) -> bool:
-    import stat
-
     return stat.S_ISSOCK(os.stat(path).st_mode)
 
 
@@ -98,13 +97,22 @@ def _printable(sock: socket.socket, address: Address) -> str:
     return str(Address("tcp", host=host, port=port))
 
 
-def address_of(sock: socket.socket) -> str:
-    """Printable local address of any stream socket (for inherited fds)."""
-    name = sock.getsockname()
-    if sock.family == socket.AF_UNIX:
-        path = name.decode(errors="replace") if isinstance(name, bytes) else name
-        return f"unix:{path.replace(chr(0), '@')}"
-    return str(Address("tcp", host=name[0], port=name[1]))
+def bind_reuseport(address: str) -> socket.socket:
+    """A worker's own non-blocking SO_REUSEPORT socket bound to ``address`` (not yet listening)."""
+    addr = parse_address(address)
+    if addr.family != "tcp":
+        raise ConfigError(f"reuseport needs a TCP address, got {address!r}")
+    sock = _socket_for(addr)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((addr.host, addr.port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
 
 
 def migrate_req_enabled() -> bool | None:

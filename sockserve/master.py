@@ -19,6 +19,7 @@ from typing import Any
 
 from .config import EXIT_APP, EXIT_FAILURE, EXIT_OK, Config, ConfigError
 from .control import ControlServer, default_control_path
+from .eventloop import new_event_loop
 from .events import Emitter
 from .handoff import Dispatcher
 from .listeners import Listener, bind_all, migrate_req_enabled
@@ -68,7 +69,7 @@ class Master:
 
     def run(self) -> int:
         """Serve until stopped; the exit code for systemd."""
-        with asyncio.Runner(loop_factory=_new_event_loop) as runner:  # cancels leftover tasks
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:  # cancels leftover tasks
             return runner.run(self._main())
 
     # ------------------------------------------------------------ lifecycle
@@ -287,12 +288,3 @@ class Master:
             await asyncio.sleep(POLL)
             self.pool.check_timeouts(self.loop.time())
         return True
-
-
-def _new_event_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-

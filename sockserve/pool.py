@@ -16,14 +16,14 @@ import signal
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import process
+from . import process, protocol
 from .backoff import Backoff
 from .channel import Channel, socketpair
 from .config import Config
+from .deadlines import overdue
 from .events import Emitter
 from .handoff import Dispatcher
-from .protocol import (Ack, BootError, Close, Heartbeat, Listening, Message, Online,
-                       ProtocolError, QueryServer, UserMessage, WorkerPeer, WorkerState)
+from .protocol import Message, ProtocolError, WorkerPeer, WorkerState
 from .systemd import log_event
 from .workers import WorkerHandle
 
@@ -51,6 +51,7 @@ class Pool:
         self._next_id = 1
         self._last_generation = 0
         self.active: set[int] = set()  # generations whose crashed workers are replaced
+        self._configs: dict[int, Config] = {}  # what each generation runs
         self._backoffs: dict[tuple[int, int], Backoff] = {}  # (generation, slot)
         self._restarts: dict[tuple[int, int], int] = {}
         self._pending: set[tuple[int, int]] = set()  # slots waiting out a back-off
@@ -62,7 +63,9 @@ class Pool:
         return self._last_generation + 1
 
     def start_generation(self, generation: int, config: Config) -> None:
+        """Spawn ``config.workers`` workers running ``config``'s app as ``generation``."""
         self._last_generation = max(self._last_generation, generation)
+        self._configs[generation] = config
         self.active.add(generation)
         for slot in range(config.workers):
             self.spawn_worker(generation, slot)
@@ -80,7 +83,11 @@ class Pool:
     def retire(self, generation: int, kill: bool = False) -> None:
         """Disconnect (or kill) every worker of ``generation``; none is replaced."""
         self.active.discard(generation)
+        self._configs.pop(generation, None)
         self._pending = {p for p in self._pending if p[0] != generation}
+        for table in (self._backoffs, self._restarts):
+            for key in [k for k in table if k[0] == generation]:
+                del table[key]
         for worker in self.members(generation):
             if kill:
                 worker.kill()
@@ -121,7 +128,8 @@ class Pool:
         env = {**self.env, "SOCKSERVE_WORKER_ID": str(worker_id),
                "SOCKSERVE_WORKER_CONFIG": json.dumps(self._worker_config(generation))}
         try:
-            spawned = process.spawn_worker(env, worker_end, process.worker_argv(self.config.worker_python))
+            python = self._configs.get(generation, self.config).worker_python
+            spawned = process.spawn_worker(env, worker_end, process.worker_argv(python))
         except OSError as exc:
             master_end.close()
             self.spawn_failures += 1
@@ -148,7 +156,7 @@ class Pool:
         return worker
 
     def _worker_config(self, generation: int) -> dict[str, Any]:
-        c = self.config
+        c = self._configs.get(generation, self.config)
         return {"app": c.app, "interface": c.interface, "keys": list(self.dispatcher.listeners),
                 "graceful_timeout": c.graceful_timeout, "heartbeat_interval": c.heartbeat_interval(),
                 "generation": generation, "backlog": c.backlog, "log_target": c.log_target,
@@ -216,19 +224,19 @@ class Pool:
             self._state_changed(worker, after)
 
     def _dispatch(self, worker: WorkerHandle, msg: Message) -> None:
-        if isinstance(msg, Ack):
+        if isinstance(msg, protocol.Ack):
             self.dispatcher.ack(worker, msg)
-        elif isinstance(msg, Heartbeat):
+        elif isinstance(msg, protocol.Heartbeat):
             worker.counters.open, worker.counters.served = msg.open, msg.served
-        elif isinstance(msg, QueryServer):
+        elif isinstance(msg, protocol.QueryServer):
             self.dispatcher.reply(worker, msg)
-        elif isinstance(msg, Listening):
+        elif isinstance(msg, protocol.Listening):
             self.emitter.emit("listening", worker, msg.key)
-        elif isinstance(msg, Close):
+        elif isinstance(msg, protocol.Close):
             self.dispatcher.worker_closed(worker)
-        elif isinstance(msg, UserMessage):
+        elif isinstance(msg, protocol.UserMessage):
             self.emitter.emit("message", worker, msg.payload)
-        elif isinstance(msg, BootError):
+        elif isinstance(msg, protocol.BootError):
             self._boot_errors.setdefault(worker.generation, msg.reason)
 
     def _state_changed(self, worker: WorkerHandle, state: WorkerState) -> None:
@@ -256,9 +264,6 @@ class Pool:
         process.kill(worker.pid, signal.SIGKILL)
 
     # ------------------------------------------------------------ readiness
-    def boot_error(self, generation: int) -> str | None:
-        return self._boot_errors.get(generation)
-
     def _check_waiters(self) -> None:
         still = []
         for generation, future in self._waiters:
@@ -268,30 +273,26 @@ class Pool:
             members = self.members(generation)
             if error is not None:
                 future.set_exception(BootFailure(error))
-            elif len(members) >= self.config.workers and all(w.listening for w in members):
+            elif len(members) >= self._configs[generation].workers and all(w.listening for w in members):
                 future.set_result(None)
             else:
                 still.append((generation, future))
         self._waiters = still
 
     def check_timeouts(self, now: float) -> None:
-        """Kill workers silent past worker_timeout or draining past graceful_timeout."""
+        """Kill workers that are overdue (see deadlines.py); a silent one is replaced."""
         for worker in list(self.workers.values()):
+            why = overdue(worker.state, started=worker.started, last_seen=worker.last_seen,
+                          disconnect_at=worker.disconnect_at, now=now, config=self.config)
+            if why is None or worker.killed or worker.timed_out:
+                continue
+            log_event(log, logging.ERROR, "worker_timeout", f"worker {worker.id} (pid {worker.pid}) {why}; "
+                      "killing it", worker_id=worker.id, pid=worker.pid, generation=worker.generation)
             if worker.disconnect_at is not None:
-                if now - worker.disconnect_at > self.config.graceful_timeout:
-                    worker.kill()
-            elif self._silent(worker, now) and not worker.timed_out:
+                worker.kill()
+            else:
                 worker.timed_out = True
-                log_event(log, logging.ERROR, "worker_timeout",
-                          f"worker {worker.id} (pid {worker.pid}) silent for "
-                          f"{now - worker.last_seen:.1f}s; killing it",
-                          worker_id=worker.id, pid=worker.pid, generation=worker.generation)
                 process.kill(worker.pid, signal.SIGKILL)
-
-    def _silent(self, worker: WorkerHandle, now: float) -> bool:
-        if worker.state in (WorkerState.NONE, WorkerState.ONLINE):  # still booting
-            return now - worker.started > self.config.boot_timeout
-        return now - worker.last_seen > self.config.worker_timeout
 
     def statistics(self) -> list[dict[str, Any]]:
         return [w.as_dict() for w in sorted(self.workers.values(), key=lambda w: w.id)]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from .config import EXIT_APP
 
+
 def worker_argv(python: str | None = None) -> tuple[str, ...]:
     """``python -m sockserve.worker``, with the master's interpreter unless told otherwise."""
     return (python or sys.executable, "-m", "sockserve.worker")

@@ -217,6 +217,9 @@ S = WorkerState
 TRANSITIONS: dict[tuple[WorkerState, str], WorkerState] = {
     (S.NONE, "Online"): S.ONLINE,
     (S.NONE, "BootError"): S.NONE,
+    (S.ONLINE, "BootError"): S.ONLINE,  # lifespan startup failed
+    (S.DISCONNECTING, "Online"): S.DISCONNECTING,  # we asked it to leave while it booted
+    (S.DISCONNECTING, "BootError"): S.DISCONNECTING,
     (S.ONLINE, "QueryServer"): S.ONLINE,
     (S.ONLINE, "Listening"): S.ONLINE,  # LISTENING once every key is: see WorkerPeer
     (S.ONLINE, "Heartbeat"): S.ONLINE,

@@ -27,3 +27,19 @@ def test_exit_classification():
     assert oom.kind == "killed" and "SIGKILL" in oom.text and "OOM" in oom.text and oom.respawn
     assert classify_exit(-signal.SIGKILL, requested=True, listening=True).kind == "disconnected"
     assert classify_exit(-9, requested=False, listening=True, timed_out=True).kind == "timeout"
+
+
+def test_deadlines_for_booting_serving_and_draining_workers():
+    from sockserve.config import make_config
+    from sockserve.deadlines import overdue
+    from sockserve.protocol import WorkerState as S
+
+    c = make_config({"boot_timeout": 5, "worker_timeout": 2, "graceful_timeout": 3})
+    kw = {"started": 0.0, "last_seen": 0.0, "disconnect_at": None, "config": c}
+    assert overdue(S.NONE, now=4.9, **kw) is None
+    assert "boot_timeout" in overdue(S.ONLINE, now=5.1, **kw)
+    assert overdue(S.LISTENING, now=1.9, **kw) is None
+    assert "worker_timeout" in overdue(S.LISTENING, now=2.1, **kw)
+    draining = {**kw, "disconnect_at": 10.0}
+    assert overdue(S.DISCONNECTING, now=12.9, **draining) is None
+    assert "graceful_timeout" in overdue(S.DISCONNECTING, now=13.1, **draining)

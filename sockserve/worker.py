@@ -1,0 +1,238 @@
+"""The worker process: ``python -m sockserve.worker``, started by the master.
+
+It loads the app, says ``Online``, asks the master for each server key and
+serves connections (handed over one by one in ``rr``, accepted from a shared
+or an own ``SO_REUSEPORT`` listener otherwise) until the master says
+``Disconnect``; then it drains and exits 0.  If the channel closes, it exits
+at once: a worker never outlives its master.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from . import apps, drain, protocol
+from .channel import Channel
+from .config import EXIT_APP, EXIT_FAILURE, EXIT_OK, ConfigError
+from .listeners import bind_reuseport
+from .protocol import Message
+
+log = logging.getLogger("sockserve.worker")
+
+# The running Worker of this process (Node's cluster.worker); the one
+# process-wide slot sockserve keeps, set once by Worker.run.
+_running: dict[str, Worker] = {}
+
+
+def current_worker() -> Worker | None:
+    """The Worker running in this process, or None (in the master, or outside sockserve)."""
+    return _running.get("worker")
+
+
+class Worker:
+    """One worker's side of the cluster protocol."""
+
+    def __init__(self, worker_id: int, config: dict[str, Any], sock: socket.socket,
+                 adapter: apps.StreamAdapter | apps.AsgiAdapter,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.id = worker_id
+        self.pid = os.getpid()
+        self.generation = int(config.get("generation", 0))
+        self.config = config
+        self.adapter = adapter
+        self.loop = loop
+        self.keys: tuple[str, ...] = tuple(config.get("keys", ()))
+        self.disconnecting = False
+        self._channel = Channel(sock, "master", self._on_message, self._on_channel_close)
+        self._listeners: dict[str, list[Callable[..., Any]]] = {}
+        self._rr_keys: set[str] = set()
+        self._answered: set[str] = set()
+        self._servers: list[asyncio.AbstractServer] = []
+        self._started = asyncio.Event()
+        self._exit: asyncio.Future[int] = loop.create_future()
+
+    # ------------------------------------------------------------ public API
+    def on(self, event: str, callback: Callable[..., Any]) -> None:
+        """Call ``callback(payload)`` for each ``message``; ``callback()`` on ``disconnect``."""
+        self._listeners.setdefault(event, []).append(callback)
+
+    def send(self, payload: Any) -> None:
+        """Send a JSON value to the master (its ``message`` event)."""
+        self._channel.send(protocol.UserMessage(payload))
+
+    # ------------------------------------------------------------ lifecycle
+    async def run(self) -> int:
+        """Serve until disconnected; the exit code."""
+        _running["worker"] = self
+        self._channel.start(self.loop)
+        self.loop.add_signal_handler(signal.SIGTERM, self.disconnect)
+        self.loop.add_signal_handler(signal.SIGQUIT, os._exit, EXIT_OK)
+        self._channel.send(protocol.Online(self.id, self.pid))
+        self.event("online", "worker %d online (pid %d)", self.id, self.pid)
+        beats = self.loop.create_task(self._heartbeats())  # alive during a slow startup too
+        try:
+            return await self._start_and_serve()
+        finally:
+            beats.cancel()
+            self._beat()  # the last counts, so the master's totals include this worker's work
+
+    async def _start_and_serve(self) -> int:
+        try:
+            await self.adapter.startup()
+        except apps.AppStartupError as exc:
+            self._channel.send(protocol.BootError(f"application startup failed: {exc}"))
+            return EXIT_APP
+        finally:
+            self._started.set()
+        for key in () if self.disconnecting else self.keys:
+            self._channel.send(protocol.QueryServer(key))
+        return await self._exit
+
+    def finish(self, code: int) -> None:
+        if not self._exit.done():
+            self._exit.set_result(code)
+
+    def disconnect(self) -> None:
+        """Stop taking connections, drain open ones, then exit 0 (Disconnect or SIGTERM)."""
+        if self.disconnecting:
+            return
+        self.disconnecting = True
+        self.event("disconnect", "worker %d disconnecting", self.id)
+        for key in sorted(self._rr_keys):
+            self._channel.send(protocol.Close(key))
+        self._rr_keys.clear()
+        for server in self._servers:
+            server.close()
+        self._emit("disconnect")
+        self.loop.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        await self._started.wait()
+        timeout = float(self.config.get("graceful_timeout", 30.0))
+        left = await drain.drain(self.adapter, timeout)
+        if left:
+            self.event("drain_timeout", "%d connections still open after %.1fs", left, timeout,
+                       level=logging.WARNING)
+        self.finish(EXIT_OK)
+
+    async def _heartbeats(self) -> None:
+        interval = float(self.config.get("heartbeat_interval", 1.0))
+        while True:
+            self._beat()
+            await asyncio.sleep(interval)
+
+    def _beat(self) -> None:
+        self._channel.send(protocol.Heartbeat(self.adapter.open, self.adapter.served))
+
+    # ------------------------------------------------------------ messages
+    def _on_message(self, msg: Message, fds: list[int]) -> None:
+        if isinstance(msg, protocol.NewConn):
+            self._on_newconn(msg, fds[0])
+        elif isinstance(msg, protocol.ServerReply):
+            self._on_server_reply(msg, fds)
+        elif isinstance(msg, protocol.Disconnect):
+            self.disconnect()
+        elif isinstance(msg, protocol.UserMessage):
+            self._emit("message", msg.payload)
+
+    def _on_newconn(self, msg: protocol.NewConn, fd: int) -> None:
+        sock = None
+        if not self.disconnecting and msg.key in self._rr_keys:
+            with contextlib.suppress(OSError):  # not a socket: reject it
+                sock = socket.socket(fileno=fd)
+        self._channel.send(protocol.Ack(msg.seq, sock is not None))
+        if sock is None:
+            os.close(fd)
+        else:
+            self.loop.create_task(self._serve_accepted(sock))
+
+    async def _serve_accepted(self, sock: socket.socket) -> None:
+        try:
+            await self.loop.connect_accepted_socket(self.adapter.protocol_factory, sock)
+        except OSError as exc:  # the client left before we could start
+            sock.close()
+            log.debug("handed-over connection failed: %s", exc)
+
+    def _on_server_reply(self, msg: protocol.ServerReply, fds: list[int]) -> None:
+        if msg.key not in self.keys or msg.key in self._answered or self.disconnecting:
+            for fd in fds:
+                os.close(fd)
+            return
+        self._answered.add(msg.key)
+        if msg.mode == "rr":
+            self._rr_keys.add(msg.key)
+            self._listening(msg.key)
+        elif msg.mode == "shared":
+            self.loop.create_task(self._serve(msg.key, socket.socket(fileno=fds[0])))
+        elif msg.mode == "reuseport":
+            self.loop.create_task(self._serve_reuseport(msg.key, msg.address))
+        else:
+            error = msg.error or f"unknown mode {msg.mode!r}"
+            self.event("server_error", "cannot serve %s: %s", msg.key, error, level=logging.ERROR)
+            self.finish(EXIT_FAILURE)
+
+    async def _serve_reuseport(self, key: str, address: str) -> None:
+        try:
+            sock = bind_reuseport(address)
+        except (OSError, ConfigError) as exc:
+            self.event("server_error", "cannot listen on %s: %s", address, exc, level=logging.ERROR)
+            self.finish(EXIT_FAILURE)
+            return
+        await self._serve(key, sock)
+
+    async def _serve(self, key: str, sock: socket.socket) -> None:
+        backlog = int(self.config.get("backlog", 511))  # listen() again: keep the master's value
+        try:
+            server = await self.loop.create_server(self.adapter.protocol_factory, sock=sock,
+                                                   backlog=backlog)
+        except OSError as exc:
+            sock.close()
+            self.event("server_error", "cannot serve %s: %s", key, exc, level=logging.ERROR)
+            self.finish(EXIT_FAILURE)
+            return
+        if self.disconnecting:
+            server.close()
+            return
+        self._servers.append(server)
+        self._listening(key)
+
+    def _listening(self, key: str) -> None:
+        self._channel.send(protocol.Listening(key))
+        self.event("listening", "worker %d listening on %s", self.id, key)
+
+    def _on_channel_close(self, reason: str | None) -> None:
+        """The master is gone (EOF) or broke the protocol: stop at once."""
+        why = reason or "master closed the channel"
+        self.event("channel_closed", "worker %d exits: %s", self.id, why, level=logging.WARNING)
+        logging.shutdown()
+        os._exit(EXIT_FAILURE)
+
+    # ------------------------------------------------------------ helpers
+    def _emit(self, event: str, *args: Any) -> None:
+        for callback in list(self._listeners.get(event, ())):
+            try:
+                callback(*args)
+            except Exception:
+                log.exception("worker %r listener failed", event)
+
+    def event(self, name: str, fmt: str, *args: Any, level: int = logging.INFO) -> None:
+        """Log ``fmt % args`` with the structured fields journald gets."""
+        extra = {"SOCKSERVE_EVENT": name, "WORKER_ID": self.id, "WORKER_PID": self.pid,
+                 "GENERATION": self.generation}
+        log.log(level, fmt, *args, extra=extra)
+
+
+
+if __name__ == "__main__":
+    # Run the imported module's main, so ``sockserve.worker.current_worker()``
+    # (what apps import) sees the Worker, not a copy living in ``__main__``.
+    from sockserve.worker_process import main
+
+    main()

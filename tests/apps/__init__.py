@@ -1,0 +1,1 @@
+"""Tiny apps the worker tests load (``tests.apps.sample:asgi_app`` ...)."""

@@ -1,0 +1,3 @@
+"""An app module that cannot be imported."""
+
+raise RuntimeError("this app is broken on purpose")
