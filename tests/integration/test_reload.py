@@ -1,0 +1,56 @@
+"""Blocking reload over the control socket: success, and failure that keeps the old generation."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def reload(server) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sockserve", "reload", "--wait",
+                           "--control-socket", server.control], cwd=ROOT, capture_output=True,
+                          text=True, timeout=30)
+
+
+def test_reload_with_a_broken_app_fails_and_the_old_workers_keep_serving(start_server, tmp_path):
+    config = tmp_path / "sockserve.toml"
+    config.write_text("workers = 2\n")
+    server = start_server("--config", str(config))
+    before = server.worker_pids()
+
+    config.write_text('workers = 2\napp = "no.such:app"\n')
+    failed = reload(server)
+    assert failed.returncode == 1
+    assert "No module named 'no'" in failed.stderr and "generation 1 keeps serving" in failed.stderr
+    assert server.worker_pids() == before
+    assert server.get()[0] == 200 and server.status()["generation"] == 1
+
+    config.write_text("workers = 3\n")
+    done = reload(server)
+    assert done.returncode == 0, done.stderr
+    after = server.worker_pids()
+    assert len(after) == 3 and not set(after.values()) & set(before.values())
+    assert server.status()["state"] == "running"
+
+
+def test_reload_with_an_invalid_config_file_fails_with_the_reason(start_server, tmp_path):
+    config = tmp_path / "sockserve.toml"
+    config.write_text("workers = 1\n")
+    server = start_server("--config", str(config))
+    config.write_text("workers = [\n")
+    failed = reload(server)
+    assert failed.returncode == 1 and "invalid TOML" in failed.stderr
+    assert server.get()[0] == 200
+
+
+def test_served_requests_survive_a_reload_in_the_totals(start_server):
+    server = start_server("--workers", "2")
+    for _ in range(10):
+        server.get()
+    assert reload(server).returncode == 0
+    assert server.status()["served"] >= 10
