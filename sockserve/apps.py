@@ -158,6 +158,9 @@ class StreamAdapter:
     def begin_drain(self) -> None:
         """Nothing to tell a stream handler: open connections end when it returns."""
 
+    def close_idle(self) -> None:
+        """A stream connection is the handler's until it returns."""
+
     def busy(self) -> bool:
         return self.open > 0
 
@@ -219,6 +222,7 @@ class AsgiAdapter:
         self._wants_app_state = "app_state" in params  # uvicorn >= 0.29
         self._date_timer: asyncio.TimerHandle | None = None
         self._lifespan_started = False
+        self._draining = False
         self._update_date()
 
     def protocol_factory(self) -> asyncio.Protocol:
@@ -238,7 +242,10 @@ class AsgiAdapter:
     def _update_date(self) -> None:
         """Refresh the Date header once a second, as uvicorn's Server does."""
         date = formatdate(usegmt=True).encode()
-        self.state.default_headers = [(b"date", date), *self.config.encoded_headers]
+        close = [CLOSE] if self._draining else []
+        self.state.default_headers = [(b"date", date), *self.config.encoded_headers, *close]
+        if self._date_timer is not None:
+            self._date_timer.cancel()
         self._date_timer = self.loop.call_later(1.0, self._update_date)
 
     async def startup(self) -> None:
@@ -254,9 +261,33 @@ class AsgiAdapter:
             await self.lifespan.shutdown()
 
     def begin_drain(self) -> None:
-        """Idle keep-alive connections close now; in-flight ones after their response."""
+        """Every response from now on says ``Connection: close``; requests in flight finish.
+
+        Idle connections are left open for the grace in drain.py: a keep-alive
+        client's next request (or a handed-over connection's first) is answered
+        and then closed, instead of being reset by a close with unread data.
+        """
+        self._draining = True
+        self._update_date()
         for connection in list(self.state.connections):
-            connection.shutdown()
+            if hasattr(connection, "default_headers"):  # uvicorn < 0.2x copies them per connection
+                connection.default_headers = [*connection.default_headers, CLOSE]
+            if _in_flight(connection):
+                connection.shutdown()
+
+    def close_idle(self) -> None:
+        """Close every connection with no request in flight (the grace is over)."""
+        for connection in list(self.state.connections):
+            if not _in_flight(connection):
+                connection.shutdown()
 
     def busy(self) -> bool:
         return bool(self.state.connections or self.state.tasks)
+
+
+CLOSE = (b"connection", b"close")
+
+
+def _in_flight(connection: Any) -> bool:
+    cycle = getattr(connection, "cycle", None)
+    return cycle is not None and not cycle.response_complete

@@ -9,12 +9,15 @@ from typing import Protocol
 log = logging.getLogger("sockserve.worker")
 
 POLL = 0.05  # seconds between checks for open connections
+IDLE_GRACE = 1.0  # seconds idle connections may still bring one last request
 
 
 class Drainable(Protocol):
     open: int
 
     def begin_drain(self) -> None: ...
+
+    def close_idle(self) -> None: ...
 
     def busy(self) -> bool: ...
 
@@ -24,14 +27,19 @@ class Drainable(Protocol):
 async def drain(adapter: Drainable, timeout: float) -> int:
     """Let open connections finish within ``timeout`` seconds, then shut the app down.
 
-    Idle keep-alive connections are closed at once and in-flight requests end
-    with ``Connection: close``.  Returns how many connections were still open
+    Every response from now on ends its connection (``Connection: close``);
+    connections with no request in flight get ``IDLE_GRACE`` for a last one,
+    then close.  Returns how many connections were still open
     when time ran out (0 after a clean drain).
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     adapter.begin_drain()
+    idle_until = loop.time() + min(IDLE_GRACE, timeout)
     while adapter.busy() and loop.time() < deadline:
+        if idle_until is not None and loop.time() >= idle_until:
+            adapter.close_idle()
+            idle_until = None
         await asyncio.sleep(POLL)
     left = adapter.open
     try:  # the ASGI lifespan shutdown gets what is left of the time, at least a second

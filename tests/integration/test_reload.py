@@ -54,3 +54,55 @@ def test_served_requests_survive_a_reload_in_the_totals(start_server):
         server.get()
     assert reload(server).returncode == 0
     assert server.status()["served"] >= 10
+
+
+def keepalive_client(port: int, stop, errors: list, served: list) -> None:
+    """Back-to-back requests on one connection; a new one when the server says close."""
+    import socket
+
+    sock = None
+    while not stop.is_set() and len(served) < 200_000:
+        try:
+            if sock is None:
+                sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+                pending = b""
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            while b"\r\n\r\n" not in pending:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("EOF before a response")
+                pending += chunk
+            head, _, rest = pending.partition(b"\r\n\r\n")
+            length = next(int(h.split(b":")[1]) for h in head.split(b"\r\n")
+                          if h.lower().startswith(b"content-length"))
+            while len(rest) < length:
+                rest += sock.recv(65536)
+            pending = rest[length:]
+            served.append(1)
+            if b"connection: close" in head.lower():
+                sock.close()
+                sock = None
+        except OSError as exc:
+            errors.append(repr(exc))
+            sock = None
+    if sock is not None:
+        sock.close()
+
+
+def test_reloads_under_keepalive_load_reset_no_connection(start_server):
+    import threading
+
+    server = start_server("--workers", "2")
+    stop, errors, served = threading.Event(), [], []
+    clients = [threading.Thread(target=keepalive_client, args=(server.port, stop, errors, served))
+               for _ in range(8)]
+    for t in clients:
+        t.start()
+    try:
+        for _ in range(3):
+            assert reload(server).returncode == 0
+    finally:
+        stop.set()
+        for t in clients:
+            t.join(10)
+    assert len(served) > 100 and errors == []

@@ -132,11 +132,18 @@ def test_hello_app_answers_through_uvicorns_protocol(http) -> None:
             assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
             assert answer.endswith(f"\r\n\r\nhello world from worker 4 (pid {os.getpid()})\n".encode())
         assert (adapter.open, adapter.served) == (1, 2)
-        adapter.begin_drain()  # the idle keep-alive connection is closed at once
+        adapter.begin_drain()  # the idle connection stays for one last request...
+        last = await _request(reader, writer)
+        assert b"\r\nconnection: close\r\n" in last.lower()  # ...answered, then closed
         assert await asyncio.wait_for(reader.read(), 2) == b""
+        reader2, writer2 = await asyncio.open_connection(*address)
+        await asyncio.sleep(0.05)
+        adapter.close_idle()  # after the grace, connections with no request in flight close
+        assert await asyncio.wait_for(reader2.read(), 2) == b""
         await asyncio.sleep(0.05)
         assert not adapter.busy() and adapter.open == 0
         writer.close()
+        writer2.close()
         server.close()
         await adapter.shutdown()
 
