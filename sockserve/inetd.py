@@ -1,0 +1,43 @@
+"""Accept=yes (systemd's inetd mode): serve the passed connection in this process, then exit.
+
+With ``Accept=yes`` systemd accepts and starts one service instance per
+connection, handing it the connected socket; no master/worker split is
+useful for a single connection, so the app runs right here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+from . import apps, drain
+from .config import EXIT_APP, EXIT_OK, Config
+from .eventloop import new_event_loop
+from .logs import log_event
+
+log = logging.getLogger("sockserve.master")
+
+
+def serve_connections(config: Config, socks: list[socket.socket]) -> int:
+    """Serve ``socks`` (connected) until they close; the exit code."""
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        return runner.run(_serve(config, socks))
+
+
+async def _serve(config: Config, socks: list[socket.socket]) -> int:
+    loop = asyncio.get_running_loop()
+    try:
+        adapter = apps.load_adapter(config.app, config.interface, 0, loop)
+        await adapter.startup()
+    except (apps.AppLoadError, apps.AppStartupError) as exc:
+        app = config.app or "the built-in app"
+        log_event(log, logging.CRITICAL, "worker_boot_failure", f"cannot load app {app!r}: {exc}")
+        return EXIT_APP
+    for sock in socks:
+        sock.setblocking(False)
+        await loop.connect_accepted_socket(adapter.protocol_factory, sock)
+    while adapter.busy():  # the client decides; uvicorn closes an idle keep-alive after 5 s
+        await asyncio.sleep(drain.POLL)
+    await adapter.shutdown()
+    return EXIT_OK

@@ -1,0 +1,98 @@
+"""The master under systemd-socket-activate: inherited fds, names, Accept=yes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, free_port, http_get, wait_for
+
+from sockserve.control import ControlError, request
+
+pytestmark = [pytest.mark.timeout(60),
+              pytest.mark.skipif(not shutil.which("systemd-socket-activate"),
+                                 reason="systemd-socket-activate is not installed")]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def activate(*args: str, accept: bool = False, **popen) -> subprocess.Popen:
+    cmd = ["systemd-socket-activate", "-E", "PYTHONPATH", *args]
+    return subprocess.Popen(cmd, cwd=ROOT, env=ENV, **popen)
+
+
+def status(path: str) -> dict | None:
+    try:
+        return request(path, {"cmd": "status"}, 2)
+    except (ControlError, OSError):
+        return None
+
+
+def test_master_serves_every_named_inherited_socket(tmp_path):
+    ports = free_port(), free_port()
+    control = str(tmp_path / "control.sock")
+    proc = activate("-l", f"127.0.0.1:{ports[0]}", "-l", f"127.0.0.1:{ports[1]}", "--fdname=http:admin",
+                    sys.executable, "-m", "sockserve", "--workers", "2", "--control-socket", control,
+                    stderr=subprocess.PIPE)
+    try:
+        assert wait_for(lambda: _answers(ports[0]), 15)  # the first connection starts the master
+        assert wait_for(lambda: (s := status(control)) and s["state"] == "running", 15)
+        assert status(control)["listeners"] == ["http", "admin"]
+        for port in ports:
+            code, body = http_get(port)
+            assert code == 200 and body.startswith("hello world from worker")
+        workers = [w["pid"] for w in status(control)["workers"]]
+        for pid in workers:  # workers inherit no listening socket (rr)
+            kinds = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+            assert not any("LISTEN" in k for k in kinds)
+            assert "LISTEN_FDS" not in open(f"/proc/{pid}/environ").read()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+
+
+def test_bind_together_with_inherited_sockets_is_an_error():
+    port = free_port()
+    proc = activate("-l", f"127.0.0.1:{port}", sys.executable, "-m", "sockserve", "--bind",
+                    "127.0.0.1:9", stderr=subprocess.PIPE, text=True)
+    assert wait_for(lambda: _connects(port), 10)  # a connection makes it start the master
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 2
+    ours = [line for line in err.splitlines() if line.startswith("sockserve")]  # not the activator's
+    assert len(ours) == 1 and "cannot be combined with sockets passed by systemd" in ours[0], err
+
+
+def test_accept_yes_connection_is_served_in_process():
+    port = free_port()
+    proc = activate("-l", f"127.0.0.1:{port}", "--accept", sys.executable, "-m", "sockserve",
+                    stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: _answers(port), 10)
+        code, body = http_get(port)
+        assert code == 200 and body.startswith("hello world from worker 0 (pid ")
+        pid = int(body.split("pid ")[1].split(")")[0])
+        assert wait_for(lambda: not os.path.exists(f"/proc/{pid}/status") or
+                        "zombie" in open(f"/proc/{pid}/status").read(), 5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+
+
+def _connects(port: int) -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def _answers(port: int) -> bool:
+    try:
+        return http_get(port)[0] == 200
+    except OSError:
+        return False
