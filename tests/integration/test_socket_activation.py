@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import pathlib
 import shutil
 import signal
 import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, free_port, http_get, wait_for
+from conftest import ROOT, alive, free_port, http_get, wait_for
 
 from sockserve.control import ControlError, request
 
@@ -45,10 +46,11 @@ def test_master_serves_every_named_inherited_socket(tmp_path):
             code, body = http_get(port)
             assert code == 200 and body.startswith("hello world from worker")
         workers = [w["pid"] for w in status(control)["workers"]]
-        for pid in workers:  # workers inherit no listening socket (rr)
-            kinds = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
-            assert not any("LISTEN" in k for k in kinds)
-            assert "LISTEN_FDS" not in open(f"/proc/{pid}/environ").read()
+        listening = listening_socket_inodes()
+        assert socket_inodes(proc.pid) & listening  # the master holds them...
+        for pid in workers:  # ...rr workers inherit none, nor the variables
+            assert not socket_inodes(pid) & listening
+            assert b"LISTEN_FDS" not in pathlib.Path(f"/proc/{pid}/environ").read_bytes()
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
@@ -74,11 +76,26 @@ def test_accept_yes_connection_is_served_in_process():
         code, body = http_get(port)
         assert code == 200 and body.startswith("hello world from worker 0 (pid ")
         pid = int(body.split("pid ")[1].split(")")[0])
-        assert wait_for(lambda: not os.path.exists(f"/proc/{pid}/status") or
-                        "zombie" in open(f"/proc/{pid}/status").read(), 5)
+        assert wait_for(lambda: not alive(pid), 5)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
+
+
+def socket_inodes(pid: int) -> set[str]:
+    links = (os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd"))
+    return {link[8:-1] for link in links if link.startswith("socket:[")}
+
+
+def listening_socket_inodes() -> set[str]:
+    """Inodes of TCP sockets in LISTEN state (st 0A) in this network namespace."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in pathlib.Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":
+                inodes.add(fields[9])
+    return inodes
 
 
 def _connects(port: int) -> bool:
