@@ -106,9 +106,8 @@ class Master:
         self.dispatcher.start_accepting()
         try:
             await asyncio.wait_for(asyncio.shield(self.pool.generation_ready(1)), self.config.boot_timeout)
-        except BootFailure as exc:
-            app = self.config.app or "the built-in app"
-            log_event(log, logging.CRITICAL, "worker_boot_failure", f"cannot load app {app!r}: {exc}")
+        except BootFailure as exc:  # the worker's reason names the app and the error
+            log_event(log, logging.CRITICAL, "worker_boot_failure", str(exc))
             return EXIT_APP
         except TimeoutError:
             log_event(log, logging.CRITICAL, "boot_timeout",

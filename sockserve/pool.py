@@ -185,7 +185,7 @@ class Pool:
                   exit_kind=reason.kind, exit_code=code)
         self.emitter.emit("exit", worker, reason)
         if reason.kind == "boot_failure":
-            self._boot_errors.setdefault(worker.generation, "the application could not be loaded")
+            self._boot_errors.setdefault(worker.generation, "cannot load the application (exit code 6)")
         elif reason.respawn:
             lived = self.loop.time() - worker.started
             self._respawn_later(worker.generation, worker.slot, lived, crashed=True)
