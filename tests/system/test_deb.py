@@ -40,7 +40,7 @@ def debs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("debs")
     builds = {name: subprocess.Popen([str(REPO / "scripts/build-deb.sh"), "--out", str(out / name), *extra],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-              for name, extra in (("first", []), ("upgrade", ["--version", UPGRADE_VERSION]))}
+              for name, extra in (("first", ["--lintian"]), ("upgrade", ["--version", UPGRADE_VERSION]))}
     paths = {}
     for name, proc in builds.items():
         stdout, stderr = proc.communicate(timeout=600)
@@ -75,6 +75,9 @@ def test_dpkg_install_enables_socket_and_serves_without_other_steps(box):
     states = dict(line.split()[:2] for line in listed)
     assert set(states) == {"sockserve@.socket", "sockserve@.service"}, listed
     assert "enabled" not in states.values(), listed  # templates installed, never enabled
+    verify = box.run("systemd-analyze", "verify", "sockserve.socket", "sockserve.service",
+                     "sockserve@.socket", "sockserve@.service", check=False)  # man page installed now
+    assert (verify.returncode, verify.stderr, verify.stdout) == (0, "", ""), verify
 
 
 def test_upgrade_under_load_refuses_nothing_and_restarts_service(box):
