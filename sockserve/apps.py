@@ -131,6 +131,7 @@ class StreamAdapter:
     """``async def handle(reader, writer)``; the connection closes when it returns."""
 
     interface = "stream"
+    idle_grace = 0.0  # a stream connection is the handler's until it returns
 
     def __init__(self, handler: Callable[..., Any], loop: asyncio.AbstractEventLoop) -> None:
         self.handler = handler
@@ -223,6 +224,8 @@ class AsgiAdapter:
         self._date_timer: asyncio.TimerHandle | None = None
         self._lifespan_started = False
         self._draining = False
+        # an idle connection gets, while we drain, the patience keep-alive gets anyway (uvicorn: 5 s)
+        self.idle_grace = float(self.config.timeout_keep_alive)
         self._update_date()
 
     def protocol_factory(self) -> asyncio.Protocol:

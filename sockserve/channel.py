@@ -103,7 +103,8 @@ class Channel:
                 _close_fds(fds)
             if self._loop is None:
                 raise
-            self._loop.call_soon(self.close, f"send failed: {exc}")
+            gone = isinstance(exc, (BrokenPipeError, ConnectionResetError))
+            self._loop.call_soon(self.close, None if gone else f"send failed: {exc}")
             return True
         if close_fds:
             _close_fds(fds)
@@ -132,6 +133,9 @@ class Channel:
                 size, ancdata, flags, _ = self.sock.recvmsg_into(
                     [self._buffer], _CMSG_SPACE, _MSG_CMSG_CLOEXEC)
             except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionResetError:  # the peer died with records unread: an EOF
+                self.close(None)
                 return
             except OSError as exc:
                 self.close(f"receive failed: {exc}")

@@ -77,7 +77,7 @@ def read_file(path: str) -> dict[str, Any]:
             data = tomllib.load(f)
     except OSError as exc:
         raise ConfigError(f"config file {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path}: invalid TOML: {exc}") from None
     section = data.get("sockserve", data)
     if not isinstance(section, dict):

@@ -9,11 +9,11 @@ from typing import Protocol
 log = logging.getLogger("sockserve.worker")
 
 POLL = 0.05  # seconds between checks for open connections
-IDLE_GRACE = 1.0  # seconds idle connections may still bring one last request
 
 
 class Drainable(Protocol):
     open: int
+    idle_grace: float  # seconds an idle connection may still bring one last request
 
     def begin_drain(self) -> None: ...
 
@@ -28,14 +28,14 @@ async def drain(adapter: Drainable, timeout: float) -> int:
     """Let open connections finish within ``timeout`` seconds, then shut the app down.
 
     Every response from now on ends its connection (``Connection: close``);
-    connections with no request in flight get ``IDLE_GRACE`` for a last one,
+    connections with no request in flight get ``adapter.idle_grace`` for a last one,
     then close.  Returns how many connections were still open
     when time ran out (0 after a clean drain).
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     adapter.begin_drain()
-    idle_until = loop.time() + min(IDLE_GRACE, timeout)
+    idle_until = loop.time() + min(adapter.idle_grace, timeout)
     while adapter.busy() and loop.time() < deadline:
         if idle_until is not None and loop.time() >= idle_until:
             adapter.close_idle()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 from conftest import ROOT
@@ -89,10 +90,11 @@ def keepalive_client(port: int, stop, errors: list, served: list) -> None:
         sock.close()
 
 
-def test_reloads_under_keepalive_load_reset_no_connection(start_server):
+@pytest.mark.parametrize("policy", ["rr", "shared"])
+def test_reloads_under_keepalive_load_reset_no_connection(start_server, policy):
     import threading
 
-    server = start_server("--workers", "2")
+    server = start_server("--workers", "2", "--policy", policy)
     stop, errors, served = threading.Event(), [], []
     clients = [threading.Thread(target=keepalive_client, args=(server.port, stop, errors, served))
                for _ in range(8)]
@@ -100,7 +102,9 @@ def test_reloads_under_keepalive_load_reset_no_connection(start_server):
         t.start()
     try:
         for _ in range(3):
+            started = time.monotonic()
             assert reload(server).returncode == 0
+            assert time.monotonic() - started < 5
     finally:
         stop.set()
         for t in clients:

@@ -154,7 +154,21 @@ def test_disconnect_lets_a_slow_request_finish_then_exits_0(start, lsock, python
     assert 0.5 < time.monotonic() - sent < 5
 
 
-def test_idle_keepalive_connection_is_closed_on_disconnect(start, lsock) -> None:
+def test_idle_keepalive_connection_is_closed_after_the_grace_on_disconnect(start, lsock) -> None:
+    worker = start()
+    worker.boot("rr")
+    client, conn = accepted_pair(lsock)
+    worker.hand_off(conn, seq=1)
+    http_request(client, "/")
+    read_response(client)
+    started = time.monotonic()
+    worker.send(protocol.Disconnect())
+    assert is_eof(client, timeout=8)  # uvicorn's keep-alive timeout (5 s) is the grace
+    assert 4 < time.monotonic() - started < 7
+    assert worker.wait(timeout=3) == 0
+
+
+def test_idle_keepalive_connection_gets_one_last_answer_on_disconnect(start, lsock) -> None:
     worker = start()
     worker.boot("rr")
     client, conn = accepted_pair(lsock)
@@ -162,6 +176,10 @@ def test_idle_keepalive_connection_is_closed_on_disconnect(start, lsock) -> None
     http_request(client, "/")
     read_response(client)
     worker.send(protocol.Disconnect())
+    time.sleep(0.5)
+    http_request(client, "/")  # on its way while the worker drains: answered, then closed
+    head, _ = read_response(client)
+    assert head.startswith(b"HTTP/1.1 200") and b"connection: close" in head.lower()
     assert is_eof(client, timeout=2)
     assert worker.wait(timeout=3) == 0
 
