@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from sockserve.channel import Channel, socketpair  # noqa: E402
 from sockserve.handoff import Dispatcher  # noqa: E402
 from sockserve.listeners import Listener  # noqa: E402
-from sockserve.protocol import Ack, Message, NewConn, WorkerPeer  # noqa: E402
+from sockserve.peer import WorkerPeer  # noqa: E402
+from sockserve.protocol import Ack, Message, NewConn  # noqa: E402
 from sockserve.workers import WorkerHandle  # noqa: E402
 
 KEY = "127.0.0.1:0"
@@ -41,7 +42,7 @@ class MiniWorker:
         for fd in fds:
             os.close(fd)
         if isinstance(msg, NewConn):
-            self.channel.send(Ack(msg.seq, True))
+            self.channel.send(Ack(msg.seqs, True))
 
 
 class MiniMaster:

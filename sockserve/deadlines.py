@@ -8,7 +8,7 @@ timeout), and a disconnecting one gets ``graceful_timeout`` to drain.
 from __future__ import annotations
 
 from .config import Config
-from .protocol import WorkerState
+from .peer import WorkerState
 
 
 def overdue(state: WorkerState, *, started: float, last_seen: float, disconnect_at: float | None,

@@ -14,8 +14,8 @@ import logging
 import os
 
 from .listeners import Listener
-from .protocol import Ack, NewConn, QueryServer, ServerReply
-from .round_robin import Action, Handoff, Release
+from .protocol import MAX_FDS, Ack, NewConn, QueryServer, ServerReply
+from .round_robin import Action, Handoff
 from .shared import make_policy
 from .systemd import log_event
 from .workers import WorkerHandle
@@ -61,10 +61,13 @@ class Dispatcher:
     def ack(self, worker: WorkerHandle, ack: Ack) -> None:
         """Raises ProtocolError for an ack the worker had no reason to send."""
         if ack.accepted:
-            worker.counters.accepted += 1
+            worker.counters.accepted += len(ack.seqs)
         else:
-            worker.counters.rejected += 1
-        self._apply(self.policy.ack(worker.id, ack.seq, ack.accepted))
+            worker.counters.rejected += len(ack.seqs)
+        actions: list[Action] = []
+        for seq in ack.seqs:
+            actions += self.policy.ack(worker.id, seq, ack.accepted)
+        self._apply(actions)
 
     # ------------------------------------------------------------ accepting
     def start_accepting(self) -> None:
@@ -87,7 +90,9 @@ class Dispatcher:
                 self._readers.discard(key)
 
     def _accept(self, listener: Listener) -> None:
+        """Accept what the workers have room for; hand it out in one batch per worker."""
         accept = listener.sock._accept  # (fd, address): no socket object on the hot path
+        actions: list[Action] = []
         for _ in range(ACCEPT_BATCH):
             if self.policy.capacity() <= 0:
                 break
@@ -98,12 +103,12 @@ class Dispatcher:
             except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     self._fd_exhausted(exc)
-                    return
+                    break
                 if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
                     continue  # the client gave up before we accepted
                 raise
-            self._apply(self.policy.distribute((listener.key, fd)))
-        self._update_readers()
+            actions += self.policy.distribute((listener.key, fd))
+        self._apply(actions)
 
     def _fd_exhausted(self, exc: OSError) -> None:
         """Out of fds: pause accepting instead of spinning; log once per interval."""
@@ -119,20 +124,23 @@ class Dispatcher:
         self.loop.call_later(FD_EXHAUSTED_PAUSE, self._update_readers)
 
     def _apply(self, actions: list[Action]) -> None:
+        batches: dict[tuple[int, str], list[Handoff]] = {}  # (worker, key) -> hand-offs, in order
         for action in actions:
             if isinstance(action, Handoff):
-                self._handoff(action)
-            elif isinstance(action, Release):
+                batches.setdefault((action.worker_id, action.conn[0]), []).append(action)
+            else:
                 os.close(action.conn[1])
+        for (worker_id, key), handoffs in batches.items():
+            self._handoff(self.workers[worker_id], key, handoffs)
         self._update_readers()
 
-    def _handoff(self, action: Handoff) -> None:
-        key, fd = action.conn
-        worker = self.workers[action.worker_id]
-        worker.counters.handed += 1
-        if action.rehand:
-            worker.counters.rehanded += 1
-        worker.channel.send(NewConn(key, action.seq), [fd])
+    def _handoff(self, worker: WorkerHandle, key: str, handoffs: list[Handoff]) -> None:
+        """NewConn records of up to MAX_FDS fds each: one sendmsg for a burst, not one per fd."""
+        worker.counters.handed += len(handoffs)
+        worker.counters.rehanded += sum(1 for h in handoffs if h.rehand)
+        for start in range(0, len(handoffs), MAX_FDS):
+            chunk = handoffs[start:start + MAX_FDS]
+            worker.channel.send(NewConn(key, tuple(h.seq for h in chunk)), [h.conn[1] for h in chunk])
 
     # ------------------------------------------------------------ shutdown
     def waiting(self) -> int:

@@ -23,7 +23,8 @@ from .config import Config
 from .deadlines import overdue
 from .events import Emitter
 from .handoff import Dispatcher
-from .protocol import Message, ProtocolError, WorkerPeer, WorkerState
+from .peer import WorkerPeer, WorkerState
+from .protocol import Message, ProtocolError
 from .systemd import log_event
 from .workers import WorkerHandle
 

@@ -1,4 +1,4 @@
-"""The cluster protocol between master and workers: messages, codec, state table.
+"""The cluster protocol between master and workers: messages and codec.
 
 Sans-I/O (like h11): bytes and a count of passed fds in, messages out, and back.
 No sockets, no ``os``, no clocks here; ``channel.py`` moves the records.
@@ -10,7 +10,6 @@ fields as a JSON array in declaration order.  Fds travel in the same
 
 from __future__ import annotations
 
-import enum
 import json
 from dataclasses import MISSING, dataclass, fields
 from typing import Any, ClassVar
@@ -73,20 +72,24 @@ class Listening(Message):
 
 @dataclass(frozen=True, slots=True)
 class NewConn(Message):
+    """Connections for ``key``, one fd per seq (several when a backlog builds up)."""
+
     code: ClassVar[int] = 5
     sender: ClassVar[str] = "master"
     key: str
-    seq: int
+    seqs: tuple[int, ...]
 
     def nfds(self) -> int:
-        return 1
+        return len(self.seqs)
 
 
 @dataclass(frozen=True, slots=True)
 class Ack(Message):
+    """The worker took (or refused) the connections ``seqs``."""
+
     code: ClassVar[int] = 6
     sender: ClassVar[str] = "worker"
-    seq: int
+    seqs: tuple[int, ...]
     accepted: bool
 
 
@@ -137,7 +140,7 @@ MESSAGES: dict[int, type[Message]] = {
     for m in (Online, QueryServer, ServerReply, Listening, NewConn, Ack,
               Close, Disconnect, Heartbeat, UserMessage, BootError)
 }
-_KINDS = {"int": (int,), "bool": (bool,), "str": (str,)}
+_KINDS = {"int": (int,), "bool": (bool,), "str": (str,), "tuple[int, ...]": (list,)}
 
 
 def _schema(cls: type[Message]) -> tuple[tuple[str, ...], int, tuple[tuple[str, tuple | None], ...]]:
@@ -192,101 +195,27 @@ def _build(cls: type[Message], values: Any) -> Message:
     names, required, checks = _SCHEMAS[cls]
     if type(values) is not list or not required <= len(values) <= len(names):
         raise ProtocolError(f"{cls.__name__}: expected {len(names)} fields, got {values!r:.80}")
-    for (name, kinds), value in zip(checks, values, strict=False):
-        if kinds is None:
-            continue  # Any: a user payload
-        if not isinstance(value, kinds) or (kinds == (int,) and isinstance(value, bool)):
-            raise ProtocolError(f"{cls.__name__}.{name}: bad value {value!r:.80}")
-        if kinds == (int,) and not 0 <= value < 2**63:
-            raise ProtocolError(f"{cls.__name__}.{name}: out of range {value}")
-    return cls(*values)
+    pairs = zip(checks, values, strict=False)
+    return cls(*[_field(cls, name, kinds, value) for (name, kinds), value in pairs])
 
 
-# ---------------------------------------------------------------- worker states
-class WorkerState(enum.Enum):
-    NONE = "none"  # spawned, not yet online
-    ONLINE = "online"  # said online, asking for servers
-    LISTENING = "listening"  # listening on every key
-    DISCONNECTING = "disconnecting"  # asked to stop taking connections
-    DEAD = "dead"  # exited
+def _field(cls: type[Message], name: str, kinds: tuple | None, value: Any) -> Any:
+    """``value`` checked against the field's type (None: a user payload, any JSON)."""
+    if kinds is None:
+        return value
+    if not isinstance(value, kinds) or (kinds == (int,) and isinstance(value, bool)):
+        raise ProtocolError(f"{cls.__name__}.{name}: bad value {value!r:.80}")
+    if kinds == (int,) and not 0 <= value < 2**63:
+        raise ProtocolError(f"{cls.__name__}.{name}: out of range {value}")
+    if kinds == (list,):  # seqs: JSON has no tuples
+        _check_seqs(cls, name, value)
+        return tuple(value)
+    return value
 
 
-S = WorkerState
-# (state, event) -> next state.  Events: the message types a worker sends,
-# plus "disconnect" (master asks) and "exit" (process gone).
-TRANSITIONS: dict[tuple[WorkerState, str], WorkerState] = {
-    (S.NONE, "Online"): S.ONLINE,
-    (S.NONE, "BootError"): S.NONE,
-    (S.ONLINE, "BootError"): S.ONLINE,  # lifespan startup failed
-    (S.DISCONNECTING, "Online"): S.DISCONNECTING,  # we asked it to leave while it booted
-    (S.DISCONNECTING, "BootError"): S.DISCONNECTING,
-    (S.ONLINE, "QueryServer"): S.ONLINE,
-    (S.ONLINE, "Listening"): S.ONLINE,  # LISTENING once every key is: see WorkerPeer
-    (S.ONLINE, "Heartbeat"): S.ONLINE,
-    (S.ONLINE, "UserMessage"): S.ONLINE,
-    (S.LISTENING, "Ack"): S.LISTENING,
-    (S.LISTENING, "Close"): S.LISTENING,
-    (S.LISTENING, "Heartbeat"): S.LISTENING,
-    (S.LISTENING, "UserMessage"): S.LISTENING,
-    (S.DISCONNECTING, "Listening"): S.DISCONNECTING,  # raced with our disconnect
-    (S.DISCONNECTING, "QueryServer"): S.DISCONNECTING,
-    (S.DISCONNECTING, "Ack"): S.DISCONNECTING,
-    (S.DISCONNECTING, "Close"): S.DISCONNECTING,
-    (S.DISCONNECTING, "Heartbeat"): S.DISCONNECTING,
-    (S.DISCONNECTING, "UserMessage"): S.DISCONNECTING,
-    (S.NONE, "disconnect"): S.DISCONNECTING,
-    (S.ONLINE, "disconnect"): S.DISCONNECTING,
-    (S.LISTENING, "disconnect"): S.DISCONNECTING,
-    (S.DISCONNECTING, "disconnect"): S.DISCONNECTING,
-    **{(s, "exit"): S.DEAD for s in WorkerState},
-}
-
-
-def next_state(state: WorkerState, event: str) -> WorkerState:
-    try:
-        return TRANSITIONS[(state, event)]
-    except KeyError:
-        raise ProtocolError(f"{event} is not allowed in state {state.value}") from None
-
-
-class WorkerPeer:
-    """The master's view of one worker's protocol state.
-
-    ``receive(msg)`` validates a worker's message against the state table and
-    the keys it may ask for, and returns the new state.
-    """
-
-    def __init__(self, worker_id: int, keys: tuple[str, ...]) -> None:
-        self.worker_id = worker_id
-        self.keys = keys
-        self.state = WorkerState.NONE
-        self.queried: set[str] = set()
-        self.listening: set[str] = set()
-        self.closed: set[str] = set()
-
-    def receive(self, msg: Message) -> WorkerState:
-        self.state = next_state(self.state, type(msg).__name__)
-        if isinstance(msg, Online) and msg.worker_id != self.worker_id:
-            raise ProtocolError(f"worker {self.worker_id} says it is worker {msg.worker_id}")
-        if isinstance(msg, (QueryServer, Listening, Close)):
-            self._check_key(msg)
-        if self.state is WorkerState.ONLINE and self.listening == set(self.keys):
-            self.state = WorkerState.LISTENING
-        return self.state
-
-    def _check_key(self, msg: QueryServer | Listening | Close) -> None:
-        if msg.key not in self.keys:
-            raise ProtocolError(f"unknown server key {msg.key!r}")
-        if isinstance(msg, QueryServer):
-            self.queried.add(msg.key)
-        elif msg.key not in self.queried:
-            raise ProtocolError(f"{type(msg).__name__} for {msg.key!r} before QueryServer")
-        elif isinstance(msg, Listening):
-            self.listening.add(msg.key)
-        else:
-            self.closed.add(msg.key)
-
-    def event(self, name: str) -> WorkerState:
-        """A master-side event: ``disconnect`` or ``exit``."""
-        self.state = next_state(self.state, name)
-        return self.state
+def _check_seqs(cls: type[Message], name: str, seqs: list[Any]) -> None:
+    if not 1 <= len(seqs) <= MAX_FDS:
+        raise ProtocolError(f"{cls.__name__}.{name}: {len(seqs)} seqs, expected 1 to {MAX_FDS}")
+    for seq in seqs:
+        if type(seq) is not int or not 0 <= seq < 2**63:
+            raise ProtocolError(f"{cls.__name__}.{name}: bad seq {seq!r:.40}")

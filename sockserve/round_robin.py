@@ -20,7 +20,7 @@ from .protocol import ProtocolError
 
 @dataclass(frozen=True, slots=True)
 class Handoff:
-    """Send ``conn`` to ``worker_id`` as NewConn(seq)."""
+    """Send ``conn`` to ``worker_id`` under ``seq`` (in a NewConn)."""
 
     worker_id: int
     seq: int

@@ -134,7 +134,7 @@ class Worker:
     # ------------------------------------------------------------ messages
     def _on_message(self, msg: Message, fds: list[int]) -> None:
         if isinstance(msg, protocol.NewConn):
-            self._on_newconn(msg, fds[0])
+            self._on_newconn(msg, fds)
         elif isinstance(msg, protocol.ServerReply):
             self._on_server_reply(msg, fds)
         elif isinstance(msg, protocol.Disconnect):
@@ -142,16 +142,23 @@ class Worker:
         elif isinstance(msg, protocol.UserMessage):
             self._emit("message", msg.payload)
 
-    def _on_newconn(self, msg: protocol.NewConn, fd: int) -> None:
-        sock = None
-        if not self.disconnecting and msg.key in self._rr_keys:
-            with contextlib.suppress(OSError):  # not a socket: reject it
-                sock = socket.socket(fileno=fd)
-        self._channel.send(protocol.Ack(msg.seq, sock is not None))
-        if sock is None:
-            os.close(fd)
-        else:
-            self.loop.create_task(self._serve_accepted(sock))
+    def _on_newconn(self, msg: protocol.NewConn, fds: list[int]) -> None:
+        """Take the handed connections (or refuse them when disconnecting); one Ack per answer."""
+        taking = not self.disconnecting and msg.key in self._rr_keys
+        verdict: dict[bool, list[int]] = {True: [], False: []}
+        for seq, fd in zip(msg.seqs, fds, strict=True):
+            sock = None
+            if taking:
+                with contextlib.suppress(OSError):  # not a socket: refuse it
+                    sock = socket.socket(fileno=fd)
+            verdict[sock is not None].append(seq)
+            if sock is None:
+                os.close(fd)
+            else:
+                self.loop.create_task(self._serve_accepted(sock))
+        for accepted, seqs in verdict.items():
+            if seqs:
+                self._channel.send(protocol.Ack(tuple(seqs), accepted))
 
     async def _serve_accepted(self, sock: socket.socket) -> None:
         try:

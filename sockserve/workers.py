@@ -12,8 +12,9 @@ from typing import Any
 
 from . import process
 from .channel import Channel
+from .peer import WorkerPeer, WorkerState
 from .process import ExitReason
-from .protocol import Disconnect, UserMessage, WorkerPeer, WorkerState
+from .protocol import Disconnect, UserMessage
 
 
 @dataclass

@@ -36,7 +36,7 @@ def send_raw(channel: socket.socket, record: bytes, nfds: int = 0) -> None:
 
 
 @pytest.mark.parametrize("record, nfds", [
-    (protocol.encode(protocol.NewConn("x", 1)), 1),  # a master-only message
+    (protocol.encode(protocol.NewConn("x", (1,))), 1),  # a master-only message
     (protocol.encode(protocol.QueryServer("no-such-key")), 0),
     (protocol.encode(protocol.Listening("no-such-key")), 0),
     (protocol.encode(protocol.Heartbeat(0, 0)), protocol.MAX_FDS + 1),  # MSG_CTRUNC

@@ -33,7 +33,7 @@ def steal_channel(pid: int) -> socket.socket:
 
 @pytest.mark.parametrize("record, fds", [
     (b"\xffgarbage", 0),
-    (protocol.encode(protocol.Ack(424242, True)), 0),  # ack for a seq it was never handed
+    (protocol.encode(protocol.Ack((424242,), True)), 0),  # ack for a seq it was never handed
     (protocol.encode(protocol.Online(1, 1)), 0),  # online twice
     (protocol.encode(protocol.Heartbeat(0, 0)), 2),  # wrong fd count
     (b"\x09" + b" " * (protocol.MAX_RECORD + 10), 0),  # oversized

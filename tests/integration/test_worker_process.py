@@ -195,7 +195,7 @@ def test_newconn_after_close_is_rejected_and_its_fd_released(start, lsock) -> No
     worker.expect(protocol.Close)
     client, conn = accepted_pair(lsock)
     ack = worker.hand_off(conn, seq=2)
-    assert ack == protocol.Ack(2, False)
+    assert ack == protocol.Ack((2,), False)
     conn.close()  # the master's copy; the worker must hold none
     assert is_eof(client), "the worker kept the rejected connection open"
     assert read_response(slow_client)[1] == b"slept 1.5\n"
@@ -206,7 +206,7 @@ def test_newconn_for_a_key_not_served_is_rejected(start, lsock) -> None:
     worker = start()
     worker.boot("rr")
     client, conn = accepted_pair(lsock)
-    assert worker.hand_off(conn, seq=5, key="other") == protocol.Ack(5, False)
+    assert worker.hand_off(conn, seq=5, key="other") == protocol.Ack((5,), False)
     conn.close()
     assert is_eof(client)
 

@@ -97,9 +97,9 @@ class WorkerUnderTest:
 
     def hand_off(self, conn: socket.socket, seq: int, key: str = "http") -> protocol.Ack:
         """NewConn with ``conn``'s fd; the master's copy is closed only on accept."""
-        self.send(protocol.NewConn(key, seq), [conn.fileno()])
+        self.send(protocol.NewConn(key, (seq,)), [conn.fileno()])
         ack = self.expect(protocol.Ack)
-        assert ack.seq == seq
+        assert ack.seqs == (seq,)
         if ack.accepted:
             conn.close()
         return ack

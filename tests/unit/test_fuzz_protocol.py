@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sockserve import protocol
-from sockserve.protocol import Message, ProtocolError, WorkerPeer, WorkerState
+from sockserve.peer import TRANSITIONS, WorkerPeer, WorkerState
+from sockserve.protocol import Message, ProtocolError
 from sockserve.round_robin import Handoff, Release, RoundRobin
 
 SENDERS = st.sampled_from(["worker", "master"])
@@ -44,7 +45,7 @@ WORKER_MESSAGES = st.one_of(
     st.builds(protocol.QueryServer, st.sampled_from([*KEYS, "other"])),
     st.builds(protocol.Listening, st.sampled_from([*KEYS, "other"])),
     st.builds(protocol.Close, st.sampled_from([*KEYS, "other"])),
-    st.builds(protocol.Ack, st.integers(0, 5), st.booleans()),
+    st.builds(protocol.Ack, st.lists(st.integers(0, 5), min_size=1, max_size=3).map(tuple), st.booleans()),
     st.builds(protocol.Heartbeat, st.integers(0, 9), st.integers(0, 9)),
     st.builds(protocol.UserMessage, JSON_VALUES),
     st.builds(protocol.BootError, st.text(max_size=5)),
@@ -64,7 +65,7 @@ def test_worker_peer_follows_the_state_table_or_raises_protocol_error(events):
         except ProtocolError:
             return  # the master closes the channel; nothing after counts
         assert isinstance(after, WorkerState) and after is peer.state
-        allowed = protocol.TRANSITIONS[(before, name)]
+        allowed = TRANSITIONS[(before, name)]
         assert after is allowed or (allowed is WorkerState.ONLINE and after is WorkerState.LISTENING)
         if after is WorkerState.LISTENING and before is not WorkerState.LISTENING:
             assert peer.listening == set(KEYS)

@@ -5,7 +5,7 @@ import pathlib
 
 import pytest
 
-PURE = ["protocol", "config", "round_robin", "shared", "backoff", "events", "deadlines"]
+PURE = ["protocol", "peer", "config", "round_robin", "shared", "backoff", "events", "deadlines"]
 FORBIDDEN = {"os", "socket", "signal", "time", "asyncio", "subprocess", "select"}
 ROOT = pathlib.Path(__file__).resolve().parents[2] / "sockserve"
 

@@ -32,7 +32,7 @@ def test_exit_classification():
 def test_deadlines_for_booting_serving_and_draining_workers():
     from sockserve.config import make_config
     from sockserve.deadlines import overdue
-    from sockserve.protocol import WorkerState as S
+    from sockserve.peer import WorkerState as S
 
     c = make_config({"boot_timeout": 5, "worker_timeout": 2, "graceful_timeout": 3})
     kw = {"started": 0.0, "last_seen": 0.0, "disconnect_at": None, "config": c}

@@ -1,0 +1,100 @@
+"""The worker state table and the master's view of one worker's protocol state, pure.
+
+none → online → listening → disconnecting → dead: a table, not scattered ifs.
+Any message a worker sends out of turn is a ProtocolError (that worker's fault).
+"""
+
+from __future__ import annotations
+
+import enum
+
+from .protocol import Close, Listening, Message, Online, ProtocolError, QueryServer
+
+
+class WorkerState(enum.Enum):
+    NONE = "none"  # spawned, not yet online
+    ONLINE = "online"  # said online, asking for servers
+    LISTENING = "listening"  # listening on every key
+    DISCONNECTING = "disconnecting"  # asked to stop taking connections
+    DEAD = "dead"  # exited
+
+
+S = WorkerState
+# (state, event) -> next state.  Events: the message types a worker sends,
+# plus "disconnect" (master asks) and "exit" (process gone).
+TRANSITIONS: dict[tuple[WorkerState, str], WorkerState] = {
+    (S.NONE, "Online"): S.ONLINE,
+    (S.NONE, "BootError"): S.NONE,
+    (S.ONLINE, "BootError"): S.ONLINE,  # lifespan startup failed
+    (S.DISCONNECTING, "Online"): S.DISCONNECTING,  # we asked it to leave while it booted
+    (S.DISCONNECTING, "BootError"): S.DISCONNECTING,
+    (S.ONLINE, "QueryServer"): S.ONLINE,
+    (S.ONLINE, "Listening"): S.ONLINE,  # LISTENING once every key is: see WorkerPeer
+    (S.ONLINE, "Heartbeat"): S.ONLINE,
+    (S.ONLINE, "UserMessage"): S.ONLINE,
+    (S.LISTENING, "Ack"): S.LISTENING,
+    (S.LISTENING, "Close"): S.LISTENING,
+    (S.LISTENING, "Heartbeat"): S.LISTENING,
+    (S.LISTENING, "UserMessage"): S.LISTENING,
+    (S.DISCONNECTING, "Listening"): S.DISCONNECTING,  # raced with our disconnect
+    (S.DISCONNECTING, "QueryServer"): S.DISCONNECTING,
+    (S.DISCONNECTING, "Ack"): S.DISCONNECTING,
+    (S.DISCONNECTING, "Close"): S.DISCONNECTING,
+    (S.DISCONNECTING, "Heartbeat"): S.DISCONNECTING,
+    (S.DISCONNECTING, "UserMessage"): S.DISCONNECTING,
+    (S.NONE, "disconnect"): S.DISCONNECTING,
+    (S.ONLINE, "disconnect"): S.DISCONNECTING,
+    (S.LISTENING, "disconnect"): S.DISCONNECTING,
+    (S.DISCONNECTING, "disconnect"): S.DISCONNECTING,
+    **{(s, "exit"): S.DEAD for s in WorkerState},
+}
+
+
+def next_state(state: WorkerState, event: str) -> WorkerState:
+    try:
+        return TRANSITIONS[(state, event)]
+    except KeyError:
+        raise ProtocolError(f"{event} is not allowed in state {state.value}") from None
+
+
+class WorkerPeer:
+    """The master's view of one worker's protocol state.
+
+    ``receive(msg)`` validates a worker's message against the state table and
+    the keys it may ask for, and returns the new state.
+    """
+
+    def __init__(self, worker_id: int, keys: tuple[str, ...]) -> None:
+        self.worker_id = worker_id
+        self.keys = keys
+        self.state = WorkerState.NONE
+        self.queried: set[str] = set()
+        self.listening: set[str] = set()
+        self.closed: set[str] = set()
+
+    def receive(self, msg: Message) -> WorkerState:
+        self.state = next_state(self.state, type(msg).__name__)
+        if isinstance(msg, Online) and msg.worker_id != self.worker_id:
+            raise ProtocolError(f"worker {self.worker_id} says it is worker {msg.worker_id}")
+        if isinstance(msg, (QueryServer, Listening, Close)):
+            self._check_key(msg)
+        if self.state is WorkerState.ONLINE and self.listening == set(self.keys):
+            self.state = WorkerState.LISTENING
+        return self.state
+
+    def _check_key(self, msg: QueryServer | Listening | Close) -> None:
+        if msg.key not in self.keys:
+            raise ProtocolError(f"unknown server key {msg.key!r}")
+        if isinstance(msg, QueryServer):
+            self.queried.add(msg.key)
+        elif msg.key not in self.queried:
+            raise ProtocolError(f"{type(msg).__name__} for {msg.key!r} before QueryServer")
+        elif isinstance(msg, Listening):
+            self.listening.add(msg.key)
+        else:
+            self.closed.add(msg.key)
+
+    def event(self, name: str) -> WorkerState:
+        """A master-side event: ``disconnect`` or ``exit``."""
+        self.state = next_state(self.state, name)
+        return self.state
