@@ -47,7 +47,7 @@ def serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--graceful-timeout", type=float, metavar="S", help="drain time per worker (30)")
     p.add_argument("--worker-timeout", type=float, metavar="S", help="heartbeat timeout (30)")
     p.add_argument("--boot-timeout", type=float, metavar="S", help="time for workers to listen (30)")
-    p.add_argument("--rr-window", type=int, metavar="N", help="un-acked hand-offs per worker (4)")
+    p.add_argument("--rr-window", type=int, metavar="N", help="un-acked hand-offs per worker (8)")
     p.add_argument("--hooks", metavar="MOD:ATTR", help="function called with the Master before start")
     p.add_argument("--worker-python", metavar="PATH", help="interpreter for workers (default: "
                    "the master's)")

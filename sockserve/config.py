@@ -74,7 +74,7 @@ class Config:
     graceful_timeout: float = 30.0  # seconds a disconnecting worker may drain
     worker_timeout: float = 30.0  # seconds without heartbeat before a kill
     boot_timeout: float = 30.0  # seconds for a new worker to listen
-    rr_window: int = 4  # un-acked hand-offs per worker (Node: 1)
+    rr_window: int = 8  # un-acked hand-offs per worker (Node: 1); one full NewConn batch
     restart_delay_max: float = 30.0  # cap of the per-slot back-off
     stable_after: float = 10.0  # a worker alive this long resets its slot's back-off
     hooks: str | None = None  # module:attr called with the Master before start

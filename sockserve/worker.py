@@ -53,6 +53,7 @@ class Worker:
         self._channel = Channel(sock, "master", self._on_message, self._on_channel_close)
         self._listeners: dict[str, list[Callable[..., Any]]] = {}
         self._rr_keys: set[str] = set()
+        self._acks: dict[bool, list[int]] = {True: [], False: []}  # seqs to ack, by verdict
         self._answered: set[str] = set()
         self._servers: list[asyncio.AbstractServer] = []
         self._started = asyncio.Event()
@@ -143,22 +144,26 @@ class Worker:
             self._emit("message", msg.payload)
 
     def _on_newconn(self, msg: protocol.NewConn, fds: list[int]) -> None:
-        """Take the handed connections (or refuse them when disconnecting); one Ack per answer."""
+        """Take the handed connections (or refuse them when disconnecting); acks go out batched."""
         taking = not self.disconnecting and msg.key in self._rr_keys
-        verdict: dict[bool, list[int]] = {True: [], False: []}
         for seq, fd in zip(msg.seqs, fds, strict=True):
             sock = None
             if taking:
                 with contextlib.suppress(OSError):  # not a socket: refuse it
                     sock = socket.socket(fileno=fd)
-            verdict[sock is not None].append(seq)
+            if not self._acks[True] and not self._acks[False]:
+                self.loop.call_soon(self._send_acks)  # one Ack for all records read in this pass
+            self._acks[sock is not None].append(seq)
             if sock is None:
                 os.close(fd)
             else:
                 self.loop.create_task(self._serve_accepted(sock))
-        for accepted, seqs in verdict.items():
-            if seqs:
-                self._channel.send(protocol.Ack(tuple(seqs), accepted))
+
+    def _send_acks(self) -> None:
+        for accepted, seqs in self._acks.items():
+            for start in range(0, len(seqs), protocol.MAX_FDS):
+                self._channel.send(protocol.Ack(tuple(seqs[start:start + protocol.MAX_FDS]), accepted))
+            seqs.clear()
 
     async def _serve_accepted(self, sock: socket.socket) -> None:
         try:
