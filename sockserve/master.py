@@ -257,6 +257,7 @@ class Master:
             await asyncio.sleep(interval)
             now = self.loop.time()
             self.pool.check_timeouts(now)
+            self.notifier.flush()  # what a busy receiver could not take yet
             if watchdog and now - last_ping >= watchdog * 0.9:
                 self.notifier.notify("WATCHDOG=1")
                 last_ping = now

@@ -1,9 +1,13 @@
 """sd_notify(3): tell the service manager about readiness, status and liveness.
 
-Sends through python-systemd when importable, else sdnotify, else a small
-datagram sender of our own (which also serves environments that are not the
-process's own, e.g. in tests). Only the master talks to systemd: workers get
-``scrub_env`` environments.
+Never blocks the master's loop.  libsystemd's sd_notify (python-systemd) and a
+plain datagram socket both block while the receiver's queue is full
+(net.unix.max_dgram_qlen, 10 without systemd's sysctl defaults): a busy or
+slow reader would freeze every hand-off.  So the datagrams go through
+sdnotify's socket (or our own, for environments other than the process's)
+switched to non-blocking; what does not fit waits in a small queue that
+``flush()`` retries, newer STATUS= lines replacing older ones.  Only the
+master talks to systemd: workers get ``scrub_env`` environments.
 """
 
 from __future__ import annotations
@@ -11,12 +15,14 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 
 NOTIFY_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 WORKER_HIDDEN_VARIABLES = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", *NOTIFY_VARIABLES)
 
-Sender = Callable[[str], bool]
+Sender = Callable[[str], bool]  # True: sent; False: cannot be sent; BlockingIOError: try again
+MAX_PENDING = 64  # datagrams kept while the receiver is slow; STATUS= lines coalesce
 
 
 class Notifier:
@@ -27,6 +33,7 @@ class Notifier:
         self.address = address or None
         self._watchdog = (watchdog_usec, watchdog_pid)
         self._send = sender or (_socket_sender(address) if address else None)
+        self._pending: deque[str] = deque()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Notifier:
@@ -34,7 +41,7 @@ class Notifier:
         address = environ.get("NOTIFY_SOCKET") or None
         sender = None
         if address and address == os.environ.get("NOTIFY_SOCKET"):
-            sender = _library_sender()
+            sender = _sdnotify_sender()
         return cls(address, environ.get("WATCHDOG_USEC"), environ.get("WATCHDOG_PID"), sender)
 
     @property
@@ -42,10 +49,28 @@ class Notifier:
         return self._send is not None
 
     def notify(self, *lines: str) -> bool:
-        """Send ``lines`` as one datagram; False when disabled or the send failed."""
+        """Send ``lines`` as one datagram (queued if the receiver is busy); False if not sent now."""
         if self._send is None or not lines:
             return False
-        return self._send("\n".join(lines))
+        text = "\n".join(lines)
+        if _status_only(text):  # only the newest status matters
+            self._pending = deque(t for t in self._pending if not _status_only(t))
+        self._pending.append(text)
+        while len(self._pending) > MAX_PENDING:
+            self._pending.popleft()
+        return self.flush()
+
+    def flush(self) -> bool:
+        """Send what is queued, in order; True when nothing is left."""
+        while self._pending and self._send is not None:
+            try:
+                sent = self._send(self._pending[0])
+            except (BlockingIOError, InterruptedError):
+                return False
+            self._pending.popleft()
+            if not sent:
+                return False
+        return True
 
     def watchdog_interval(self) -> float | None:
         """Seconds between ``WATCHDOG=1`` pings (half of WATCHDOG_USEC), or None."""
@@ -77,46 +102,44 @@ def extend_timeout_line(seconds: float) -> str:
     return f"EXTEND_TIMEOUT_USEC={max(1, int(seconds * 1_000_000))}"
 
 
-def _library_sender() -> Sender | None:
-    """python-systemd's or sdnotify's notify for the process NOTIFY_SOCKET, if installed."""
-    try:
-        from systemd import daemon
-    except ImportError:
-        daemon = None
-    if daemon is not None:
-        def send_daemon(text: str) -> bool:
-            try:
-                return bool(daemon.notify(text))
-            except OSError:
-                return False
-        return send_daemon
+def _status_only(text: str) -> bool:
+    return text.startswith("STATUS=") and "\n" not in text
+
+
+def _sdnotify_sender() -> Sender | None:
+    """sdnotify's socket for the process's NOTIFY_SOCKET, made non-blocking."""
     try:
         import sdnotify
     except ImportError:
         return None
     try:
-        notifier = sdnotify.SystemdNotifier(debug=True)
+        notifier = sdnotify.SystemdNotifier(debug=True)  # debug: errors raise instead of vanishing
     except OSError:
         return None
-
-    def send_sdnotify(text: str) -> bool:
-        try:
-            notifier.notify(text)
-            return True
-        except OSError:
-            return False
-    return send_sdnotify
-
-
-def _socket_sender(address: str) -> Sender:
-    """Send to ``address`` (a path, or ``@name`` for an abstract socket) with our own socket."""
-    target = "\0" + address[1:] if address.startswith("@") else address
+    notifier.socket.setblocking(False)
 
     def send(text: str) -> bool:
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-                sock.sendto(text.encode(), target)
-            return True
+            notifier.notify(text)
+        except (BlockingIOError, InterruptedError):
+            raise
         except OSError:
             return False
+        return True
+    return send
+
+
+def _socket_sender(address: str) -> Sender:
+    """A non-blocking datagram socket of our own to ``address`` (a path, or ``@name``)."""
+    target = "\0" + address[1:] if address.startswith("@") else address
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+
+    def send(text: str) -> bool:
+        try:
+            sock.sendto(text.encode(), target)
+        except (BlockingIOError, InterruptedError):
+            raise
+        except OSError:
+            return False
+        return True
     return send
