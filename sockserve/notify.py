@@ -117,26 +117,21 @@ def _sdnotify_sender() -> Sender | None:
     except OSError:
         return None
     notifier.socket.setblocking(False)
-
-    def send(text: str) -> bool:
-        try:
-            notifier.notify(text)
-        except (BlockingIOError, InterruptedError):
-            raise
-        except OSError:
-            return False
-        return True
-    return send
+    return _guarded(notifier.notify)
 
 
 def _socket_sender(address: str) -> Sender:
     """A non-blocking datagram socket of our own to ``address`` (a path, or ``@name``)."""
     target = "\0" + address[1:] if address.startswith("@") else address
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+    return _guarded(lambda text: sock.sendto(text.encode(), target))
 
+
+def _guarded(send_text: Callable[[str], object]) -> Sender:
+    """A Sender: True once sent, False when it cannot be; BlockingIOError passes (retry later)."""
     def send(text: str) -> bool:
         try:
-            sock.sendto(text.encode(), target)
+            send_text(text)
         except (BlockingIOError, InterruptedError):
             raise
         except OSError:
