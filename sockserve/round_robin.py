@@ -1,7 +1,11 @@
 """Round-robin scheduling (Node's SCHED_RR), pure: methods return actions.
 
-The master accepts; each connection goes to the next worker in rotation that
-has room in its window of un-acked hand-offs.  The master keeps its copy of a
+The master accepts; each connection goes to the worker in rotation that has
+room in its window of un-acked hand-offs and has been handed the fewest so
+far (ties in rotation order).  A worker skipped while its window was full
+(descheduled, busy) catches up as soon as it has room, so the split stays
+even in count without ever waiting for a slow worker; a worker that joins
+starts level with the others instead of owed every connection so far.  The master keeps its copy of a
 connection until the worker acks ``accepted``; a reject, or the worker's
 death before its ack, puts the connection back at the head of the queue, so
 no accepted connection is ever lost.
@@ -47,6 +51,7 @@ class RoundRobin:
         self._inflight: dict[int, dict[int, Hashable]] = {}  # worker -> seq -> conn
         self._owner: dict[int, int] = {}  # seq -> worker
         self._queue: deque[tuple[Hashable, bool]] = deque()  # (conn, rehand) waiting for room
+        self._handed: dict[int, int] = {}  # worker -> hand-offs, for catching up after a skip
         self._seq = 0
 
     # ------------------------------------------------------------ workers
@@ -54,6 +59,7 @@ class RoundRobin:
         """``worker_id`` listens: it takes connections from now on."""
         self._inflight.setdefault(worker_id, {})
         if worker_id not in self._rotation:
+            self._handed[worker_id] = min((self._handed[w] for w in self._rotation), default=0)
             self._rotation.append(worker_id)
         return self._drain()
 
@@ -67,6 +73,7 @@ class RoundRobin:
         """``worker_id`` is gone: every connection it had not acked is re-handed."""
         if worker_id in self._rotation:
             self._rotation.remove(worker_id)
+        self._handed.pop(worker_id, None)
         lost = self._inflight.pop(worker_id, {})
         for seq in sorted(lost, reverse=True):
             del self._owner[seq]
@@ -111,13 +118,18 @@ class RoundRobin:
             self._seq += 1
             self._inflight[worker_id][self._seq] = conn
             self._owner[self._seq] = worker_id
+            self._handed[worker_id] += 1
             actions.append(Handoff(worker_id, self._seq, conn, rehand))
         return actions
 
     def _next_worker(self) -> int | None:
-        for _ in range(len(self._rotation)):
-            worker_id = self._rotation[0]
-            self._rotation.rotate(-1)
-            if len(self._inflight[worker_id]) < self.window:
-                return worker_id
-        return None
+        """The least-handed worker with room; it goes to the back of the rotation."""
+        best = None
+        for worker_id in self._rotation:
+            if len(self._inflight[worker_id]) < self.window and (
+                    best is None or self._handed[worker_id] < self._handed[best]):
+                best = worker_id
+        if best is not None:
+            self._rotation.remove(best)
+            self._rotation.append(best)
+        return best

@@ -72,3 +72,36 @@ def test_ack_for_unknown_or_foreign_seq_is_a_protocol_error():
         rr.ack(3 - h.worker_id, h.seq, True)
     with pytest.raises(ProtocolError):
         rr.ack(h.worker_id, 999, True)
+
+
+def _serve(rr, conns, full=()):
+    """Distribute ``conns``; ack at once except for workers in ``full`` (their windows fill)."""
+    counts = {}
+    for conn in conns:
+        for h in handoffs(rr.distribute(conn)):
+            counts[h.worker_id] = counts.get(h.worker_id, 0) + 1
+            if h.worker_id not in full:
+                rr.ack(h.worker_id, h.seq, True)
+    return counts
+
+
+def test_a_worker_skipped_while_full_catches_up_once_it_has_room():
+    rr = RoundRobin(window=2)
+    rr.add(1)
+    rr.add(2)
+    _serve(rr, range(100), full={1})  # worker 1 stalls: 2 un-acked, the rest go to 2
+    for seq in [s for s, w in rr._owner.items() if w == 1]:
+        rr.ack(1, seq, True)
+    _serve(rr, range(100, 400))
+    handed = rr._handed
+    assert abs(handed[1] - handed[2]) <= 1, handed
+
+
+def test_a_joining_worker_starts_level_and_gets_no_burst():
+    rr = RoundRobin(window=4)
+    rr.add(1)
+    rr.add(2)
+    _serve(rr, range(1000))
+    rr.add(3)
+    counts = _serve(rr, range(1000, 1300))
+    assert counts == {1: 100, 2: 100, 3: 100}
