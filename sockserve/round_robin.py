@@ -105,9 +105,6 @@ class RoundRobin:
         """Connections accepted but not yet handed (queued) or not yet acked."""
         return len(self._queue) + len(self._owner)
 
-    def held_by(self, worker_id: int) -> int:
-        return len(self._inflight.get(worker_id, {}))
-
     def _drain(self) -> list[Action]:
         actions: list[Action] = []
         while self._queue:

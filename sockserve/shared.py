@@ -40,9 +40,6 @@ class Shared:
     def waiting(self) -> int:
         return 0
 
-    def held_by(self, worker_id: int) -> int:
-        return 0
-
 
 class ReusePort(Shared):
     mode = "reuseport"

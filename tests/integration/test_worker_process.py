@@ -154,13 +154,19 @@ def test_disconnect_lets_a_slow_request_finish_then_exits_0(start, lsock, python
     assert 0.5 < time.monotonic() - sent < 5
 
 
-def test_idle_keepalive_connection_is_closed_after_the_grace_on_disconnect(start, lsock) -> None:
+def _keepalive_client(start, lsock):
+    """A worker, and a client whose keep-alive connection to it has served one request."""
     worker = start()
     worker.boot("rr")
     client, conn = accepted_pair(lsock)
     worker.hand_off(conn, seq=1)
     http_request(client, "/")
     read_response(client)
+    return worker, client
+
+
+def test_idle_keepalive_connection_is_closed_after_the_grace_on_disconnect(start, lsock) -> None:
+    worker, client = _keepalive_client(start, lsock)
     started = time.monotonic()
     worker.send(protocol.Disconnect())
     assert is_eof(client, timeout=8)  # uvicorn's keep-alive timeout (5 s) is the grace
@@ -169,12 +175,7 @@ def test_idle_keepalive_connection_is_closed_after_the_grace_on_disconnect(start
 
 
 def test_idle_keepalive_connection_gets_one_last_answer_on_disconnect(start, lsock) -> None:
-    worker = start()
-    worker.boot("rr")
-    client, conn = accepted_pair(lsock)
-    worker.hand_off(conn, seq=1)
-    http_request(client, "/")
-    read_response(client)
+    worker, client = _keepalive_client(start, lsock)
     worker.send(protocol.Disconnect())
     time.sleep(0.5)
     http_request(client, "/")  # on its way while the worker drains: answered, then closed
