@@ -60,8 +60,13 @@ def test_bind_together_with_inherited_sockets_is_an_error():
     port = free_port()
     proc = activate("-l", f"127.0.0.1:{port}", sys.executable, "-m", "sockserve", "--bind",
                     "127.0.0.1:9", stderr=subprocess.PIPE, text=True)
-    assert wait_for(lambda: _connects(port), 10)  # a connection makes it start the master
-    _, err = proc.communicate(timeout=20)
+    try:
+        assert wait_for(lambda: _connects(port), 10)  # a connection makes it start the master
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:  # never leave the activator behind, even when the test fails
+            proc.kill()
+            proc.wait()
     assert proc.returncode == 2
     ours = [line for line in err.splitlines() if line.startswith("sockserve")]  # not the activator's
     assert len(ours) == 1 and "cannot be combined with sockets passed by systemd" in ours[0], err
