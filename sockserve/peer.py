@@ -20,33 +20,23 @@ class WorkerState(enum.Enum):
 
 
 S = WorkerState
+# Messages a worker may send in a state without changing it ("disconnect" is the master's).
+STAY: dict[WorkerState, tuple[str, ...]] = {
+    S.NONE: ("BootError",),
+    # LISTENING once every key listens: see WorkerPeer; BootError = lifespan startup failed
+    S.ONLINE: ("QueryServer", "Listening", "Heartbeat", "UserMessage", "BootError"),
+    S.LISTENING: ("Ack", "Close", "Heartbeat", "UserMessage"),
+    # anything still under way when we asked it to leave (it may even be booting)
+    S.DISCONNECTING: ("Online", "BootError", "QueryServer", "Listening", "Ack", "Close",
+                      "Heartbeat", "UserMessage", "disconnect"),
+}
 # (state, event) -> next state.  Events: the message types a worker sends,
 # plus "disconnect" (master asks) and "exit" (process gone).
 TRANSITIONS: dict[tuple[WorkerState, str], WorkerState] = {
+    **{(state, event): state for state, events in STAY.items() for event in events},
     (S.NONE, "Online"): S.ONLINE,
-    (S.NONE, "BootError"): S.NONE,
-    (S.ONLINE, "BootError"): S.ONLINE,  # lifespan startup failed
-    (S.DISCONNECTING, "Online"): S.DISCONNECTING,  # we asked it to leave while it booted
-    (S.DISCONNECTING, "BootError"): S.DISCONNECTING,
-    (S.ONLINE, "QueryServer"): S.ONLINE,
-    (S.ONLINE, "Listening"): S.ONLINE,  # LISTENING once every key is: see WorkerPeer
-    (S.ONLINE, "Heartbeat"): S.ONLINE,
-    (S.ONLINE, "UserMessage"): S.ONLINE,
-    (S.LISTENING, "Ack"): S.LISTENING,
-    (S.LISTENING, "Close"): S.LISTENING,
-    (S.LISTENING, "Heartbeat"): S.LISTENING,
-    (S.LISTENING, "UserMessage"): S.LISTENING,
-    (S.DISCONNECTING, "Listening"): S.DISCONNECTING,  # raced with our disconnect
-    (S.DISCONNECTING, "QueryServer"): S.DISCONNECTING,
-    (S.DISCONNECTING, "Ack"): S.DISCONNECTING,
-    (S.DISCONNECTING, "Close"): S.DISCONNECTING,
-    (S.DISCONNECTING, "Heartbeat"): S.DISCONNECTING,
-    (S.DISCONNECTING, "UserMessage"): S.DISCONNECTING,
-    (S.NONE, "disconnect"): S.DISCONNECTING,
-    (S.ONLINE, "disconnect"): S.DISCONNECTING,
-    (S.LISTENING, "disconnect"): S.DISCONNECTING,
-    (S.DISCONNECTING, "disconnect"): S.DISCONNECTING,
-    **{(s, "exit"): S.DEAD for s in WorkerState},
+    **{(state, "disconnect"): S.DISCONNECTING for state in (S.NONE, S.ONLINE, S.LISTENING)},
+    **{(state, "exit"): S.DEAD for state in WorkerState},
 }
 
 

@@ -78,9 +78,7 @@ def test_rr_handoff_is_acked_and_answered(start, lsock, python) -> None:
 
 def test_heartbeat_counts_open_and_served(start, lsock) -> None:
     worker = start()
-    worker.boot("rr")
-    client, conn = accepted_pair(lsock)
-    worker.hand_off(conn, seq=1)
+    client = worker.handed_client(lsock)
     for _ in range(3):  # three requests on one keep-alive connection
         http_request(client, "/")
         read_response(client)
@@ -138,9 +136,7 @@ def test_server_reply_error_exits_1(start) -> None:
 @pytest.mark.parametrize("python", PYTHONS)
 def test_disconnect_lets_a_slow_request_finish_then_exits_0(start, lsock, python) -> None:
     worker = start(app="tests.apps.sample:slow_app", **_python(python))
-    worker.boot("rr")
-    client, conn = accepted_pair(lsock)
-    worker.hand_off(conn, seq=1)
+    client = worker.handed_client(lsock)
     http_request(client, "/?s=1.0")
     time.sleep(0.3)  # the request is in flight
     sent = time.monotonic()
@@ -157,9 +153,7 @@ def test_disconnect_lets_a_slow_request_finish_then_exits_0(start, lsock, python
 def _keepalive_client(start, lsock):
     """A worker, and a client whose keep-alive connection to it has served one request."""
     worker = start()
-    worker.boot("rr")
-    client, conn = accepted_pair(lsock)
-    worker.hand_off(conn, seq=1)
+    client = worker.handed_client(lsock)
     http_request(client, "/")
     read_response(client)
     return worker, client
@@ -187,9 +181,7 @@ def test_idle_keepalive_connection_gets_one_last_answer_on_disconnect(start, lso
 
 def test_newconn_after_close_is_rejected_and_its_fd_released(start, lsock) -> None:
     worker = start(app="tests.apps.sample:slow_app")
-    worker.boot("rr")
-    slow_client, conn = accepted_pair(lsock)
-    worker.hand_off(conn, seq=1)
+    slow_client = worker.handed_client(lsock)
     http_request(slow_client, "/?s=1.5")  # keeps the worker draining
     time.sleep(0.2)
     worker.send(protocol.Disconnect())
@@ -267,18 +259,14 @@ def test_bad_app_without_a_master_says_it_on_stderr(start) -> None:
 @pytest.mark.parametrize("python", PYTHONS)
 def test_wsgi_app_is_served(start, lsock, python) -> None:
     worker = start(app="tests.apps.sample:wsgi_app", **_python(python))
-    worker.boot("rr")
-    client, conn = accepted_pair(lsock)
-    worker.hand_off(conn, seq=1)
+    client = worker.handed_client(lsock)
     http_request(client, "/w", close=True)
     assert read_response(client)[1] == b"wsgi /w\n"
 
 
 def test_stream_handler_is_served_and_counted(start, lsock) -> None:
     worker = start(app="tests.apps.sample:stream_handler")
-    worker.boot("rr")
-    client, conn = accepted_pair(lsock)
-    worker.hand_off(conn, seq=1)
+    client = worker.handed_client(lsock)
     client.sendall(b"ping\n")
     client.settimeout(5)
     assert client.recv(100) == b"PING\n"
@@ -291,9 +279,7 @@ def test_stream_handler_is_served_and_counted(start, lsock) -> None:
 
 def test_asgi_lifespan_startup_runs_before_serving(start, lsock) -> None:
     worker = start(app="tests.apps.sample:asgi_app", interface="asgi")
-    worker.boot("rr")
-    client, conn = accepted_pair(lsock)
-    worker.hand_off(conn, seq=1)
+    client = worker.handed_client(lsock)
     http_request(client, "/p", close=True)
     assert read_response(client)[1] == b"asgi /p lifespan=lifespan.startup\n"
 
@@ -342,9 +328,7 @@ def test_both_uvicorn_http_protocols_answer(python) -> None:
 
 def test_sigquit_exits_at_once(start, lsock) -> None:
     worker = start(app="tests.apps.sample:slow_app")
-    worker.boot("rr")
-    client, conn = accepted_pair(lsock)
-    worker.hand_off(conn, seq=1)
+    client = worker.handed_client(lsock)
     http_request(client, "/?s=10")  # in flight; SIGQUIT does not wait for it
     time.sleep(0.2)
     worker.proc.send_signal(signal.SIGQUIT)

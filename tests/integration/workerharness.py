@@ -104,6 +104,13 @@ class WorkerUnderTest:
             conn.close()
         return ack
 
+    def handed_client(self, lsock: socket.socket) -> socket.socket:
+        """Boot in rr, hand over one fresh loopback connection (seq 1); the client's end."""
+        self.boot("rr")
+        client, conn = accepted_pair(lsock)
+        self.hand_off(conn, seq=1)
+        return client
+
     # ------------------------------------------------------------ process
     def wait(self, timeout: float = 10.0) -> int:
         return self.proc.wait(timeout)
