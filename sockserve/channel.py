@@ -37,15 +37,20 @@ class Channel:
     ``on_message(msg, fds)`` gets each decoded message and the fds that came
     with it (the receiver owns them).  ``on_close(reason)`` is called once:
     ``None`` at a clean EOF, else the reason (a protocol error or an OSError).
+    With ``on_fault``, a malformed record is reported there and dropped, and
+    reading goes on: the master still wants the acks a faulty worker sent
+    before it is killed (see pool.py).
     """
 
     def __init__(self, sock: socket.socket, peer: str,
                  on_message: Callable[[Message, list[int]], None],
-                 on_close: Callable[[str | None], None]) -> None:
+                 on_close: Callable[[str | None], None],
+                 on_fault: Callable[[str], None] | None = None) -> None:
         self.sock = sock
         self.peer = peer  # who sends what we read: "worker" or "master"
         self._on_message = on_message
         self._on_close = on_close
+        self._on_fault = on_fault
         self._loop: asyncio.AbstractEventLoop | None = None
         self._outbox: deque[tuple[bytes, list[int], bool]] = deque()
         self.closed = False
@@ -126,25 +131,35 @@ class Channel:
 
     # ------------------------------------------------------------ reading
     def _readable(self) -> None:
-        for _ in range(64):  # bounded: let the loop breathe
+        self._read(64)  # bounded: let the loop breathe
+
+    def read_remaining(self) -> None:
+        """Deliver every record still queued (the peer has exited): nothing it said is lost."""
+        while self._read(64):
+            pass
+
+    def _read(self, limit: int) -> bool:
+        """Read up to ``limit`` records; True if more may be waiting."""
+        for _ in range(limit):
             if self.closed:
-                return
+                return False
             try:
                 size, ancdata, flags, _ = self.sock.recvmsg_into(
                     [self._buffer], _CMSG_SPACE, _MSG_CMSG_CLOEXEC)
             except (BlockingIOError, InterruptedError):
-                return
+                return False
             except ConnectionResetError:  # the peer died with records unread: an EOF
                 self.close(None)
-                return
+                return False
             except OSError as exc:
                 self.close(f"receive failed: {exc}")
-                return
+                return False
             fds = _fds_from(ancdata)
             if not size and not fds:
                 self.close(None)
-                return
+                return False
             self._deliver(self._buffer[:size].tobytes(), fds, flags)
+        return True
 
     def _deliver(self, data: bytes, fds: list[int], flags: int) -> None:
         try:
@@ -155,7 +170,10 @@ class Channel:
             msg = protocol.decode(data, len(fds), self.peer)
         except ProtocolError as exc:
             _close_fds(fds)
-            self.close(f"protocol error: {exc}")
+            if self._on_fault is None:
+                self.close(f"protocol error: {exc}")
+            else:
+                self._on_fault(f"protocol error: {exc}")
             return
         self._on_message(msg, fds)
 

@@ -87,6 +87,13 @@ class Config:
     def addresses(self) -> tuple[Address, ...]:
         return tuple(parse_address(b) for b in self.bind)
 
+    def for_worker(self, generation: int, keys: tuple[str, ...]) -> dict[str, Any]:
+        """What a worker of ``generation`` is told (SOCKSERVE_WORKER_CONFIG)."""
+        return {"app": self.app, "interface": self.interface, "keys": list(keys),
+                "graceful_timeout": self.graceful_timeout, "heartbeat_interval": self.heartbeat_interval(),
+                "generation": generation, "backlog": self.backlog, "log_target": self.log_target,
+                "log_level": self.log_level}
+
     def heartbeat_interval(self) -> float:
         return max(0.05, min(1.0, self.worker_timeout / 4))
 

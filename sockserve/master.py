@@ -58,7 +58,7 @@ class Master:
         return self.pool.workers
 
     def statistics(self) -> dict[str, Any]:
-        workers = self.pool.statistics()
+        workers = [w.as_dict() for w in sorted(self.pool.workers.values(), key=lambda w: w.id)]
         return {
             "pid": os.getpid(), "state": self.state, "policy": self.config.policy,
             "generation": self.pool.generation, "workers": workers,

@@ -9,12 +9,12 @@ one once the new one listens (see master.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import signal
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from . import process, protocol
 from .backoff import Backoff
@@ -61,7 +61,7 @@ class Pool:
 
     # ------------------------------------------------------------ generations
     def next_generation(self) -> int:
-        return self._last_generation + 1
+        return self._last_generation + 1  # never reused, even after a failed reload
 
     def start_generation(self, generation: int, config: Config) -> None:
         """Spawn ``config.workers`` workers running ``config``'s app as ``generation``."""
@@ -81,7 +81,7 @@ class Pool:
         self._check_waiters()
         return future
 
-    def retire(self, generation: int, kill: bool = False) -> None:
+    def retire(self, generation: int, kill: bool = False, sig: int = signal.SIGKILL) -> None:
         """Disconnect (or kill) every worker of ``generation``; none is replaced."""
         self.active.discard(generation)
         self._configs.pop(generation, None)
@@ -91,24 +91,18 @@ class Pool:
                 del table[key]
         for worker in self.members(generation):
             if kill:
-                worker.kill()
-            else:
-                worker.disconnect(self.loop.time())
-
-    def retire_all(self, kill: bool, sig: int = signal.SIGKILL) -> None:
-        self.active.clear()
-        self._pending.clear()
-        for worker in list(self.workers.values()):
-            if kill:
                 worker.kill(sig)
             else:
                 worker.disconnect(self.loop.time())
 
+    def retire_all(self, kill: bool, sig: int = signal.SIGKILL) -> None:
+        for generation in self.active | {w.generation for w in self.workers.values()}:
+            self.retire(generation, kill, sig)
+
     def resize(self, size: int) -> None:
         """TTIN/TTOU: grow or shrink the serving generation."""
         self.size = max(1, size)
-        current = sorted(self.members(self.generation), key=lambda w: w.slot)
-        for worker in current:
+        for worker in self.members(self.generation):
             if worker.slot >= self.size:
                 worker.disconnect(self.loop.time())
         self.manage_workers()
@@ -126,17 +120,17 @@ class Pool:
     def spawn_worker(self, generation: int, slot: int) -> WorkerHandle | None:
         worker_id, self._next_id = self._next_id, self._next_id + 1
         master_end, worker_end = socketpair()
-        env = {**self.env, "SOCKSERVE_WORKER_ID": str(worker_id),
-               "SOCKSERVE_WORKER_CONFIG": json.dumps(self._worker_config(generation))}
+        config = self._configs.get(generation, self.config)
+        told = config.for_worker(generation, tuple(self.dispatcher.listeners))
+        env = {**self.env, "SOCKSERVE_WORKER_ID": str(worker_id), "SOCKSERVE_WORKER_CONFIG": json.dumps(told)}
         try:
-            python = self._configs.get(generation, self.config).worker_python
-            spawned = process.spawn_worker(env, worker_end, process.worker_argv(python))
+            spawned = process.spawn_worker(env, worker_end, process.worker_argv(config.worker_python))
         except OSError as exc:
             master_end.close()
             self.spawn_failures += 1
             log_event(log, logging.ERROR, "spawn_failed", f"cannot start worker: {exc}",
                       generation=generation)
-            self._respawn_later(generation, slot, 0.0, crashed=True)
+            self._respawn_later(generation, slot, 0.0)
             return None
         finally:
             worker_end.close()
@@ -147,7 +141,8 @@ class Pool:
             peer=WorkerPeer(worker_id, tuple(self.dispatcher.listeners)), started=now,
             last_seen=now, restarts=self._restarts.get((generation, slot), 0))
         worker.channel = Channel(master_end, "worker", lambda m, f: self._received(worker, m, f),
-                                 lambda reason: self._channel_closed(worker, reason))
+                                 lambda reason: self._channel_closed(worker, reason),
+                                 lambda reason: self._fault(worker, reason))
         worker.channel.start(self.loop)
         self.workers[worker_id] = worker
         self.loop.add_reader(spawned.pidfd, self._reap, worker)
@@ -156,19 +151,13 @@ class Pool:
         self.emitter.emit("fork", worker)
         return worker
 
-    def _worker_config(self, generation: int) -> dict[str, Any]:
-        c = self._configs.get(generation, self.config)
-        return {"app": c.app, "interface": c.interface, "keys": list(self.dispatcher.listeners),
-                "graceful_timeout": c.graceful_timeout, "heartbeat_interval": c.heartbeat_interval(),
-                "generation": generation, "backlog": c.backlog, "log_target": c.log_target,
-                "log_level": c.log_level}
-
     def _reap(self, worker: WorkerHandle) -> None:
         code = process.reap(worker.pid)
         if code is None:
             return
         self.loop.remove_reader(worker.pidfd)
         os.close(worker.pidfd)
+        worker.channel.read_remaining()  # its last acks, before anything is re-handed
         worker.channel.close("exited")
         reason = process.classify_exit(code, requested=worker.disconnect_at is not None or worker.killed,
                                        listening=worker.peer.listening == set(worker.peer.keys),
@@ -188,18 +177,21 @@ class Pool:
         if reason.kind == "boot_failure":
             self._boot_errors.setdefault(worker.generation, "cannot load the application (exit code 6)")
         elif reason.respawn:
-            lived = self.loop.time() - worker.started
-            self._respawn_later(worker.generation, worker.slot, lived, crashed=True)
+            self._respawn_later(worker.generation, worker.slot, self.loop.time() - worker.started)
         self._check_waiters()
         self.on_change()
 
-    def _respawn_later(self, generation: int, slot: int, lived: float, crashed: bool) -> None:
-        if generation not in self.active or (generation == self.generation and slot >= self.size):
+    def _slot_wanted(self, generation: int, slot: int) -> bool:
+        return generation in self.active and not (generation == self.generation and slot >= self.size)
+
+    def _respawn_later(self, generation: int, slot: int, lived: float) -> None:
+        """Refill a crashed worker's slot after the slot's back-off."""
+        if not self._slot_wanted(generation, slot):
             return
         key = (generation, slot)
         backoff = self._backoffs.setdefault(key, Backoff(self.config.restart_delay_max,
                                                          self.config.stable_after))
-        delay = backoff.exited(lived, crashed)
+        delay = backoff.exited(lived, crashed=True)
         self._restarts[key] = self._restarts.get(key, 0) + 1
         self._pending.add(key)
         self.loop.call_later(delay, self._respawn_due, key)
@@ -207,19 +199,23 @@ class Pool:
     def _respawn_due(self, key: tuple[int, int]) -> None:
         if key in self._pending:
             self._pending.discard(key)
-            generation, slot = key
-            if generation in self.active and not (generation == self.generation and slot >= self.size):
-                self.spawn_worker(generation, slot)
+            if self._slot_wanted(*key):
+                self.spawn_worker(*key)
 
     # ------------------------------------------------------------ messages
     def _received(self, worker: WorkerHandle, msg: Message, fds: list[int]) -> None:
         worker.last_seen = self.loop.time()
+        if worker.fault:  # dying: only its acks still count (it owns those connections)
+            if isinstance(msg, protocol.Ack):
+                with contextlib.suppress(ProtocolError):
+                    self.dispatcher.ack(worker, msg)
+            return
         try:
             before = worker.state
             after = worker.peer.receive(msg)
             self._dispatch(worker, msg)
         except ProtocolError as exc:
-            worker.channel.close(f"protocol error: {exc}")
+            self._fault(worker, f"protocol error: {exc}")
             return
         if after is not before:
             self._state_changed(worker, after)
@@ -255,13 +251,18 @@ class Pool:
     def _channel_closed(self, worker: WorkerHandle, reason: str | None) -> None:
         """EOF: the worker is exiting (its pidfd tells when).  Anything else: its fault."""
         self.emitter.emit("disconnect", worker)
-        if reason in (None, "exited"):
+        if reason not in (None, "exited"):
+            self._fault(worker, reason)
+
+    def _fault(self, worker: WorkerHandle, reason: str) -> None:
+        """It broke the protocol: kill it.  Its un-acked connections are re-handed in ``_reap``,
+        after its last acks are read (a worker acks before it reads, so those are untouched)."""
+        if worker.fault:
             return
+        worker.fault = reason
         log_event(log, logging.ERROR, "worker_protocol_error",
                   f"worker {worker.id} (pid {worker.pid}): {reason}; replacing it",
                   worker_id=worker.id, pid=worker.pid, generation=worker.generation)
-        self.dispatcher.worker_gone(worker)  # re-hand what it held now
-        worker.fault = reason
         process.kill(worker.pid, signal.SIGKILL)
 
     # ------------------------------------------------------------ readiness
@@ -294,6 +295,3 @@ class Pool:
             else:
                 worker.timed_out = True
                 process.kill(worker.pid, signal.SIGKILL)
-
-    def statistics(self) -> list[dict[str, Any]]:
-        return [w.as_dict() for w in sorted(self.workers.values(), key=lambda w: w.id)]
