@@ -12,6 +12,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's sockserve
 
-from sockserve.hello import make_hello_app  # noqa: E402
+from sockserve.worker.hello import make_hello_app  # noqa: E402
 
 app = make_hello_app(0, os.getpid())

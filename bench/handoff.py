@@ -21,12 +21,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-from sockserve.channel import Channel, socketpair  # noqa: E402
-from sockserve.handoff import Dispatcher  # noqa: E402
+from sockserve.cluster.channel import Channel, socketpair  # noqa: E402
+from sockserve.cluster.peer import WorkerPeer  # noqa: E402
+from sockserve.cluster.protocol import Ack, Message, NewConn  # noqa: E402
 from sockserve.listeners import Listener  # noqa: E402
-from sockserve.peer import WorkerPeer  # noqa: E402
-from sockserve.protocol import Ack, Message, NewConn  # noqa: E402
-from sockserve.workers import WorkerHandle  # noqa: E402
+from sockserve.master.handoff import Dispatcher  # noqa: E402
+from sockserve.master.workers import WorkerHandle  # noqa: E402
 
 KEY = "127.0.0.1:0"
 

@@ -10,7 +10,7 @@ __all__ = ["Config", "Master", "current_worker", "make_config", "__version__"]
 
 def __getattr__(name: str):  # lazy: workers and the CLI import only what they use
     if name == "Master":
-        from .master import Master
+        from .master.master import Master
 
         return Master
     if name in ("Config", "make_config"):
@@ -18,7 +18,7 @@ def __getattr__(name: str):  # lazy: workers and the CLI import only what they u
 
         return getattr(config, name)
     if name == "current_worker":
-        from .worker import current_worker
+        from .worker.runtime import current_worker
 
         return current_worker
     raise AttributeError(name)

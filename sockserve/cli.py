@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         from .ctl import main as ctl_main
 
         sys.exit(ctl_main(argv))
-    from .serve import serve
+    from .master.serve import serve
 
     try:
         config, values = load_config(argv, os.environ)

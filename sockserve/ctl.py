@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from .config import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
-from .control import ControlError, default_control_path, format_status, request
+from .master.control import ControlError, default_control_path, format_status, request
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from sockserve import apps
 from sockserve.eventloop import new_event_loop
+from sockserve.worker import apps
 
 
 async def serve_once(http: type[asyncio.Protocol] | None) -> str:

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from sockserve.control import ControlError
+from sockserve.master.control import ControlError
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -97,7 +97,7 @@ class Server:
         assert wait_for(ready, timeout), f"not ready in {timeout}s: {self.stderr()}"
 
     def status(self) -> dict:
-        from sockserve.control import request
+        from sockserve.master.control import request
         return request(self.control, {"cmd": "status"}, 5.0)
 
     def worker_pids(self) -> dict[int, int]:

@@ -18,7 +18,7 @@ import pytest
 from conftest import ROOT, wait_for
 from test_channel_faults import steal_channel
 
-from sockserve import protocol
+from sockserve.cluster import protocol
 from tests.loadclient import Load, one_request
 
 pytestmark = pytest.mark.timeout(60)

@@ -10,7 +10,7 @@ import socket
 import pytest
 from conftest import wait_for
 
-from sockserve import protocol
+from sockserve.cluster import protocol
 
 pytestmark = pytest.mark.timeout(60)
 SYS_PIDFD_GETFD = 438  # x86_64 and aarch64 (asm-generic)

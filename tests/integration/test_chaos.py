@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import pytest
 from conftest import ROOT, alive, wait_for
 
-from sockserve.control import request
+from sockserve.master.control import request
 from tests.loadclient import Load, run_load
 
 pytestmark = pytest.mark.timeout(90)

@@ -10,7 +10,7 @@ import tempfile
 
 import pytest
 
-from sockserve.control import ControlError, ControlServer, default_control_path, format_status, request
+from sockserve.master.control import ControlError, ControlServer, default_control_path, format_status, request
 
 
 def loop_factories():

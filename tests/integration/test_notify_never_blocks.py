@@ -9,7 +9,7 @@ import time
 import pytest
 from conftest import wait_for
 
-from sockserve.notify import Notifier
+from sockserve.systemd.notify import Notifier
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -14,14 +14,14 @@ import time
 
 import pytest
 
-from sockserve.notify import Notifier
+from sockserve.systemd.notify import Notifier
 
 ACTIVATE = shutil.which("systemd-socket-activate")
 needs_activate = pytest.mark.skipif(ACTIVATE is None, reason="systemd-socket-activate is not installed")
 
 SNIPPET = r"""
 import json, os, sys
-from sockserve.listenfds import ListenFdsError, listen_fds
+from sockserve.systemd.listenfds import ListenFdsError, listen_fds
 environ = dict(os.environ) if sys.argv[1] == "pure" else os.environ
 try:
     found = listen_fds(environ)
@@ -172,7 +172,7 @@ def test_notify_reaches_abstract_socket():
 
 
 def test_notify_through_python_systemd_in_process_environment(notify_socket):
-    code = ("from sockserve.notify import Notifier; import sys; "
+    code = ("from sockserve.systemd.notify import Notifier; import sys; "
             "sys.exit(0 if Notifier.from_env().notify('WATCHDOG=1') else 1)")
     env = {**os.environ, "NOTIFY_SOCKET": notify_socket.getsockname()}
     subprocess.run([sys.executable, "-c", code], env=env, timeout=10, check=True)

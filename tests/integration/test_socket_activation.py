@@ -12,7 +12,7 @@ import sys
 import pytest
 from conftest import ROOT, alive, free_port, http_get, wait_for
 
-from sockserve.control import ControlError, request
+from sockserve.master.control import ControlError, request
 
 pytestmark = [pytest.mark.timeout(60),
               pytest.mark.skipif(not shutil.which("systemd-socket-activate"),

@@ -27,7 +27,7 @@ from workerharness import (
     worker_env,
 )
 
-from sockserve import protocol
+from sockserve.cluster import protocol
 
 pytestmark = pytest.mark.timeout(60)
 PYTHONS = ["venv", pytest.param(DEBIAN_PYTHON, id="debian")]

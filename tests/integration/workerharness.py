@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sockserve import protocol
+from sockserve.cluster import protocol
 
 REPO = Path(__file__).resolve().parents[2]
 DEBIAN_PYTHON = "/usr/bin/python3"

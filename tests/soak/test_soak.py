@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from sockserve.control import request
+from sockserve.master.control import request
 from tests.integration.conftest import Server, alive, children, wait_for
 from tests.loadclient import Load, run_load
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sockserve import apps
+from sockserve.worker import apps
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(20)

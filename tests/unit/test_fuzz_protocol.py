@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sockserve import protocol
-from sockserve.peer import TRANSITIONS, WorkerPeer, WorkerState
-from sockserve.protocol import Message, ProtocolError
-from sockserve.round_robin import Handoff, Release, RoundRobin
+from sockserve.cluster import protocol
+from sockserve.cluster.peer import TRANSITIONS, WorkerPeer, WorkerState
+from sockserve.cluster.protocol import Message, ProtocolError
+from sockserve.master.round_robin import Handoff, Release, RoundRobin
 
 SENDERS = st.sampled_from(["worker", "master"])
 KEYS = ("http", "admin")

@@ -2,8 +2,8 @@
 
 import pytest
 
-from sockserve.listenfds import ListenFdsError, format_sockname, parse_listen_env
-from sockserve.notify import Notifier, extend_timeout_line, reloading_lines, scrub_env
+from sockserve.systemd.listenfds import ListenFdsError, format_sockname, parse_listen_env
+from sockserve.systemd.notify import Notifier, extend_timeout_line, reloading_lines, scrub_env
 
 PID = 4242
 

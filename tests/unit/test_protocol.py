@@ -2,8 +2,8 @@
 
 import pytest
 
-from sockserve import peer as s
-from sockserve import protocol as p
+from sockserve.cluster import peer as s
+from sockserve.cluster import protocol as p
 
 
 @pytest.mark.parametrize("msg, sender", [

@@ -5,7 +5,8 @@ import pathlib
 
 import pytest
 
-PURE = ["protocol", "peer", "config", "round_robin", "shared", "backoff", "events", "deadlines"]
+PURE = ["cluster/protocol", "cluster/peer", "config", "master/round_robin", "master/shared",
+        "master/backoff", "master/events", "master/deadlines"]
 FORBIDDEN = {"os", "socket", "signal", "time", "asyncio", "subprocess", "select"}
 ROOT = pathlib.Path(__file__).resolve().parents[2] / "sockserve"
 
@@ -23,5 +24,31 @@ def test_pure_module_imports_no_io(name):
 
 
 def test_no_module_is_over_300_lines():
-    long = {p.name: n for p in ROOT.glob("*.py") if (n := len(p.read_text().splitlines())) > 300}
+    long = {str(p.relative_to(ROOT)): n for p in ROOT.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 300}
     assert not long
+
+
+# The role packages: what runs where.  A worker (and the CLI's control client) must not
+# pull the master in; the wire (cluster/) depends on neither side.
+ROLES = {"cluster": {"master", "worker", "systemd"}, "worker": {"master"}}
+
+
+@pytest.mark.parametrize("package", sorted(ROLES))
+def test_role_packages_do_not_import_across(package):
+    for path in (ROOT / package).rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level >= 2 and node.module:
+                top = node.module.split(".")[0]
+                assert top not in ROLES[package], f"{path.relative_to(ROOT)} imports ..{node.module}"
+
+
+def test_worker_process_imports_no_master_module():
+    import subprocess
+    import sys
+
+    code = ("import sys, sockserve, sockserve.worker.main, sockserve.worker.runtime; "
+            "print(sorted(m for m in sys.modules if m.startswith('sockserve.master')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

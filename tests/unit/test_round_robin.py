@@ -2,8 +2,8 @@
 
 import pytest
 
-from sockserve.protocol import ProtocolError
-from sockserve.round_robin import Handoff, Release, RoundRobin
+from sockserve.cluster.protocol import ProtocolError
+from sockserve.master.round_robin import Handoff, Release, RoundRobin
 
 
 def handoffs(actions):

@@ -2,9 +2,9 @@
 
 import signal
 
-from sockserve.backoff import Backoff
 from sockserve.config import EXIT_APP
-from sockserve.process import classify_exit
+from sockserve.master.backoff import Backoff
+from sockserve.master.process import classify_exit
 
 
 def test_backoff_doubles_up_to_the_maximum_and_resets_after_a_stable_run():
@@ -30,9 +30,9 @@ def test_exit_classification():
 
 
 def test_deadlines_for_booting_serving_and_draining_workers():
+    from sockserve.cluster.peer import WorkerState as S
     from sockserve.config import make_config
-    from sockserve.deadlines import overdue
-    from sockserve.peer import WorkerState as S
+    from sockserve.master.deadlines import overdue
 
     c = make_config({"boot_timeout": 5, "worker_timeout": 2, "graceful_timeout": 3})
     kw = {"started": 0.0, "last_seen": 0.0, "disconnect_at": None, "config": c}

@@ -17,14 +17,14 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from .config import EXIT_APP, EXIT_FAILURE, EXIT_OK, Config, ConfigError
+from ..config import EXIT_APP, EXIT_FAILURE, EXIT_OK, Config, ConfigError
+from ..eventloop import new_event_loop
+from ..listeners import Listener, bind_all, migrate_req_enabled
+from ..systemd import Notifier, extend_timeout_line, log_event, reloading_lines, scrub_env
 from .control import ControlServer, default_control_path
-from .eventloop import new_event_loop
 from .events import Emitter
 from .handoff import Dispatcher
-from .listeners import Listener, bind_all, migrate_req_enabled
 from .pool import BootFailure, Pool
-from .systemd import Notifier, extend_timeout_line, log_event, reloading_lines, scrub_env
 from .workers import WorkerHandle
 
 log = logging.getLogger("sockserve.master")

@@ -18,11 +18,12 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from . import apps, drain, protocol
-from .channel import Channel
-from .config import EXIT_APP, EXIT_FAILURE, EXIT_OK, ConfigError
-from .listeners import bind_reuseport
-from .protocol import Message
+from ..cluster import protocol
+from ..cluster.channel import Channel
+from ..cluster.protocol import Message
+from ..config import EXIT_APP, EXIT_FAILURE, EXIT_OK, ConfigError
+from ..listeners import bind_reuseport
+from . import apps, drain
 
 log = logging.getLogger("sockserve.worker")
 
@@ -239,12 +240,3 @@ class Worker:
         extra = {"SOCKSERVE_EVENT": name, "WORKER_ID": self.id, "WORKER_PID": self.pid,
                  "GENERATION": self.generation}
         log.log(level, fmt, *args, extra=extra)
-
-
-
-if __name__ == "__main__":
-    # Run the imported module's main, so ``sockserve.worker.current_worker()``
-    # (what apps import) sees the Worker, not a copy living in ``__main__``.
-    from sockserve.worker_process import main
-
-    main()

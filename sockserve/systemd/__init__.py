@@ -1,4 +1,4 @@
-"""systemd integration, one import for the master: listen fds, sd_notify, logging.
+"""systemd's edge: listen fds (socket activation), sd_notify, inetd mode (Accept=yes).
 
 The pieces live in ``listenfds``, ``notify`` and ``logs``; this module only
 re-exports them.
@@ -6,8 +6,8 @@ re-exports them.
 
 from __future__ import annotations
 
+from ..logs import EVENT_MESSAGE_IDS, event_fields, journal_fields, log_event, setup_logging
 from .listenfds import InheritedSocket, ListenFdsError, listen_fds, parse_listen_env
-from .logs import EVENT_MESSAGE_IDS, event_fields, journal_fields, log_event, setup_logging
 from .notify import Notifier, extend_timeout_line, monotonic_usec, reloading_lines, scrub_env
 
 __all__ = [

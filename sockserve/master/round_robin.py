@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-from .protocol import ProtocolError
+from ..cluster.protocol import ProtocolError
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,8 @@ timeout), and a disconnecting one gets ``graceful_timeout`` to drain.
 
 from __future__ import annotations
 
-from .config import Config
-from .peer import WorkerState
+from ..cluster.peer import WorkerState
+from ..config import Config
 
 
 def overdue(state: WorkerState, *, started: float, last_seen: float, disconnect_at: float | None,

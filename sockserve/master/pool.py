@@ -16,16 +16,17 @@ import os
 import signal
 from collections.abc import Callable, Mapping
 
-from . import process, protocol
+from ..cluster import protocol
+from ..cluster.channel import Channel, socketpair
+from ..cluster.peer import WorkerPeer, WorkerState
+from ..cluster.protocol import Message, ProtocolError
+from ..config import Config
+from ..systemd import log_event
+from . import process
 from .backoff import Backoff
-from .channel import Channel, socketpair
-from .config import Config
 from .deadlines import overdue
 from .events import Emitter
 from .handoff import Dispatcher
-from .peer import WorkerPeer, WorkerState
-from .protocol import Message, ProtocolError
-from .systemd import log_event
 from .workers import WorkerHandle
 
 log = logging.getLogger("sockserve.master")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
-from .protocol import ProtocolError
+from ..cluster.protocol import ProtocolError
 from .round_robin import Action, RoundRobin
 
 

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .config import EXIT_APP
+from ..config import EXIT_APP
 
 
 def worker_argv(python: str | None = None) -> tuple[str, ...]:

@@ -10,11 +10,11 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..cluster.channel import Channel
+from ..cluster.peer import WorkerPeer, WorkerState
+from ..cluster.protocol import Disconnect, UserMessage
 from . import process
-from .channel import Channel
-from .peer import WorkerPeer, WorkerState
 from .process import ExitReason
-from .protocol import Disconnect, UserMessage
 
 
 @dataclass

@@ -15,11 +15,12 @@ import socket
 import sys
 from typing import Any, NoReturn
 
-from . import apps, protocol
-from .config import EXIT_APP, EXIT_FAILURE
-from .eventloop import new_event_loop
-from .logs import setup_logging
-from .worker import Worker
+from ..cluster import protocol
+from ..config import EXIT_APP, EXIT_FAILURE
+from ..eventloop import new_event_loop
+from ..logs import setup_logging
+from . import apps
+from .runtime import Worker
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 

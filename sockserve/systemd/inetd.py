@@ -11,10 +11,10 @@ import asyncio
 import logging
 import socket
 
-from . import apps, drain
-from .config import EXIT_APP, EXIT_OK, Config
-from .eventloop import new_event_loop
-from .logs import log_event
+from ..config import EXIT_APP, EXIT_OK, Config
+from ..eventloop import new_event_loop
+from ..logs import log_event
+from ..worker import apps, drain
 
 log = logging.getLogger("sockserve.master")
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .config import Config, ConfigError
-from .listeners import Listener, bind_all
+from ..config import Config, ConfigError
+from ..listeners import Listener, bind_all
+from ..systemd import ListenFdsError, listen_fds, setup_logging
 from .master import Master
-from .systemd import ListenFdsError, listen_fds, setup_logging
 
 
 def serve(config: Config, *, explicit_bind: bool, reread: Callable[[], Config]) -> int:
@@ -28,7 +28,7 @@ def serve(config: Config, *, explicit_bind: bool, reread: Callable[[], Config]) 
                           "not sockets passed by systemd; use rr or shared")
     connected = [s for s in inherited if not s.listening]
     if connected:
-        from .inetd import serve_connections
+        from ..systemd.inetd import serve_connections
 
         return serve_connections(config, [s.sock for s in connected])
     listeners = [Listener(key=s.key, address=s.address, sock=s.sock) for s in inherited]

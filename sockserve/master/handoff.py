@@ -13,11 +13,11 @@ import errno
 import logging
 import os
 
-from .listeners import Listener
-from .protocol import MAX_FDS, Ack, NewConn, QueryServer, ServerReply
+from ..cluster.protocol import MAX_FDS, Ack, NewConn, QueryServer, ServerReply
+from ..listeners import Listener
+from ..systemd import log_event
 from .round_robin import Action, Handoff
 from .shared import make_policy
-from .systemd import log_event
 from .workers import WorkerHandle
 
 log = logging.getLogger("sockserve.master")
