@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..config import Config, ConfigError
+from ..fdlimit import check_startup
 from ..listeners import Listener, bind_all
 from ..systemd import ListenFdsError, listen_fds, setup_logging
+from .control import ControlError
 from .master import Master
 
 
 def serve(config: Config, *, explicit_bind: bool, reread: Callable[[], Config]) -> int:
     """Run the master until it stops; its exit code.  Raises ConfigError for bad settings."""
+    check_startup(config, len(config.bind))  # before anything opens fds: one line, exit 2
     setup_logging(config.log_target, config.log_level)
     try:
         inherited = listen_fds()
@@ -19,7 +22,7 @@ def serve(config: Config, *, explicit_bind: bool, reread: Callable[[], Config]) 
         raise ConfigError(str(exc)) from None
     if not inherited:
         listeners = bind_all(config.addresses(), config.backlog, config.policy == "reuseport")
-        return Master(config, listeners, reread=reread).run()
+        return _run(Master(config, listeners, reread=reread))
     if explicit_bind:
         raise ConfigError("bind: cannot be combined with sockets passed by systemd (LISTEN_FDS); "
                           "remove --bind/SOCKSERVE_BIND/bind= or the socket unit")
@@ -32,4 +35,12 @@ def serve(config: Config, *, explicit_bind: bool, reread: Callable[[], Config]) 
 
         return serve_connections(config, [s.sock for s in connected])
     listeners = [Listener(key=s.key, address=s.address, sock=s.sock) for s in inherited]
-    return Master(config, listeners, reread=reread).run()
+    return _run(Master(config, listeners, reread=reread))
+
+
+def _run(master: Master) -> int:
+    """The master's exit code; a control socket it cannot bind is a bad setting (exit 2)."""
+    try:
+        return master.run()
+    except ControlError as exc:
+        raise ConfigError(str(exc)) from None
