@@ -44,6 +44,7 @@ class WorkerHandle:
     killed: bool = False  # the master sent a kill
     timed_out: bool = False
     fault: str | None = None  # protocol error that got it replaced
+    paused_since: float | None = None  # loop time it said it is out of fds (handoff.py)
     exit: ExitReason | None = None
 
     @property
