@@ -70,7 +70,8 @@ class Dispatcher:
             worker.paused_since = None
             if worker.listening and worker.disconnect_at is None and not worker.peer.closed:
                 self._apply(self.policy.add(worker.id))
-        if worker.paused_since is None or now - worker.paused_since <= bound or worker.disconnect_at is not None:
+        if (worker.paused_since is None or now - worker.paused_since <= bound
+                or worker.disconnect_at is not None):
             return False
         log_event(log, logging.WARNING, "worker_fd_pressure", f"worker {worker.id} (pid {worker.pid}) "
                   f"out of fds for over {bound:g}s (worker_timeout); replacing it",

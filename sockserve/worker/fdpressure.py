@@ -57,6 +57,7 @@ class FdBudget:
         """True (and paused) when taking ``taking`` more connections would eat into RESERVE."""
         if self.paused:
             return True
+        self._limit = soft_limit()  # one getrlimit: an operator's prlimit counts at once
         if self._limit - (self._base_fds + conns - self._base_conns) - taking >= RESERVE:
             return False
         if self.measure(conns) - taking < RESERVE:
