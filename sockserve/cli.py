@@ -53,6 +53,18 @@ def serve_parser() -> argparse.ArgumentParser:
                    "the master's)")
     p.add_argument("--control-socket", metavar="PATH", help="control socket (default "
                    "$RUNTIME_DIRECTORY/control.sock)")
+    # --- HTTP limits (worker/limits.py) ---
+    p.add_argument("--idle-timeout", type=float, metavar="S", help="close a connection silent "
+                   "this long after it opened (10)")
+    p.add_argument("--headers-timeout", type=float, metavar="S", help="408 when a request head is "
+                   "not complete this long after its first byte (60, Node's headersTimeout)")
+    p.add_argument("--max-header-size", type=int, metavar="BYTES", help="431 past this many "
+                   "bytes of request head (16384)")
+    p.add_argument("--timeout-keep-alive", type=float, metavar="S", help="close a keep-alive "
+                   "connection idle this long between requests (5, uvicorn's)")
+    p.add_argument("--limit-concurrency", type=int, metavar="N", help="503 past N connections "
+                   "and tasks per worker (0: no limit; uvicorn's)")
+    # --- end of HTTP limits ---
     p.add_argument("--log-target", metavar="auto|journal|stderr")
     p.add_argument("--log-level", metavar="debug|info|warning|error")
     p.add_argument("-V", "--version", action="version", version=f"sockserve {__version__}")

@@ -83,6 +83,13 @@ class Config:
     log_target: str = "auto"
     log_level: str = "info"
     config_file: str | None = None  # where file values came from (for messages)
+    # --- HTTP limits per connection (worker/limits.py; docs/reliability.md) ---
+    idle_timeout: float = 10.0  # s before a new connection's first byte, then closed
+    headers_timeout: float = 60.0  # s from a request's first byte to its full head (Node), then 408
+    max_header_size: int = 16384  # bytes of a request head (Node's 16 KiB), then 431
+    timeout_keep_alive: float = 5.0  # s idle between requests (uvicorn's)
+    limit_concurrency: int = 0  # connections + tasks per worker before 503 (uvicorn's); 0: none
+    # --- end of HTTP limits ---
 
     def addresses(self) -> tuple[Address, ...]:
         return tuple(parse_address(b) for b in self.bind)
@@ -92,13 +99,14 @@ class Config:
         return {"app": self.app, "interface": self.interface, "keys": list(keys),
                 "graceful_timeout": self.graceful_timeout, "heartbeat_interval": self.heartbeat_interval(),
                 "generation": generation, "backlog": self.backlog, "log_target": self.log_target,
-                "log_level": self.log_level}
+                "log_level": self.log_level, **{key: getattr(self, key) for key in LIMIT_KEYS}}
 
     def heartbeat_interval(self) -> float:
         return max(0.05, min(1.0, self.worker_timeout / 4))
 
 
 KEYS = {f.name for f in fields(Config)} - {"config_file"}
+LIMIT_KEYS = ("idle_timeout", "headers_timeout", "max_header_size", "timeout_keep_alive", "limit_concurrency")
 TEXT_KEYS = {"app", "hooks", "control_socket", "config_file", "worker_python"}  # kept as given
 CHOICES = {"policy": POLICIES, "interface": INTERFACES, "log_target": LOG_TARGETS, "log_level": LOG_LEVELS}
 
@@ -151,6 +159,17 @@ def _validate(c: Config) -> None:
     for key in ("app", "hooks"):
         spec = getattr(c, key)
         _check(spec is None or _is_import_spec(spec), f"{key}: {spec!r} is not MODULE:ATTRIBUTE")
+    _validate_limits(c)
+
+
+def _validate_limits(c: Config) -> None:
+    for key in ("idle_timeout", "headers_timeout", "timeout_keep_alive"):
+        value = getattr(c, key)
+        _check(0 < value < 86400, f"{key}: must be a positive number of seconds, got {value}")
+    _check(1024 <= c.max_header_size <= 1 << 20, f"max_header_size: must be 1024..1048576 bytes, "
+           f"got {c.max_header_size}")
+    _check(c.limit_concurrency >= 0, f"limit_concurrency: must be 0 (no limit) or more, "
+           f"got {c.limit_concurrency}")
 
 
 def _is_import_spec(spec: str) -> bool:

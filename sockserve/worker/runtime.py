@@ -23,7 +23,7 @@ from ..cluster.channel import Channel
 from ..cluster.protocol import Message
 from ..config import EXIT_APP, EXIT_FAILURE, EXIT_OK, ConfigError
 from ..listeners import bind_reuseport
-from . import apps, drain
+from . import apps, drain, limits
 from .fdpressure import RESUME_AT, Acceptor, FdBudget
 
 log = logging.getLogger("sockserve.worker")
@@ -49,6 +49,7 @@ class Worker:
         self.generation = int(config.get("generation", 0))
         self.config = config
         self.adapter = adapter
+        limits.apply(adapter, limits.HttpLimits.from_worker_config(config))  # HTTP bounds
         self.loop = loop
         self.keys: tuple[str, ...] = tuple(config.get("keys", ()))
         self.disconnecting = False
