@@ -19,7 +19,10 @@ PER_WORKER = 4  # channel + pidfd, twice while a reload runs two generations
 
 def soft_limit() -> int:
     """The soft RLIMIT_NOFILE of this process (read each time: ``prlimit`` may change it)."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except OSError:  # a seccomp filter denying prlimit64: unknown, assume room
+        return 1 << 20
     return soft if soft != resource.RLIM_INFINITY else 1 << 20
 
 

@@ -29,8 +29,9 @@ def set_nofile(pid: int, soft: int) -> None:
 
 
 def at_limit(pid: int) -> None:
-    """Leave ``pid`` no free fd: the next fd handed to it is dropped by the kernel (MSG_CTRUNC)."""
-    set_nofile(pid, len(os.listdir(f"/proc/{pid}/fd")))
+    """Leave ``pid`` no free fd number: the next fd handed to it is dropped (MSG_CTRUNC)."""
+    used = {int(fd) for fd in os.listdir(f"/proc/{pid}/fd")}
+    set_nofile(pid, next(n for n in range(len(used) + 1) if n not in used))
 
 
 def keepalive_on(port: int, worker_id: int, tries: int = 40) -> socket.socket:

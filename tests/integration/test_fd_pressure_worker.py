@@ -9,6 +9,7 @@ death re-handed connections whose requests were already consumed (the clients hu
 from __future__ import annotations
 
 import contextlib
+import os
 import resource
 import socket
 import time
@@ -55,6 +56,11 @@ def get(client: socket.socket, path: str = "/") -> bytes:
 def set_nofile(pid: int, soft: int) -> None:
     _, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
     resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def lowest_free_fd(pid: int) -> int:
+    used = {int(fd) for fd in os.listdir(f"/proc/{pid}/fd")}
+    return next(n for n in range(len(used) + 1) if n not in used)
 
 
 def test_newconn_at_the_fd_limit_is_rejected_and_held_connections_are_served(start, lsock):
@@ -145,3 +151,17 @@ def test_a_worker_dying_with_a_backed_up_channel_leaves_unacked_connections_unre
         answered += head.startswith(b"HTTP/1.1 200")
     print(f"\nacked before the death: {len(acked)}; re-handed {len(rehand)}; answered {answered}/8")
     assert answered == len(rehand) == 8 - len(acked)
+
+
+def test_a_listening_socket_that_cannot_be_received_is_one_clear_error(start, lsock):
+    """The other record that carries an fd (shared: ServerReply): out of fds is an exit with
+    a reason, not a protocol error blamed on the master."""
+    worker = start(app=APP)
+    worker.expect(protocol.Online, timeout=15)
+    assert worker.expect(protocol.QueryServer) == protocol.QueryServer("http")
+    set_nofile(worker.proc.pid, lowest_free_fd(worker.proc.pid))  # no fd number left below it
+    worker.send(protocol.ServerReply("http", "shared", "127.0.0.1:0"), [lsock.fileno()])
+    assert worker.wait(10) == 1
+    stderr = worker.proc.stderr.read().decode(errors="replace")
+    assert "cannot receive ServerReply's fd: the fd table is full" in stderr, stderr
+    assert "protocol error" not in stderr and "Traceback" not in stderr, stderr
