@@ -16,14 +16,14 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import socket
 from collections.abc import Callable
-
-from ..fdlimit import open_fds, soft_limit
 
 log = logging.getLogger("sockserve.worker")
 RESERVE = 16  # fds kept free for the app (files, outgoing connections)
 RESUME_AT = 2 * RESERVE  # free fds before a paused worker takes connections again
+PROBE = 128  # free fds a probe counts up to
 ACCEPT_BATCH = 64  # accepts per wake-up: one busy listener cannot starve the loop
 OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
@@ -31,36 +31,47 @@ OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 class FdBudget:
     """How many fds this process may still open; cheap to ask on every connection.
 
-    The exact count (``/proc/self/fd``) is taken when the estimate gets near the limit and
-    on every ``measure``; in between, fds are estimated from the count of open connections.
+    Counting open fds (``/proc/self/fd``) costs ~14 µs per open fd (270 ms at 19 000), so
+    the budget probes instead: it dups a spare fd up to ``PROBE`` times and closes the
+    copies, which proves that many are free (~175 µs).  Between probes it subtracts the
+    connections opened since; it probes again when that estimate nears ``RESERVE``, and at
+    every heartbeat (``refresh``) to notice fds the app opened.
     """
 
     def __init__(self, on_pause: Callable[[], None]) -> None:
         self.paused = False
         self._on_pause = on_pause  # called each time the budget becomes paused
-        self._limit = soft_limit()
-        self._base_fds = 0  # fds at the last exact count
-        self._base_conns = 0  # open connections then
-        self.measure(0)
+        self._spare = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)  # what probes dup
+        self._known_free = 0  # fds known free at the last probe (at most PROBE)
+        self._conns_then = 0  # open connections then
+        self.refresh(0)
 
-    def measure(self, conns: int) -> int:
-        """Count exactly (and re-read the limit: ``prlimit`` may change it); free fds."""
-        self._limit = soft_limit()
+    def probe(self, conns: int, wanted: int = PROBE) -> int:
+        """Free fds, counted up to ``wanted`` by duplicating the spare fd (held for µs)."""
+        copies: list[int] = []
         try:
-            self._base_fds = open_fds()
-        except OSError:  # no fd left even to count them
-            self._base_fds = self._limit
-        self._base_conns = conns
-        return self._limit - self._base_fds
+            while len(copies) < wanted:
+                copies.append(os.dup(self._spare))
+        except OSError:
+            pass
+        finally:
+            for fd in copies:
+                os.close(fd)
+        self._known_free, self._conns_then = len(copies), conns
+        return len(copies)
+
+    def refresh(self, conns: int) -> None:
+        """Probe again (every heartbeat): the app's own fds count too."""
+        if not self.paused and self.probe(conns) < RESERVE:
+            self.exhausted()
 
     def low(self, conns: int, taking: int = 1) -> bool:
         """True (and paused) when taking ``taking`` more connections would eat into RESERVE."""
         if self.paused:
             return True
-        self._limit = soft_limit()  # one getrlimit: an operator's prlimit counts at once
-        if self._limit - (self._base_fds + conns - self._base_conns) - taking >= RESERVE:
+        if self._known_free - (conns - self._conns_then) - taking >= RESERVE:
             return False
-        if self.measure(conns) - taking < RESERVE:
+        if self.probe(conns) - taking < RESERVE:
             self.exhausted()
         return self.paused
 
@@ -71,8 +82,8 @@ class FdBudget:
             self._on_pause()
 
     def may_resume(self, conns: int) -> bool:
-        """Measure a paused budget; True when it just left the paused state."""
-        if self.paused and self.measure(conns) >= RESUME_AT:
+        """Probe a paused budget; True when it just left the paused state."""
+        if self.paused and self.probe(conns, RESUME_AT) >= RESUME_AT:
             self.paused = False
             return True
         return False

@@ -136,7 +136,7 @@ class Worker:
                 if self.fds.may_resume(self.adapter.open):
                     self._resume()
             else:
-                self.fds.measure(self.adapter.open)  # the app's own fds count too
+                self.fds.refresh(self.adapter.open)  # the app's own fds count too
             self._beat()
             await asyncio.sleep(interval)
 
