@@ -15,6 +15,7 @@ from .config import Config, ConfigError
 
 BASE_FDS = 32  # stdio, epoll, signal pipes, journald, sd_notify, control socket, slack
 PER_WORKER = 4  # channel + pidfd, twice while a reload runs two generations
+WORKER_FDS = 64  # a worker: ~24 of its own, 32 free to take connections (fdpressure.RESUME_AT), a few
 
 
 def soft_limit() -> int:
@@ -32,14 +33,15 @@ def open_fds() -> int:
 
 
 def needed(config: Config, listeners: int) -> int:
-    """Fds the master needs for ``config`` with ``listeners`` listening sockets."""
+    """Fds the master needs for ``config`` with ``listeners`` listening sockets (each worker
+    has its own table: it needs WORKER_FDS)."""
     window = config.rr_window if config.policy == "rr" else 0
     return BASE_FDS + listeners + config.workers * (PER_WORKER + window)
 
 
 def check_startup(config: Config, listeners: int) -> None:
     """ConfigError naming the limit and the need when the soft limit is too low to start."""
-    soft, need = soft_limit(), needed(config, listeners) + open_fds()
+    soft, need = soft_limit(), max(needed(config, listeners) + open_fds(), WORKER_FDS)
     if soft < need:
         raise ConfigError(f"RLIMIT_NOFILE (ulimit -n, LimitNOFILE=) is {soft}: sockserve needs at "
                           f"least {need} fds for {config.workers} workers and {listeners} listeners; "

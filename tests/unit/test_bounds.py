@@ -95,3 +95,43 @@ def test_start_up_check_names_the_limit_and_the_need():
     with pytest.raises(ConfigError, match=r"RLIMIT_NOFILE .* is \d+: sockserve needs at least \d+ fds "
                                           r"for 1024 workers and 1 listeners"):
         check_startup(huge, 1)
+
+
+BUDGET_SCRIPT = r"""
+import os, resource
+from sockserve.worker.fdpressure import FdBudget, RESERVE, RESUME_AT
+used = {int(fd) for fd in os.listdir("/proc/self/fd")}
+lowest = next(n for n in range(len(used) + 1) if n not in used)
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (lowest + 21, hard))  # 21 free: 1 spare, 20 to probe
+paused = []
+budget = FdBudget(lambda: paused.append(True))
+print("start", budget.paused, budget.probe(0))
+held = [os.dup(0) for _ in range(6)]  # the app opens fds the estimate cannot see ...
+print("estimate", budget.low(0))
+budget.refresh(0)  # ... until the next heartbeat probes
+print("heartbeat", budget.paused, len(paused), budget.low(0))
+for fd in held:
+    os.close(fd)
+print("resume at 21 free", budget.may_resume(0))
+resource.setrlimit(resource.RLIMIT_NOFILE, (lowest + 60, hard))
+print("resume at 59 free", budget.may_resume(0), budget.paused, len(paused))
+"""
+
+
+def test_fd_budget_pauses_near_the_limit_and_resumes_with_room():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", BUDGET_SCRIPT], cwd=root, capture_output=True,
+                          text=True, timeout=30, env={"PYTHONPATH": str(root)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "start False 21",  # the fd listdir used is free again: one more than planned
+        "estimate False",
+        "heartbeat True 1 True",
+        "resume at 21 free False",
+        "resume at 59 free True False 1",
+    ]
