@@ -35,9 +35,9 @@ def main() -> None:
     asyncio.set_event_loop(loop)
     spec = config.get("app")
     try:
-        adapter = apps.load_adapter(spec, str(config.get("interface", "auto")), worker_id, loop,
-                                    access_log=bool(config.get("access_log", False)))
+        adapter = apps.load_adapter(spec, str(config.get("interface", "auto")), worker_id, loop, config)
     except apps.AppLoadError as exc:
+        logging.getLogger("sockserve.worker").debug("cannot load app %r", spec, exc_info=exc.__cause__)
         boot_failed(sock, worker_id, f"cannot load app '{spec}': {exc}")
     worker = Worker(worker_id, config, sock, adapter, loop)
     code = loop.run_until_complete(worker.run())
