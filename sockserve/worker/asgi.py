@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from email.utils import formatdate
 from typing import Any
 
 from . import http
 
 CLOSE = (b"connection", b"close")
+log = logging.getLogger("sockserve.worker")
 
 
 class AppStartupError(Exception):
@@ -39,6 +41,7 @@ class AsgiAdapter:
                                        http=self.protocol_class, lifespan=lifespan, log_config=None,
                                        access_log=False)
         self.ssl = self.config.ssl if self.config.is_ssl else None  # certificates read at boot
+        log.debug("http: %s%s", self.protocol_class.__name__, " over TLS" if self.ssl else "")
         self.date_header = bool(options.get("date_header", True))
         self.state = ServerState()
         self.state.default_headers = list(self.config.encoded_headers)

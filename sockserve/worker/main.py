@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 from ..cluster import protocol
 from ..config import EXIT_APP, EXIT_FAILURE
 from ..eventloop import new_event_loop
-from ..logs import setup_logging
+from ..logs import LogConfigError, apply_log_config, setup_logging
 from . import apps
 from .runtime import Worker
 
@@ -102,3 +102,8 @@ def _setup_logging(config: dict[str, Any], worker_id: int) -> None:
     theirs.handlers = list(ours.handlers)
     theirs.setLevel(ours.level)
     theirs.propagate = False
+    if config.get("log_config"):  # last, so it may reconfigure both (the master checked it)
+        try:
+            apply_log_config(str(config["log_config"]))
+        except LogConfigError as exc:
+            ours.warning("%s; keeping sockserve's logging", exc)

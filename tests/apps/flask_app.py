@@ -1,0 +1,15 @@
+"""A Flask app (WSGI) that answers how many request body bytes it read, and their sha256."""
+
+from __future__ import annotations
+
+import hashlib
+
+from flask import Flask, request
+
+app = Flask(__name__)
+
+
+@app.post("/upload")
+def upload() -> str:
+    data = request.get_data()
+    return f"{len(data)} {hashlib.sha256(data).hexdigest()}\n"
