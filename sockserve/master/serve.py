@@ -7,6 +7,7 @@ from collections.abc import Callable
 from ..config import Config, ConfigError
 from ..listeners import Listener, bind_config, remove_socket_files
 from ..logs import LogConfigError
+from ..tls import check_tls
 from ..systemd import ListenFdsError, listen_fds, setup_logging
 from .master import Master
 
@@ -17,6 +18,7 @@ def serve(config: Config, *, explicit_bind: bool, reread: Callable[[], Config]) 
         setup_logging(config.log_target, config.log_level, log_config=config.log_config)
     except LogConfigError as exc:
         raise ConfigError(str(exc)) from None
+    check_tls(config)
     try:
         inherited = listen_fds()
     except ListenFdsError as exc:
