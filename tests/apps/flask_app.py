@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 
 from flask import Flask, request
 
@@ -13,3 +15,10 @@ app = Flask(__name__)
 def upload() -> str:
     data = request.get_data()
     return f"{len(data)} {hashlib.sha256(data).hexdigest()}\n"
+
+
+@app.get("/thread")
+def thread() -> str:
+    """Sleeps ``?s=`` seconds in the WSGI thread pool, then names the thread."""
+    time.sleep(float(request.args.get("s", "0")))
+    return threading.current_thread().name + "\n"
