@@ -28,12 +28,14 @@ def request_facts(scope: dict[str, Any], status: int, sent: int, duration_us: in
                   worker_id: int | None) -> dict[str, Any]:
     """The ``ACCESS_FIELDS`` of one finished ASGI HTTP request.
 
-    ``path`` is root_path + path with the query string (as uvicorn's access log
-    prints it); ``client`` is ``host:port`` after proxy headers were applied.
+    ``path`` is the full path with the query string (as uvicorn's access log
+    prints it; uvicorn >= 0.26 puts root_path in ``path`` itself, older ones
+    do not); ``client`` is ``host:port`` after proxy headers were applied.
     """
     client = scope.get("client")
     query = scope.get("query_string", b"").decode("latin-1")
-    path = scope.get("root_path", "") + scope.get("path", "")
+    root, path = scope.get("root_path", ""), scope.get("path", "")
+    path = path if path.startswith(root) else root + path
     return {"client": f"{client[0]}:{client[1]}" if client else "-",
             "method": scope.get("method", "-"), "path": f"{path}?{query}" if query else path,
             "query": query, "http_version": scope.get("http_version", "1.1"), "status": status,

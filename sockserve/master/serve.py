@@ -7,8 +7,8 @@ from collections.abc import Callable
 from ..config import Config, ConfigError
 from ..listeners import Listener, bind_config, remove_socket_files
 from ..logs import LogConfigError
-from ..tls import check_tls
 from ..systemd import ListenFdsError, listen_fds, setup_logging
+from ..tls import check_tls
 from .master import Master
 
 

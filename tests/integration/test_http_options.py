@@ -11,7 +11,6 @@ import socket
 import threading
 
 import pytest
-
 from conftest import wait_for
 
 PROBE = "tests.apps.http_probe:app"

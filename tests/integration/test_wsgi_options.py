@@ -50,7 +50,8 @@ def post_sized(port: int, path: str, body: bytes) -> tuple[int, bytes]:
     return parse_response(data)
 
 
-APPS = {"flask": ("tests.apps.flask_app:app", "/upload"), "django": ("tests.apps.django_app:application", "/upload")}
+APPS = {"flask": ("tests.apps.flask_app:app", "/upload"),
+        "django": ("tests.apps.django_app:application", "/upload")}
 
 
 @pytest.mark.parametrize("framework", sorted(APPS))
