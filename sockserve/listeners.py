@@ -100,20 +100,29 @@ def _set_mode_owner(address: Address, mode: int | None, owner: str | None) -> tu
     """chmod/chown the fresh socket file; its (dev, ino).  ConfigError for an unknown user or group."""
     try:
         if owner:
-            user, _, group = owner.partition(":")
-            uid = pwd.getpwnam(user).pw_uid if user else -1
-            gid = grp.getgrnam(group).gr_gid if group else -1
-            os.chown(address.path, uid, gid)
+            os.chown(address.path, *_owner_ids(owner))
         if mode is not None:
             os.chmod(address.path, mode)
-    except KeyError as exc:
+    except (OSError, ConfigError) as exc:
         os.unlink(address.path)
-        raise ConfigError(f"bind {address}: unix_socket_owner {owner!r}: {exc.args[0]}") from None
-    except OSError as exc:
-        os.unlink(address.path)
-        raise ConfigError(f"bind {address}: cannot set mode/owner: {exc.strerror or exc}") from None
+        why = str(exc) if isinstance(exc, ConfigError) else f"cannot set mode/owner: {exc.strerror or exc}"
+        raise ConfigError(f"bind {address}: {why}") from None
     st = os.stat(address.path)
     return (st.st_dev, st.st_ino)
+
+
+def _owner_ids(owner: str) -> tuple[int, int]:
+    """(uid, gid) for ``USER[:GROUP]`` or ``:GROUP`` (-1: unchanged); names or numbers."""
+    user, _, group = owner.partition(":")
+    try:
+        uid = -1 if not user else int(user) if user.isdigit() else pwd.getpwnam(user).pw_uid
+    except KeyError:
+        raise ConfigError(f"unix_socket_owner: no such user {user!r}") from None
+    try:
+        gid = -1 if not group else int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ConfigError(f"unix_socket_owner: no such group {group!r}") from None
+    return uid, gid
 
 
 def _socket_for(address: Address) -> socket.socket:

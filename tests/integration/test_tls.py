@@ -110,3 +110,20 @@ def test_bad_certificate_is_one_line_and_exit_2(start_server, tmp_path, text):
     assert server.proc.wait(30) == 2
     [line] = server.stderr().splitlines()
     assert line.startswith(f"sockserve: error: ssl_certfile {bad}: cannot load the certificate and key: ")
+
+
+def test_encrypted_key_with_its_password(start_server, pki):
+    openssl("rsa", "-in", "server.key", "-aes256", "-passout", "pass:s3cret", "-out", "locked.key", cwd=pki)
+    args = (PROBE, "--workers", "1", "--ssl-certfile", str(pki / "server.pem"), "--ssl-keyfile",
+            str(pki / "locked.key"))
+    server = start_server(*args, "--ssl-keyfile-password", "s3cret")
+    assert tls_get(server.port, pki)[0]["scheme"] == "https"
+    wrong = start_server(*args, "--ssl-keyfile-password", "wrong", ready=False)
+    assert wrong.proc.wait(30) == 2 and "cannot load the certificate and key" in wrong.stderr()
+
+
+def test_unknown_ciphers_are_exit_2(start_server, pki):
+    server = start_server(PROBE, "--ssl-certfile", str(pki / "server.pem"), "--ssl-keyfile",
+                          str(pki / "server.key"), "--ssl-ciphers", "NO-SUCH-CIPHER", ready=False)
+    assert server.proc.wait(30) == 2
+    assert server.stderr().strip() == "sockserve: error: ssl_ciphers 'NO-SUCH-CIPHER': no cipher matches"
