@@ -34,13 +34,13 @@ class ServerSpec:
     missing: str = ""  # why it cannot run here, '' if it can
 
 
-def _sockserve(policy: str) -> ServerSpec:
+def _sockserve(policy: str, *extra: str, label: str = "") -> ServerSpec:
     exe = VENV_BIN / "sockserve"
     argv = (str(exe), "--workers", "{workers}", "--policy", policy, "--bind", "127.0.0.1:{port}",
-            "--log-target", "stderr")
+            "--log-target", "stderr", *extra)
     env = {"PYTHONPATH": str(REPO)}  # this checkout's sockserve, whatever the venv installed
     missing = "" if _sockserve_ready(exe, env) else f"`{exe} --help` fails (sockserve.cli missing?)"
-    return ServerSpec(f"sockserve {policy}", argv, env, reload_signal=signal.SIGHUP, notifies=True,
+    return ServerSpec(f"sockserve {policy}{label}", argv, env, reload_signal=signal.SIGHUP, notifies=True,
                       missing=missing)
 
 
@@ -87,6 +87,7 @@ def _gunicorn() -> ServerSpec:
 def all_specs() -> list[ServerSpec]:
     """Every server of the benchmark, sockserve first."""
     return [_sockserve("rr"), _sockserve("shared"), _sockserve("reuseport"),
+            _sockserve("rr", "--access-log", label=" +access-log"),  # a line per request to the log file
             _node("rr"), _node("none"), _uvicorn(), _gunicorn()]
 
 
