@@ -62,11 +62,13 @@ def _node(policy: str) -> ServerSpec:
                       missing="" if node else "node not found on PATH")
 
 
-def _uvicorn() -> ServerSpec:
+def _uvicorn(access_log: bool = False) -> ServerSpec:
+    logs = ("--access-log", "--log-level", "info") if access_log else \
+        ("--no-access-log", "--log-level", "warning")
     argv = (str(VENV_BIN / "uvicorn"), "apps:app", "--app-dir", str(BENCH), "--workers", "{workers}",
-            "--loop", "uvloop", "--http", "httptools", "--host", "127.0.0.1", "--port", "{port}",
-            "--no-access-log", "--log-level", "warning")
-    return ServerSpec("uvicorn --workers", argv, reload_signal=signal.SIGHUP)
+            "--loop", "uvloop", "--http", "httptools", "--host", "127.0.0.1", "--port", "{port}", *logs)
+    label = " +access-log" if access_log else ""
+    return ServerSpec(f"uvicorn --workers{label}", argv, reload_signal=signal.SIGHUP)
 
 
 def _gunicorn() -> ServerSpec:
@@ -88,7 +90,7 @@ def all_specs() -> list[ServerSpec]:
     """Every server of the benchmark, sockserve first."""
     return [_sockserve("rr"), _sockserve("shared"), _sockserve("reuseport"),
             _sockserve("rr", "--access-log", label=" +access-log"),  # a line per request to the log file
-            _node("rr"), _node("none"), _uvicorn(), _gunicorn()]
+            _node("rr"), _node("none"), _uvicorn(), _uvicorn(access_log=True), _gunicorn()]
 
 
 class Server:
