@@ -80,7 +80,7 @@ def make_config(app: Any, options: dict[str, Any], **fixed: Any) -> Any:
     kwargs = uvicorn_options(options) | fixed
     for key in [k for k in kwargs if k not in params]:
         value = kwargs.pop(key)
-        if value not in (None, True, "") and key not in fixed:
+        if value is not None:
             log.warning("uvicorn %s has no %s option: %s=%r is ignored", uvicorn.__version__, key, key,
                         value)
     config = uvicorn.Config(app, **kwargs)
