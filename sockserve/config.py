@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, make_dataclass, replace
 from typing import Any
 
-from .access import format_access_line
+from .access import ACCESS_FIELDS, format_access_line
 from .settings import BY_NAME, SETTINGS, worker_keys
 
 # Exit codes systemd sees (LSB / systemd's EXIT_* names in brackets).
@@ -168,8 +168,11 @@ def _validate_http(c: Any) -> None:
            f"unix_socket_owner: {owner!r} is not USER, USER:GROUP or :GROUP")
     try:
         format_access_line(c.access_log_format)
-    except (KeyError, ValueError, IndexError, TypeError) as exc:
-        raise ConfigError(f"access_log_format: {c.access_log_format!r}: {exc!r}") from None
+    except KeyError as exc:
+        raise ConfigError(f"access_log_format: {c.access_log_format!r}: unknown field {exc.args[0]!r} "
+                          f"(fields: {', '.join(ACCESS_FIELDS)})") from None
+    except (ValueError, IndexError, TypeError) as exc:
+        raise ConfigError(f"access_log_format: {c.access_log_format!r}: {exc}") from None
 
 
 def _is_import_spec(spec: str) -> bool:
