@@ -22,6 +22,7 @@ from typing import Any
 from . import hello
 from .accesslog import AccessLogMiddleware
 from .asgi import AppStartupError, AsgiAdapter
+from .http import ssl_context
 from .stream import StreamAdapter
 from .wsgi import wrap_wsgi
 
@@ -96,7 +97,7 @@ def load_adapter(spec: str | None, interface: str, worker_id: int, loop: asyncio
         if not callable(app):
             raise TypeError(f"a {type(app).__name__} object is not callable")
         if kind == "stream":
-            return StreamAdapter(app, loop)
+            return StreamAdapter(app, loop, ssl=ssl_context(options))
         lifespan = "auto"
         if kind == "wsgi":
             app, lifespan = wrap_wsgi(app, int(options.get("threads", 10))), "off"

@@ -86,3 +86,15 @@ def make_config(app: Any, options: dict[str, Any], **fixed: Any) -> Any:
     config = uvicorn.Config(app, **kwargs)
     config.load()
     return config
+
+
+def ssl_context(options: dict[str, Any]) -> ssl.SSLContext | None:
+    """uvicorn's server TLS context for ``options`` (for stream handlers), None without a certificate."""
+    if not options.get("ssl_certfile"):
+        return None
+    from uvicorn.config import SSL_PROTOCOL_VERSION, create_ssl_context
+
+    kwargs = uvicorn_options(options)
+    return create_ssl_context(kwargs["ssl_certfile"], kwargs["ssl_keyfile"], kwargs["ssl_keyfile_password"],
+                              SSL_PROTOCOL_VERSION, kwargs["ssl_cert_reqs"], kwargs["ssl_ca_certs"],
+                              kwargs["ssl_ciphers"])

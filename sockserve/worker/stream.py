@@ -33,11 +33,12 @@ class StreamAdapter:
 
     interface = "stream"
     idle_grace = 0.0  # a stream connection is the handler's until it returns
-    ssl = None  # TLS is for HTTP apps (a stream handler may wrap its own)
 
-    def __init__(self, handler: Callable[..., Any], loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, handler: Callable[..., Any], loop: asyncio.AbstractEventLoop,
+                 ssl: Any = None) -> None:
         self.handler = handler
         self.loop = loop
+        self.ssl = ssl  # an ssl.SSLContext: the handler reads and writes plain text over TLS
         self.open = 0
         self.served = 0
 

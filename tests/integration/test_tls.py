@@ -127,3 +127,13 @@ def test_unknown_ciphers_are_exit_2(start_server, pki):
                           str(pki / "server.key"), "--ssl-ciphers", "NO-SUCH-CIPHER", ready=False)
     assert server.proc.wait(30) == 2
     assert server.stderr().strip() == "sockserve: error: ssl_ciphers 'NO-SUCH-CIPHER': no cipher matches"
+
+
+def test_stream_handler_over_tls(start_server, pki):
+    server = start_server("tests.apps.sample:stream_handler", "--workers", "1", "--ssl-certfile",
+                          str(pki / "server.pem"), "--ssl-keyfile", str(pki / "server.key"))
+    context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+        s.sendall(b"hello tls\n")
+        assert s.recv(100) == b"HELLO TLS\n"
