@@ -1,7 +1,8 @@
 """HTTP limits: what one client may hold in a worker, and for how long.
 
 uvicorn's protocol classes parse (httptools or h11); this module only adds timers and
-a byte count around them, and sets uvicorn's and h11's own knobs:
+a byte count around them, and sets h11's own head-size knob.  uvicorn's
+``timeout_keep_alive`` and ``limit_concurrency`` are passed by worker/http.py.
 
 | setting | default | past it | from |
 |---|---|---|---|
@@ -36,30 +37,23 @@ class HttpLimits:
     idle_timeout: float = 10.0  # seconds before a new connection's first byte
     headers_timeout: float = 60.0  # seconds from a request's first byte to the end of its head
     max_header_size: int = 16 * 1024  # bytes of one request head
-    timeout_keep_alive: float = 5.0  # seconds between requests (uvicorn's)
-    limit_concurrency: int | None = None  # connections + tasks before 503 (uvicorn's)
 
     @classmethod
     def from_worker_config(cls, config: dict[str, Any]) -> HttpLimits:
         """The limits in SOCKSERVE_WORKER_CONFIG (absent keys: the defaults)."""
-        given = {k: config[k] for k in cls.__dataclass_fields__ if config.get(k) is not None}
-        given["limit_concurrency"] = given.get("limit_concurrency") or None  # 0: no limit
-        return cls(**given)
+        return cls(**{k: config[k] for k in cls.__dataclass_fields__ if config.get(k) is not None})
 
 
 def apply(adapter: Any, limits: HttpLimits) -> None:
-    """Bound an ``AsgiAdapter``'s connections: uvicorn's knobs, and the protocol class wrapped.
+    """Bound an ``AsgiAdapter``'s connections: h11's head size, the protocol class wrapped.
 
     A ``StreamAdapter`` (no ``protocol_class``) is left as it is.
     """
     if not hasattr(adapter, "protocol_class"):
         return
     config = adapter.config
-    config.timeout_keep_alive = limits.timeout_keep_alive
-    config.limit_concurrency = limits.limit_concurrency
     if "h11_max_incomplete_event_size" in inspect.signature(type(config)).parameters:
         config.h11_max_incomplete_event_size = limits.max_header_size  # uvicorn >= 0.20
-    adapter.idle_grace = limits.timeout_keep_alive
     adapter.protocol_class = guarded(adapter.protocol_class, limits)
 
 

@@ -218,7 +218,8 @@ class Worker:
 
     async def _serve_accepted(self, sock: socket.socket) -> None:
         try:
-            await self.loop.connect_accepted_socket(self.adapter.protocol_factory, sock)
+            await self.loop.connect_accepted_socket(self.adapter.protocol_factory, sock,
+                                                   ssl=self.adapter.ssl)
         except OSError as exc:  # the client left before we could start
             sock.close()
             log.debug("handed-over connection failed: %s", exc)

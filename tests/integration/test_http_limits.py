@@ -126,31 +126,3 @@ def test_a_head_over_max_header_size_is_refused(start_server):
     assert head.startswith((b"HTTP/1.1 431", b"HTTP/1.1 400")), head  # 400: h11's own limit
     status, body = server.get("/")
     assert status == 200  # a head under the limit is served
-
-
-def test_limit_concurrency_answers_503(start_server):
-    """uvicorn's count includes the connection asking: with 3, two busy ones make the third wait."""
-    server = start_server(APP, "--workers", "1", "--limit-concurrency", "3")
-    busy = []
-    for _ in range(2):
-        sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
-        sock.sendall(b"GET /slow?s=1.5 HTTP/1.1\r\nHost: x\r\n\r\n")
-        busy.append(sock)
-        time.sleep(0.2)
-    status, _ = server.get("/")
-    assert status == 503
-    for sock in busy:
-        head, _ = read_response(sock)
-        assert head.startswith(b"HTTP/1.1 200"), head
-        sock.close()
-    assert server.get("/")[0] == 200
-
-
-def test_keep_alive_idle_connection_is_closed_after_timeout_keep_alive(start_server):
-    server = start_server(APP, "--workers", "1", "--timeout-keep-alive", "0.5")
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        head, _ = read_response(sock)
-        started = time.monotonic()
-        assert sock.recv(10) == b""
-        assert time.monotonic() - started < 2.0

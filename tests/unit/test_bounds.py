@@ -18,19 +18,17 @@ def test_limit_settings_have_defaults_and_reach_the_worker():
     config = make_config({})
     told = config.for_worker(1, ("k",))
     limits = HttpLimits.from_worker_config(told)
-    assert limits == HttpLimits(idle_timeout=10.0, headers_timeout=60.0, max_header_size=16384,
-                                timeout_keep_alive=5.0, limit_concurrency=None)
-    custom = make_config({"headers_timeout": "2.5", "limit_concurrency": 50})
-    assert HttpLimits.from_worker_config(custom.for_worker(1, ())).limit_concurrency == 50
+    assert limits == HttpLimits(idle_timeout=10.0, headers_timeout=60.0, max_header_size=16384)
+    custom = make_config({"headers_timeout": "2.5"})
+    assert HttpLimits.from_worker_config(custom.for_worker(1, ())).headers_timeout == 2.5
     assert HttpLimits.from_worker_config({}) == HttpLimits()  # an older master's worker config
 
 
 @pytest.mark.parametrize("values, message", [
     ({"headers_timeout": 0}, "headers_timeout: must be a positive number of seconds"),
     ({"idle_timeout": -1}, "idle_timeout: must be a positive number of seconds"),
-    ({"timeout_keep_alive": 1e9}, "timeout_keep_alive: must be a positive number of seconds"),
+    ({"headers_timeout": 1e9}, "headers_timeout: must be a positive number of seconds"),
     ({"max_header_size": 10}, "max_header_size: must be 1024..1048576 bytes"),
-    ({"limit_concurrency": -2}, "limit_concurrency: must be 0 (no limit) or more"),
     ({"max_header_size": "big"}, "max_header_size: 'big' is not a valid int"),
 ])
 def test_bad_limit_values_are_one_line_errors(values, message):
