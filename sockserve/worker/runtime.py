@@ -218,8 +218,9 @@ class Worker:
 
     async def _serve_accepted(self, sock: socket.socket) -> None:
         try:
-            await self.loop.connect_accepted_socket(self.adapter.protocol_factory, sock,
-                                                   ssl=self.adapter.ssl)
+            await self.loop.connect_accepted_socket(  # idle_timeout bounds a TLS handshake too
+                self.adapter.protocol_factory, sock, ssl=self.adapter.ssl, ssl_handshake_timeout=(
+                    float(self.config.get("idle_timeout", 10.0)) if self.adapter.ssl else None))
         except OSError as exc:  # the client left before we could start
             sock.close()
             log.debug("handed-over connection failed: %s", exc)

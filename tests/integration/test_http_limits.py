@@ -126,3 +126,22 @@ def test_a_head_over_max_header_size_is_refused(start_server):
     assert head.startswith((b"HTTP/1.1 431", b"HTTP/1.1 400")), head  # 400: h11's own limit
     status, body = server.get("/")
     assert status == 200  # a head under the limit is served
+
+
+@pytest.mark.parametrize("policy", ["rr", "shared"])
+def test_a_tls_handshake_that_never_comes_is_bounded_by_idle_timeout(start_server, tmp_path, policy):
+    from test_tls import make_ca, make_cert
+
+    make_ca(tmp_path)
+    make_cert(tmp_path, "server", "server", 1)
+    server = start_server(APP, "--workers", "1", "--policy", policy, "--idle-timeout", "1",
+                          "--ssl-certfile", str(tmp_path / "server.pem"),
+                          "--ssl-keyfile", str(tmp_path / "server.key"))
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        started = time.monotonic()
+        try:
+            closed = sock.recv(10) == b""
+        except ConnectionResetError:
+            closed = True
+        elapsed = time.monotonic() - started
+    assert closed and 0.8 < elapsed < 5, elapsed
