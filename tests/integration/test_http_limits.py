@@ -8,11 +8,19 @@ from __future__ import annotations
 import resource
 import selectors
 import socket
+import sys
 import threading
 import time
 
 import pytest
-from workerharness import read_response
+from workerharness import (
+    DEBIAN_PYTHON,
+    WorkerUnderTest,
+    accepted_pair,
+    debian_python_reason,
+    listener,
+    read_response,
+)
 
 from tests.loadclient import run_load
 
@@ -145,3 +153,26 @@ def test_a_tls_handshake_that_never_comes_is_bounded_by_idle_timeout(start_serve
             closed = True
         elapsed = time.monotonic() - started
     assert closed and 0.8 < elapsed < 5, elapsed
+
+
+@pytest.mark.parametrize("python", ["venv", "debian"])
+def test_limits_hold_with_each_uvicorn_we_ship_on(python):
+    """The limits wrap uvicorn's protocol classes: also Debian 12's uvicorn 0.17.6 (the .deb's)."""
+    if python == "debian" and (reason := debian_python_reason()):
+        pytest.skip(reason)
+    lsock = listener()
+    worker = WorkerUnderTest(python=sys.executable if python == "venv" else DEBIAN_PYTHON,
+                             headers_timeout=1.0, idle_timeout=1.0, max_header_size=2048)
+    try:
+        slow = worker.handed_client(lsock)
+        slow.sendall(PARTIAL)
+        head, _ = read_response(slow, timeout=5)
+        assert head.startswith(b"HTTP/1.1 408"), head
+        big, conn = accepted_pair(lsock)
+        worker.hand_off(conn, seq=2)
+        big.sendall(PARTIAL + b"a" * 4096)
+        head, _ = read_response(big, timeout=5)
+        assert head.startswith((b"HTTP/1.1 431", b"HTTP/1.1 400")), head
+    finally:
+        worker.close()
+        lsock.close()
