@@ -83,4 +83,5 @@ class WorkerHandle:
             "handed": c.handed, "accepted": c.accepted, "rejected": c.rejected,
             "rehanded": c.rehanded, "open": c.open, "served": c.served,
             "restarts": self.restarts, "last_exit": self.exit.text if self.exit else "",
+            "fd_paused": self.paused_since is not None,  # out of fds: takes no connection
         }

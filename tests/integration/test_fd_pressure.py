@@ -66,6 +66,7 @@ def test_rr_worker_at_its_fd_limit_loses_nothing_and_comes_back(start_server):
     print(f"\nrr, worker {victim} at its fd limit: {result.summary()}; its counters {stats}")
     assert result.ok == len(result.outcomes) == 400, result.summary()
     assert stats["rejected"] >= 1 and stats["pid"] == pid and alive(pid)
+    assert stats["fd_paused"] and not worker_stats(server, other)["fd_paused"]  # sockserve status --json
     assert all(f"worker {other}" in o.body for o in result.outcomes)  # it got nothing meanwhile
     assert get(held) == f"worker {victim}\n"  # what it held is still served
     accepted = stats["accepted"]
