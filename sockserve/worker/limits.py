@@ -79,7 +79,9 @@ def guarded(protocol_class: type[asyncio.Protocol], limits: HttpLimits) -> type[
                 self._in_head, self._head_of, self._head_bytes = True, self.cycle, 0
                 self._arm(limits.headers_timeout, self._head_expired)
             super().data_received(data)
-            if not self._in_head or self.transport.is_closing():
+            if self._limit_timer is not None and self._handed_over():
+                self._disarm()  # upgraded (WebSocket): the connection is not ours to time any more
+            if not self._in_head or self.transport.is_closing() or self._limit_timer is None:
                 return
             if self.cycle is not self._head_of:  # the head is parsed
                 self._in_head = False
@@ -103,14 +105,20 @@ def guarded(protocol_class: type[asyncio.Protocol], limits: HttpLimits) -> type[
                 self._limit_timer.cancel()
                 self._limit_timer = None
 
+        def _handed_over(self) -> bool:
+            get = getattr(self.transport, "get_protocol", None)
+            return get is not None and get() is not self
+
         def _idle_expired(self) -> None:
             self._limit_timer = None
-            if not self._in_head and self.cycle is None and not self.transport.is_closing():
+            if self._handed_over() or self._in_head or self.cycle is not None:
+                return
+            if not self.transport.is_closing():
                 self.transport.close()  # nothing was asked: nothing to answer
 
         def _head_expired(self) -> None:
             self._limit_timer = None
-            if self._in_head and self.cycle is self._head_of:
+            if not self._handed_over() and self._in_head and self.cycle is self._head_of:
                 self._refuse(TIMEOUT_408, f"request head not complete in {limits.headers_timeout:g}s")
 
         def _refuse(self, answer: bytes, why: str) -> None:
