@@ -92,3 +92,16 @@ def test_shared_worker_at_its_fd_limit_stops_accepting_and_is_replaced(start_ser
     after = run_load(server.port, threads=2, max_requests=100, seconds=10)
     assert after.ok == 100, after.summary()
     assert {o.body for o in after.outcomes} - {f"worker {other}\n"}  # the new worker serves too
+
+
+def test_shared_accept_that_hits_emfile_leaves_the_connection_to_another_worker(start_server):
+    """No heartbeat has probed since the limit dropped: the worker's estimate still says room,
+    so its accept() itself fails (EMFILE); the connection stays queued for the other worker."""
+    server = start_server(APP, "--workers", "2", "--policy", "shared")
+    (victim, pid), _ = sorted(server.worker_pids().items())
+    at_limit(pid)
+    result = run_load(server.port, threads=4, max_requests=200, seconds=5)
+    print(f"\nshared, accept at EMFILE: {result.summary()}")
+    assert not result.failed, result.summary()
+    assert wait_for(lambda: worker_stats(server, victim)["fd_paused"], 5)
+    assert alive(pid)
