@@ -1,6 +1,7 @@
 """Command line: argv, environment and TOML file become a Config; the only sys.exit.
 
-Precedence: command line > environment (SOCKSERVE_<KEY>) > config file > defaults.
+Precedence: command line > environment (SOCKSERVE_<KEY>) > config file > defaults
+(for workers, WEB_CONCURRENCY comes just before the default, as in gunicorn and uvicorn).
 Every error is one line on stderr and an exit code systemd understands:
 2 for a bad setting, 6 when the application cannot be loaded, 1 otherwise.
 """
@@ -14,7 +15,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
-from . import __version__
+from . import __version__, apploader
 from .config import EXIT_FAILURE, EXIT_USAGE, Config, ConfigError, make_config
 
 ENV_PREFIX = "SOCKSERVE_"
@@ -51,6 +52,16 @@ def serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--hooks", metavar="MOD:ATTR", help="function called with the Master before start")
     p.add_argument("--worker-python", metavar="PATH", help="interpreter for workers (default: "
                    "the master's)")
+    # --- app loading (sockserve/apploader.py)
+    p.add_argument("--app-dir", metavar="DIR", help="look for the app (and hooks) in DIR first "
+                   "(default: the current directory)")
+    p.add_argument("--chdir", metavar="DIR", help="change to DIR before loading the app")
+    p.add_argument("--virtualenv", metavar="VENV", help="workers run VENV/bin/python with the "
+                   "venv's packages first")
+    p.add_argument("--factory", action="store_const", const=True, help="APP is a factory: serve "
+                   "what calling it with no arguments returns")
+    p.add_argument("--env-file", metavar="FILE", help="KEY=VALUE lines added to the app's environment")
+    # ---
     p.add_argument("--control-socket", metavar="PATH", help="control socket (default "
                    "$RUNTIME_DIRECTORY/control.sock)")
     p.add_argument("--log-target", metavar="auto|journal|stderr")
@@ -59,16 +70,35 @@ def serve_parser() -> argparse.ArgumentParser:
     return p
 
 
-def gather(argv: Sequence[str], environ: Mapping[str, str]) -> dict[str, Any]:
-    """Settings from every source, merged by precedence (not yet validated)."""
+def gather(argv: Sequence[str], environ: Mapping[str, str], base: str | None = None) -> dict[str, Any]:
+    """Settings from every source, merged by precedence (not yet validated).
+
+    ``base``: the directory a relative config file path is relative to (the start
+    directory, so a reload after ``chdir`` reads the same file)."""
     cli = vars(serve_parser().parse_args(argv))
     path = cli.pop("config_file", None) or environ.get("SOCKSERVE_CONFIG")
+    if path and base:
+        path = os.path.join(base, path)
     values = read_file(path) if path else {}
     values.update(from_env(environ))
     values.update(cli)
+    if values.get("workers") is None and environ.get("WEB_CONCURRENCY", "").strip():
+        values["workers"] = web_concurrency(environ["WEB_CONCURRENCY"])
     if path:
         values["config_file"] = path
     return values
+
+
+def web_concurrency(text: str) -> int:
+    """WEB_CONCURRENCY as the default worker count (gunicorn's and uvicorn's convention):
+    below --workers, SOCKSERVE_WORKERS and the file's ``workers``; ConfigError naming it."""
+    try:
+        count = int(text)
+    except ValueError:
+        raise ConfigError(f"WEB_CONCURRENCY: {text!r} is not a whole number of workers") from None
+    if not 1 <= count <= 1024:
+        raise ConfigError(f"WEB_CONCURRENCY: must be 1..1024 workers, got {count}")
+    return count
 
 
 def read_file(path: str) -> dict[str, Any]:
@@ -90,8 +120,9 @@ def from_env(environ: Mapping[str, str]) -> dict[str, Any]:
             if name.startswith(ENV_PREFIX) and name not in ENV_INTERNAL and value != ""}
 
 
-def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Config, dict[str, Any]]:
-    values = gather(argv, environ)
+def load_config(argv: Sequence[str], environ: Mapping[str, str],
+                base: str | None = None) -> tuple[Config, dict[str, Any]]:
+    values = gather(argv, environ, base)
     return make_config(values, os.cpu_count() or 1), values
 
 
@@ -104,9 +135,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     from .master.serve import serve
 
     try:
+        base = os.getcwd()
         config, values = load_config(argv, os.environ)
+        apploader.prepare(config)
         code = serve(config, explicit_bind="bind" in values,
-                     reread=lambda: load_config(argv, os.environ)[0])
+                     reread=lambda: load_config(argv, os.environ, base)[0])
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
     except KeyboardInterrupt:

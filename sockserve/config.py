@@ -7,6 +7,7 @@ message that names the key and the bad value.
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -82,6 +83,13 @@ class Config:
     control_socket: str | None = None  # path; None = $RUNTIME_DIRECTORY/control.sock if set
     log_target: str = "auto"
     log_level: str = "info"
+    # --- app loading (apploader.py; uvicorn's --app-dir/--factory/--env-file, gunicorn's --chdir)
+    app_dir: str | None = None  # first on sys.path; None = the current directory
+    chdir: str | None = None  # the master changes directory here before loading anything
+    virtualenv: str | None = None  # workers run VENV/bin/python, venv packages first
+    factory: bool = False  # app is a () -> app callable
+    env_file: str | None = None  # dotenv file added to the app's environment
+    # ---
     config_file: str | None = None  # where file values came from (for messages)
 
     def addresses(self) -> tuple[Address, ...]:
@@ -92,14 +100,17 @@ class Config:
         return {"app": self.app, "interface": self.interface, "keys": list(keys),
                 "graceful_timeout": self.graceful_timeout, "heartbeat_interval": self.heartbeat_interval(),
                 "generation": generation, "backlog": self.backlog, "log_target": self.log_target,
-                "log_level": self.log_level}
+                "log_level": self.log_level, "app_dir": self.app_dir, "factory": self.factory}
 
     def heartbeat_interval(self) -> float:
         return max(0.05, min(1.0, self.worker_timeout / 4))
 
 
 KEYS = {f.name for f in fields(Config)} - {"config_file"}
-TEXT_KEYS = {"app", "hooks", "control_socket", "config_file", "worker_python"}  # kept as given
+TEXT_KEYS = {"app", "hooks", "control_socket", "config_file", "worker_python",
+             "app_dir", "chdir", "virtualenv", "env_file"}  # kept as given
+PATH_KEYS = ("app_dir", "chdir", "virtualenv", "env_file", "worker_python")
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 CHOICES = {"policy": POLICIES, "interface": INTERFACES, "log_target": LOG_TARGETS, "log_level": LOG_LEVELS}
 
 
@@ -109,6 +120,10 @@ def make_config(values: dict[str, Any], cpu_count: int = 1) -> Config:
     if unknown:
         raise ConfigError(f"unknown setting {sorted(unknown)[0]!r}")
     config = Config(**{k: _coerce(k, v) for k, v in values.items() if v is not None})
+    if config.virtualenv and values.get("worker_python") is None:  # the venv's interpreter
+        config = replace(config, worker_python=posixpath.join(config.virtualenv, "bin", "python"))
+    elif config.virtualenv:
+        raise ConfigError("virtualenv: set either virtualenv or worker_python, not both")
     if values.get("workers") is None:  # not given: one per CPU
         config = replace(config, workers=max(1, cpu_count))
     _validate(config)
@@ -123,6 +138,11 @@ def _coerce(key: str, value: Any) -> Any:
             return tuple(str(v).strip() for item in items for v in str(item).split(",") if v.strip())
         if key in TEXT_KEYS:
             return str(value)
+        if isinstance(default, bool):
+            text = str(value).strip().lower()
+            if isinstance(value, bool) or text in TRUE + FALSE:
+                return value if isinstance(value, bool) else text in TRUE
+            raise ValueError
         if isinstance(default, int):
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError
@@ -151,6 +171,9 @@ def _validate(c: Config) -> None:
     for key in ("app", "hooks"):
         spec = getattr(c, key)
         _check(spec is None or _is_import_spec(spec), f"{key}: {spec!r} is not MODULE:ATTRIBUTE")
+    for key in PATH_KEYS:
+        _check(getattr(c, key) != "", f"{key}: empty path (leave it out for the default)")
+    _check(not c.factory or c.app is not None, "factory: needs an app (MODULE:ATTRIBUTE of the factory)")
 
 
 def _is_import_spec(spec: str) -> bool:

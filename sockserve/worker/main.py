@@ -36,7 +36,8 @@ def main() -> None:
     spec = config.get("app")
     try:
         adapter = apps.load_adapter(spec, str(config.get("interface", "auto")), worker_id, loop,
-                                    access_log=bool(config.get("access_log", False)))
+                                    access_log=bool(config.get("access_log", False)),
+                                    app_dir=config.get("app_dir"), factory=bool(config.get("factory")))
     except apps.AppLoadError as exc:
         boot_failed(sock, worker_id, f"cannot load app '{spec}': {exc}")
     worker = Worker(worker_id, config, sock, adapter, loop)

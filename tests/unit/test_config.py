@@ -21,6 +21,10 @@ def test_defaults():
     ({"app": "not a spec"}, "MODULE:ATTRIBUTE"),
     ({"graceful_timeout": -1}, "graceful_timeout: must be a positive"),
     ({"colour": "red"}, "unknown setting 'colour'"),
+    ({"factory": "maybe"}, "factory: 'maybe' is not a valid bool"),
+    ({"factory": True}, "factory: needs an app"),
+    ({"virtualenv": "/srv/v", "worker_python": "/usr/bin/python3"}, "virtualenv: set either"),
+    ({"app_dir": ""}, "app_dir: empty path"),
 ])
 def test_bad_values_give_one_line_errors(values, why):
     with pytest.raises(ConfigError, match=why) as info:
@@ -32,3 +36,11 @@ def test_addresses():
     assert str(parse_address("[::1]:80")) == "[::1]:80"
     assert parse_address("unix:/run/x.sock").path == "/run/x.sock"
     assert make_config({"bind": "127.0.0.1:1,127.0.0.1:2"}).bind == ("127.0.0.1:1", "127.0.0.1:2")
+
+
+def test_app_loading_keys():
+    c = make_config({"app": "m:a", "virtualenv": "/srv/app/venv", "factory": "yes", "app_dir": "/srv/app"})
+    assert c.worker_python == "/srv/app/venv/bin/python" and c.factory is True
+    told = c.for_worker(1, ("http",))
+    assert (told["app_dir"], told["factory"]) == ("/srv/app", True)
+    assert make_config({"factory": "0", "app": "m:a"}).factory is False
