@@ -58,6 +58,21 @@ def prepare(config: Config, environ: dict[str, str] | None = None) -> None:
     add_to_path(config.app_dir)
 
 
+def check(config: Config) -> None:
+    """What ``prepare`` and the hooks import would refuse, without changing this process:
+    a reload refuses a configuration a start would refuse (ConfigError naming the key)."""
+    if config.chdir and not os.path.isdir(config.chdir):
+        raise ConfigError(f"chdir: {config.chdir!r} is not a directory")
+    if config.env_file:
+        read_env_file(config.env_file)
+    if config.virtualenv:
+        check_virtualenv(config.virtualenv)
+    if config.app_dir and not os.path.isdir(config.app_dir):
+        raise ConfigError(f"app_dir: {config.app_dir!r} is not a directory")
+    if config.hooks:
+        load_hooks(config.hooks)
+
+
 def read_env_file(path: str) -> dict[str, str]:
     """The variables of a dotenv file (python-dotenv's syntax); ConfigError if unreadable."""
     try:

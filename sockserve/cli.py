@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 from . import __version__, apploader
-from .config import EXIT_FAILURE, EXIT_USAGE, Config, ConfigError, make_config
+from .config import EXIT_FAILURE, EXIT_USAGE, Config, ConfigError, bind_under_systemd, make_config
 
 ENV_PREFIX = "SOCKSERVE_"
 ENV_INTERNAL = {"SOCKSERVE_WORKER_ID", "SOCKSERVE_CHANNEL_FD", "SOCKSERVE_WORKER_CONFIG", "SOCKSERVE_CONFIG"}
@@ -126,6 +126,17 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str],
     return make_config(values, os.cpu_count() or 1), values
 
 
+def reread(argv: Sequence[str], base: str, activated: bool) -> Config:
+    """The configuration for a reload, refusing what a start would refuse (ConfigError):
+    so ``systemctl reload`` fails and the old workers keep serving, rather than the next
+    start failing with the port then closed by systemd's start limit."""
+    config, values = load_config(argv, os.environ, base)
+    if activated and "bind" in values:
+        raise ConfigError(bind_under_systemd(config.config_file))
+    apploader.check(config)
+    return config
+
+
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("status", "reload"):
@@ -135,11 +146,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     from .master.serve import serve
 
     try:
-        base = os.getcwd()
+        base, activated = os.getcwd(), "LISTEN_FDS" in os.environ
         config, values = load_config(argv, os.environ)
         apploader.prepare(config)
         code = serve(config, explicit_bind="bind" in values,
-                     reread=lambda: load_config(argv, os.environ, base)[0])
+                     reread=lambda: reread(argv, base, activated))
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
     except KeyboardInterrupt:

@@ -176,6 +176,19 @@ def _validate(c: Config) -> None:
     _check(not c.factory or c.app is not None, "factory: needs an app (MODULE:ATTRIBUTE of the factory)")
 
 
+def bind_under_systemd(config_file: str | None) -> str:
+    """The one-line error for ``bind`` when systemd passed the sockets: where the address goes.
+
+    ``/etc/sockserve/NAME.toml`` belongs to ``sockserve@NAME.socket`` (``sockserve.toml``
+    to ``sockserve.socket``), the packaged units' convention."""
+    name = posixpath.splitext(posixpath.basename(config_file or ""))[0]
+    unit = "sockserve.socket" if name in ("", "sockserve") else f"sockserve@{name}.socket"
+    where = f"from {config_file}" if config_file else "(--bind/SOCKSERVE_BIND)"
+    return (f"bind: under systemd the socket unit sets the address: remove bind {where} and set "
+            f"ListenStream= in {unit} (systemctl edit {unit}: [Socket] ListenStream= then "
+            "ListenStream=HOST:PORT); see sockserve(8)")
+
+
 def _is_import_spec(spec: str) -> bool:
     module, sep, attr = spec.partition(":")
     parts = module.split(".") + attr.split(".")

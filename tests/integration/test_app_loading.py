@@ -185,3 +185,23 @@ def test_a_wrong_web_concurrency_is_one_line_naming_it_and_exit_2(run, value):
     r = run(env={"WEB_CONCURRENCY": value})
     assert r.exit_code() == 2
     assert r.stderr().startswith("sockserve: error: WEB_CONCURRENCY:"), r.stderr()
+
+
+def reload(r: Run, tmp_path: pathlib.Path) -> dict:
+    from sockserve.master.control import request
+
+    return request(str(tmp_path / f"c{r.port}.sock"), {"cmd": "reload"}, 60.0)
+
+
+@pytest.mark.parametrize(("line", "named"), [('chdir = "/nonexistent"', "chdir:"),
+                                              ('env_file = "/nonexistent.env"', "env_file:"),
+                                              ('hooks = "no_such_module:setup"', "hooks:")])
+def test_reload_refuses_what_a_start_would_refuse_and_keeps_serving(run, tmp_path, line, named):
+    conf = tmp_path / "sockserve.toml"
+    conf.write_text("workers = 1\n")
+    r = run("--config", str(conf))
+    assert r.get()[0] == 200
+    conf.write_text(f"workers = 1\n{line}\n")
+    answer = reload(r, tmp_path)
+    assert answer.get("ok") is False and named in str(answer), answer
+    assert r.get()[0] == 200 and r.proc.poll() is None

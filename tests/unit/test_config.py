@@ -2,7 +2,7 @@
 
 import pytest
 
-from sockserve.config import ConfigError, make_config, parse_address
+from sockserve.config import ConfigError, bind_under_systemd, make_config, parse_address
 
 
 def test_defaults():
@@ -44,3 +44,10 @@ def test_app_loading_keys():
     told = c.for_worker(1, ("http",))
     assert (told["app_dir"], told["factory"]) == ("/srv/app", True)
     assert make_config({"factory": "0", "app": "m:a"}).factory is False
+
+
+def test_bind_under_systemd_names_the_socket_unit_to_edit():
+    line = bind_under_systemd("/etc/sockserve/web.toml")
+    assert "remove bind from /etc/sockserve/web.toml" in line and "systemctl edit sockserve@web.socket" in line
+    assert "systemctl edit sockserve.socket" in bind_under_systemd("/etc/sockserve/sockserve.toml")
+    assert "\n" not in line
