@@ -48,6 +48,7 @@ def test_app_loading_keys():
 
 def test_bind_under_systemd_names_the_socket_unit_to_edit():
     line = bind_under_systemd("/etc/sockserve/web.toml")
-    assert "remove bind from /etc/sockserve/web.toml" in line and "systemctl edit sockserve@web.socket" in line
+    assert "remove bind from /etc/sockserve/web.toml" in line
+    assert "systemctl edit sockserve@web.socket" in line
     assert "systemctl edit sockserve.socket" in bind_under_systemd("/etc/sockserve/sockserve.toml")
     assert "\n" not in line
