@@ -67,8 +67,8 @@ def check(config: Config) -> None:
         read_env_file(config.env_file)
     if config.virtualenv:
         check_virtualenv(config.virtualenv)
-    if config.app_dir and not os.path.isdir(config.app_dir):
-        raise ConfigError(f"app_dir: {config.app_dir!r} is not a directory")
+    if config.app_dir:
+        add_to_path(config.app_dir)  # refuses a missing directory; harmless otherwise
     if config.hooks:
         load_hooks(config.hooks)
 
@@ -98,7 +98,7 @@ def check_virtualenv(venv: str) -> str:
     python = os.path.join(venv, "bin", "python")
     if not os.path.isdir(venv):
         raise ConfigError(f"virtualenv: {venv!r} is not a directory (create it with python3 -m venv "
-                          f"{venv}; a venv under /root or /home is hidden by ProtectHome=)")
+                          f"{venv}){_hidden_hint(venv)}")
     if not os.access(python, os.X_OK):
         raise ConfigError(f"virtualenv: {python!r} is missing or not executable: not a virtualenv")
     version = _venv_version(venv)
@@ -107,6 +107,13 @@ def check_virtualenv(venv: str) -> str:
         raise ConfigError(f"virtualenv: {venv!r} is Python {version} but sockserve runs on {ours}: "
                           f"recreate it with python{ours} -m venv")
     return os.path.join(venv, "lib", f"python{ours}", "site-packages")
+
+
+def _hidden_hint(path: str) -> str:
+    """Why a path under /root or /home may look missing: the units' ProtectHome=."""
+    if path.startswith(("/root/", "/home/")):
+        return "; under systemd /root and /home are hidden (ProtectHome=): move it under /srv"
+    return ""
 
 
 def _venv_version(venv: str) -> str | None:
@@ -128,7 +135,7 @@ def add_to_path(app_dir: str | None) -> str:
     """Put ``app_dir`` (None: the current directory) first on sys.path; the absolute path."""
     where = os.path.abspath(app_dir or os.curdir)
     if app_dir and not os.path.isdir(where):
-        raise ConfigError(f"app_dir: {app_dir!r} is not a directory")
+        raise ConfigError(f"app_dir: {app_dir!r} is not a directory{_hidden_hint(where)}")
     if where in sys.path:
         sys.path.remove(where)
     sys.path.insert(0, where)
