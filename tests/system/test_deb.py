@@ -175,21 +175,38 @@ def test_two_instances_on_two_ports_run_as_their_own_users(box):
     assert box.path("/var/lib/sockserve-second").exists()
 
 
-def test_bind_in_an_instance_toml_fails_the_reload_keeps_the_port_and_says_what_to_do(box):
+BROKEN_EDITS = {  # an edit of second.toml -> what the failed reload's log says
+    "bind": ('bind = ["127.0.0.1:9000"]\n', "systemctl edit sockserve@second.socket"),
+    "venv-under-root": ('virtualenv = "/root/venv"\n', "(ProtectHome=): move it under /srv"),
+}
+
+
+@pytest.mark.parametrize("edit", sorted(BROKEN_EDITS))
+def test_a_broken_config_edit_fails_the_reload_and_the_port_keeps_answering(box, edit):
+    box.run(*ADMIN_ENV, "python3", "-m", "venv", "--without-pip", "/root/venv")  # real, but hidden
     toml = "/etc/sockserve/second.toml"
     good = box.run("cat", toml).stdout
     pid = box.show("sockserve@second.service", "MainPID")["MainPID"]
-    box.write_file(toml, good + 'bind = ["127.0.0.1:9000"]\n')
+    line, says = BROKEN_EDITS[edit]
+    box.write_file(toml, good + line)
     reload = box.run("systemctl", "reload", "sockserve@second.service", check=False)
+    box.write_file(toml, good)
     assert reload.returncode != 0, reload
     assert get(box, 8002) == "hello from /srv/myapp\n"
-    assert box.show("sockserve@second.service", "MainPID")["MainPID"] == pid
-    restart = box.run("systemctl", "restart", "sockserve@second.service", check=False)  # what a start says
+    assert box.show("sockserve@second.service", "MainPID")["MainPID"] == pid  # the same master serves
+    assert says in box.journal("-u", "sockserve@second.service", "-o", "cat")
+
+
+def test_bind_in_an_instance_toml_fails_the_start_with_what_to_do(box):
+    toml = "/etc/sockserve/second.toml"
+    good = box.run("cat", toml).stdout
+    box.write_file(toml, good + 'bind = ["127.0.0.1:9000"]\n')
+    restart = box.run("systemctl", "restart", "sockserve@second.service", check=False)
+    box.write_file(toml, good)
     assert restart.returncode != 0
     log = box.journal("-u", "sockserve@second.service", "-o", "cat")
-    assert "remove bind from /etc/sockserve/second.toml" in log and \
-        "systemctl edit sockserve@second.socket" in log, log[-2000:]
-    box.write_file(toml, good)
+    assert "error: bind: under systemd the socket unit sets the address: remove bind from " \
+        "/etc/sockserve/second.toml" in log and "systemctl edit sockserve@second.socket" in log, log[-2000:]
     box.run("systemctl", "reset-failed", "sockserve@second.service")
     assert get(box, 8002) == "hello from /srv/myapp\n"  # the socket stayed open: the next start serves
 
