@@ -173,6 +173,9 @@ def test_two_instances_on_two_ports_run_as_their_own_users(box):
     assert len(set(uids.values())) == 3 and 0 not in uids.values(), uids
     assert box.run("id", "-un", str(uids["sockserve@second.service"])).stdout.strip() == "sockserve-second"
     assert box.path("/var/lib/sockserve-second").exists()
+    for name in INSTANCES:  # each instance's own control socket, as root (sockserve status --instance)
+        status = box.run("sockserve", "status", "--instance", name, "--json")
+        assert '"state": "running"' in status.stdout, status
 
 
 BROKEN_EDITS = {  # an edit of second.toml -> what the failed reload's log says
