@@ -214,6 +214,20 @@ def test_bind_in_an_instance_toml_fails_the_start_with_what_to_do(box):
     assert get(box, 8002) == "hello from /srv/myapp\n"  # the socket stayed open: the next start serves
 
 
+def test_readme_recovery_reopens_a_port_closed_by_the_start_limit(box):
+    app = "/srv/myapp/hello_wsgi.py"
+    good = box.run("cat", app).stdout
+    box.write_file(app, "raise RuntimeError('broken by an upgrade')\n" + good)
+    box.run("systemctl", "restart", "sockserve.service", check=False)  # exit 6: not restarted
+    box.net_run("curl", "-sS", "-m", "20", "http://127.0.0.1:8000/")  # queued: re-triggers until the limit
+    wait_until(lambda: box.show("sockserve.socket", "Result")["Result"] == "service-start-limit-hit", 30,
+               "the socket to fail on the service's start limit")
+    assert curl(box).returncode == 7  # the port is closed
+    box.write_file(app, good)  # the cause fixed, then the README's recovery, verbatim
+    run_recipe(box, "reopen")
+    assert get(box, 8000) == "hello from /srv/myapp\n"
+
+
 # ---------------------------------------------------------------- upgrade and purge
 def test_upgrade_under_load_restarts_every_instance_and_refuses_nothing(box):
     units = {8000: "sockserve.service", **{p: f"sockserve@{n}.service" for n, p in INSTANCES.items()}}
