@@ -132,7 +132,8 @@ class SupervisorMachine(RuleBasedStateMachine):
     def worker_event(self, data) -> None:
         wid = data.draw(st.sampled_from(sorted(self.shell.procs)))
         proc = self.shell.procs[wid]
-        what = data.draw(st.sampled_from(("progress",) * 4 + ("boot_error", "exit", "spawn_failed", "silent")))
+        what = data.draw(st.sampled_from(("progress",) * 4 + ("boot_error", "exit", "spawn_failed",
+                                                               "silent")))
         if what == "progress" and not proc["online"]:
             proc["online"] = True
             self.shell.feed(L.Online(wid))
@@ -301,7 +302,7 @@ TestSupervisorMachine = SupervisorMachine.TestCase
 
 def test_the_table_names_a_handler_for_every_phase_and_event():
     for phase in Phase:
-        for event in L.EVENTS:
-            name, then = L.outcome(phase, event)
-            assert name == "ignore" or hasattr(Supervisor, "_" + name), (phase, event, name)
+        for name in L.EVENTS:
+            handler, then = L.outcome(phase, name)
+            assert handler == "ignore" or hasattr(Supervisor, "_" + handler), (phase, name, handler)
             assert then
