@@ -168,7 +168,7 @@ class Supervisor(WorkersMixin, StopMixin):
         if old is None:
             self.phase = Phase.RUNNING
             self._emit(L.Notify(("READY=1", "STATUS")))
-            self._log("info", "ready", "ready: {status} on {listeners}")
+            self._log("info", "ready", "ready")  # the shell adds STATUS and the listeners
         else:
             gen.replaced = old.number
             self.phase = Phase.RUNNING
