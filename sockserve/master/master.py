@@ -25,6 +25,7 @@ from . import lifecycle as L
 from .control import ControlServer, default_control_path
 from .events import Emitter
 from .handoff import Dispatcher
+from .policy_switch import PolicySwitch
 from .pool import Pool
 from .shell import Shell
 from .supervisor import Supervisor
@@ -94,6 +95,7 @@ class Master(Shell):
         listeners = self._listeners or bind_all(self.config.addresses(), self.config.backlog,
                                                 self.config.policy == "reuseport")
         self.dispatcher = Dispatcher(self.loop, listeners, self.config.policy, self.config.rr_window, {})
+        self.dispatcher.policy = PolicySwitch(self.dispatcher.policy)  # type: ignore[assignment]
         self.pool = Pool(self.loop, self.dispatcher, self.emitter, self._env, self.feed)
         self.pool.on_ack = self._queue_checked
         self._shell_init()

@@ -70,8 +70,7 @@ class WorkersMixin:
 
     def _worker_silent(self: Supervisor, event: L.Silent) -> None:
         w = self.workers.get(event.worker)
-        if w is not None:
-            self._log("error", "worker_timeout", f"worker {w.id} {event.why}; killing it", worker_id=w.id)
+        if w is not None:  # the shell logged why, with the pid
             self._emit(L.Kill(w.id, "SIGKILL"))
 
     def _worker_gone(self: Supervisor, event: L.Exited | L.SpawnFailed) -> None:
