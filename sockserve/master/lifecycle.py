@@ -241,13 +241,24 @@ TABLE: dict[tuple[Phase, str], tuple[str, tuple[Phase, ...]]] = {
     **_rows((P.RUNNING, P.STOPPING), "Listening", "worker_listening"),
     **_rows((P.STARTING, P.RELOADING), "Listening", "worker_listening", COMPLETES),
     **_rows(WITH_WORKERS, "BootError", "worker_boot_error"),
-    # an exit or a failed spawn: a boot failure ends a start, fails a reload, ends a stop
-    **_rows(WITH_WORKERS, "Exited", "worker_gone", (*COMPLETES, *ENDS)),
-    **_rows(WITH_WORKERS, "SpawnFailed", "worker_gone", (*COMPLETES, *ENDS)),
+    # an exit or a failed spawn: a boot failure ends a start or fails a reload (the next queued
+    # one may begin); the last exit ends a stop
+    **_rows((P.STARTING,), "Exited", "worker_gone", ENDS),
+    **_rows((P.RUNNING,), "Exited", "worker_gone"),
+    **_rows((P.RELOADING,), "Exited", "worker_gone", (P.RUNNING,)),
+    **_rows((P.STOPPING,), "Exited", "worker_gone", ENDS),
+    **_rows((P.STARTING,), "SpawnFailed", "worker_gone", ENDS),
+    **_rows((P.RUNNING,), "SpawnFailed", "worker_gone"),
+    **_rows((P.RELOADING,), "SpawnFailed", "worker_gone", (P.RUNNING,)),
+    **_rows((P.STOPPING,), "SpawnFailed", "worker_gone", ENDS),
     **_rows(WITH_WORKERS, "Silent", "worker_silent"),
     **_rows((P.STOPPING,), "QueueEmpty", "handed_out", ENDS),
-    # boot_timeout fails a start or a reload; "unserved" and the stop timers end it all
-    **_rows(WITH_WORKERS, "Timer", "timer", (*COMPLETES, *ENDS)),
+    # boot_timeout ends a start or fails a reload, "unserved" (no worker listens) stops, the stop
+    # timers end a stop; back-off, drain and per-worker boot timers change no phase
+    **_rows((P.STARTING,), "Timer", "timer", ENDS),
+    **_rows((P.RUNNING,), "Timer", "timer", ENDS),
+    **_rows((P.RELOADING,), "Timer", "timer", (P.RUNNING, *ENDS)),
+    **_rows((P.STOPPING,), "Timer", "timer", ENDS),
 }
 EVENTS = ("Start", "Term", "Int", "Reload", "ConfigRead", "Ttin", "Ttou", "SpawnFailed", "Online",
           "Listening", "BootError", "Exited", "Silent", "QueueEmpty", "Timer")

@@ -222,8 +222,9 @@ class Pool:
             if worker.state is WorkerState.LISTENING and silent > timeout and not worker.timed_out:
                 worker.timed_out = True
                 why = f"silent for {silent:.1f}s (worker_timeout {timeout:g}s)"
-                log_event(log, logging.ERROR, "worker_timeout", f"worker {worker.id} (pid {worker.pid}) {why}; "
-                          "killing it", worker_id=worker.id, pid=worker.pid, generation=worker.generation)
+                log_event(log, logging.ERROR, "worker_timeout",
+                          f"worker {worker.id} (pid {worker.pid}) {why}; killing it",
+                          worker_id=worker.id, pid=worker.pid, generation=worker.generation)
                 self.feed(L.Silent(worker.id, why))
 
     def hung(self, now: float) -> tuple[int, ...]:

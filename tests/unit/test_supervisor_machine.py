@@ -306,3 +306,16 @@ def test_the_table_names_a_handler_for_every_phase_and_event():
             handler, then = L.outcome(phase, name)
             assert handler == "ignore" or hasattr(Supervisor, "_" + handler), (phase, name, handler)
             assert then
+
+
+def test_the_docs_show_the_table():
+    import pathlib
+
+    docs = (pathlib.Path(__file__).resolve().parents[2] / "docs" / "contracts.md").read_text()
+    for name in L.EVENTS:
+        cells = []
+        for phase in Phase:
+            handler, then = L.outcome(phase, name)
+            after = "/".join(p.value for p in then[1:])
+            cells.append("—" if handler == "ignore" else (f"{handler} → {after}" if after else handler))
+        assert f"| {name} | " + " | ".join(cells) + " |" in docs, name
