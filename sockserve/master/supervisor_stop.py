@@ -41,11 +41,13 @@ class StopMixin:
     def _stop_fast(self: Supervisor, event: L.Int) -> None:
         self._stop(graceful=False, code=self.exit_code if self.phase is Phase.STOPPING else 0)
 
-    def _stop(self: Supervisor, graceful: bool, code: int, hung: tuple[int, ...] = ()) -> None:
+    def _stop(self: Supervisor, graceful: bool, code: int, hung: tuple[int, ...] = (),
+              quiet: bool = False) -> None:
+        """``quiet``: the caller logged why (a boot failure's one line stays the last word)."""
         first = self.phase is not Phase.STOPPING
         self.phase, self.exit_code = Phase.STOPPING, code
         if first:
-            self._begin_stopping(graceful)
+            self._begin_stopping(graceful, quiet)
         if graceful:
             for w in self.workers.values():
                 if w.id in hung or w.stage not in (WorkerStage.LISTENING, WorkerStage.LEAVING):
@@ -66,9 +68,10 @@ class StopMixin:
                 self._set_timer(("stop",), FAST)
         self._stop_progress()
 
-    def _begin_stopping(self: Supervisor, graceful: bool) -> None:
+    def _begin_stopping(self: Supervisor, graceful: bool, quiet: bool) -> None:
         self._emit(L.Notify(("STOPPING=1", _extend(self.bound()))), L.StopAccepting())
-        self._log("info", "stopping", "stopping " + ("gracefully" if graceful else "now"))
+        if not quiet:
+            self._log("info", "stopping", "stopping " + ("gracefully" if graceful else "now"))
         for name in [n for n in self.timers if n[0] in ("boot", "respawn", "worker-boot", "unserved")]:
             self._cancel(name)
         requests = self.queued + self.reading

@@ -88,21 +88,17 @@ class WorkersMixin:
             self._stopping_worker_gone(w)
         elif w.stage is W.LEAVING:
             self._forget_if_empty(gen)
-        elif gen.status is G.BOOTING and not w.listened:
+        elif gen.status is G.BOOTING and not w.listened and isinstance(event, L.Exited):
             self._boot_failed(gen, w, event)
-        else:
+        else:  # a failed spawn (EMFILE, exec) is retried, bounded by the generation's boot timer
             self._refill(gen, w.slot, event.lived if isinstance(event, L.Exited) else 0.0)
 
-    def _boot_failed(self: Supervisor, gen: Generation, w: Worker, event: L.Exited | L.SpawnFailed) -> None:
-        if isinstance(event, L.SpawnFailed):
-            reason, code = f"cannot start a worker: {event.reason}", EXIT_FAILURE
-        else:
-            reason = w.boot_error or (f"worker {w.id} {event.text} before it listened "
-                                      f"(the application's import or startup ended it)")
-            code = EXIT_APP
+    def _boot_failed(self: Supervisor, gen: Generation, w: Worker, event: L.Exited) -> None:
+        reason = w.boot_error or (f"worker {w.id} {event.text} before it listened "
+                                  f"(the application's import or startup ended it)")
         if self.phase is Phase.STARTING:
             self._log("critical", "worker_boot_failure", reason)
-            self._stop(graceful=False, code=code)
+            self._stop(graceful=False, code=EXIT_APP, quiet=True)
         else:
             self._fail_generation(gen, reason)
 
@@ -131,7 +127,7 @@ class WorkersMixin:
         why = f"workers did not listen within {gen.config.boot_timeout:g}s (boot_timeout)"
         if self.phase is Phase.STARTING:
             self._log("critical", "boot_timeout", why)
-            self._stop(graceful=False, code=EXIT_FAILURE)
+            self._stop(graceful=False, code=EXIT_FAILURE, quiet=True)
         else:
             self._fail_generation(gen, why)
 
