@@ -182,7 +182,7 @@ def test_a_stalled_master_does_not_kill_healthy_workers(start_server):
 
 # ---------------------------------------------------------------- SIGTERM with a hung worker
 def test_sigterm_with_a_hung_worker_rehands_its_window_before_the_others_leave(start_server):
-    server = start_server(*APP, "--workers", "2", "--worker-timeout", "8", "--graceful-timeout", "20")
+    server = start_server(*APP, "--workers", "2", "--worker-timeout", "30", "--graceful-timeout", "20")
     hung = sorted(server.worker_pids().values())[0]
     os.kill(hung, signal.SIGSTOP)
     results: list = []
