@@ -3,7 +3,7 @@
 SLOWBOOT_IMPORT_SLEEP / SLOWBOOT_STARTUP_SLEEP: seconds the import / lifespan startup sleeps;
 SLOWBOOT_SLEEP_FILE: a file holding the import's sleep (read at each import, so a reload sees
 a new value); SLOWBOOT_FAIL_FILE: while that file exists the import raises (app unimportable);
-SLOWBOOT_IMPORT_EXIT: ``sys.exit(code)`` during the import.  Answers ``worker <id> pid <pid>``.
+SLOWBOOT_IMPORT_EXIT: ``sys.exit(code)`` during the import.  Answers like the hello app.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     query = scope["query_string"].decode()
     if query.startswith("s="):
         await asyncio.sleep(float(query[2:]))
-    body = f"worker {os.environ.get('SOCKSERVE_WORKER_ID')} pid {os.getpid()}\n".encode()
+    body = f"hello world from worker {os.environ.get('SOCKSERVE_WORKER_ID')} (pid {os.getpid()})\n".encode()
     headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})
