@@ -197,7 +197,7 @@ class Master(Shell):
             last = now
             self.pool.check_silence(now, stalled)
             self.notifier.flush()  # what a busy receiver could not take yet
-            if watchdog and now - last_ping >= watchdog * 0.5 and self.core.watchdog_ok():
+            if watchdog and now - last_ping >= watchdog * 0.9 and self.core.watchdog_ok():
                 self.notifier.notify("WATCHDOG=1")
                 last_ping = now
             self._changed()

@@ -201,3 +201,41 @@ def test_sigterm_with_a_hung_worker_rehands_its_window_before_the_others_leave(s
         t.join(20)
     assert exited(server, 20) == 0
     assert results == [200] * 12, results
+
+
+# ---------------------------------------------------------------- the watchdog
+def _notify_lines(sock) -> list[str]:
+    sock.setblocking(False)
+    lines = []
+    while True:
+        try:
+            lines += sock.recv(4096).decode().split("\n")
+        except BlockingIOError:
+            return lines
+
+
+def test_watchdog_pings_only_while_a_worker_listens_and_a_reload_extends_only_boot(start_server, tmp_path):
+    import socket
+
+    path, fail = str(tmp_path / "notify.sock"), tmp_path / "fail"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        server = start_server(*APP, "--workers", "1", "--boot-timeout", "3", "--graceful-timeout", "20",
+                              env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000",
+                                   "SLOWBOOT_FAIL_FILE": str(fail), "SOCKSERVE_RESTART_DELAY_MAX": "2"})
+        time.sleep(1)
+        assert "WATCHDOG=1" in _notify_lines(sock)
+        assert reload(server).returncode == 0
+        lines = _notify_lines(sock)
+        extends = [int(x.split("=")[1]) for x in lines if x.startswith("EXTEND_TIMEOUT_USEC=")]
+        assert extends and max(extends) <= 8_000_000  # boot_timeout + 5 s, not + graceful_timeout
+        after_ready = lines[lines.index("READY=1", lines.index("RELOADING=1")):]
+        assert "WATCHDOG=1" in after_ready[:4]  # sent with READY=1: ends any extension at once
+        fail.write_text("")  # from now on no replacement can import the app
+        [pid] = server.worker_pids().values()
+        os.kill(pid, signal.SIGKILL)
+        assert wait_for(lambda: not server.worker_pids(), 5)
+        _notify_lines(sock)
+        time.sleep(1.5)
+        assert "WATCHDOG=1" not in _notify_lines(sock)  # no listening worker: no ping
+        assert exited(server, 20) == 1
