@@ -19,10 +19,10 @@ from typing import Any
 
 from ..config import Config, ConfigError
 from ..eventloop import new_event_loop
-from ..listeners import Listener, bind_all, migrate_req_enabled
+from ..listeners import Listener, bind_config, migrate_req_enabled
 from ..systemd import Notifier, log_event, scrub_env
 from . import lifecycle as L
-from .control import ControlServer, default_control_path
+from .control import ControlServer, default_control_path, start_control
 from .events import Emitter
 from .handoff import Dispatcher
 from .policy_switch import PolicySwitch
@@ -92,8 +92,7 @@ class Master(Shell):
     # ------------------------------------------------------------ lifecycle
     async def _main(self) -> int:
         self.loop = asyncio.get_running_loop()
-        listeners = self._listeners or bind_all(self.config.addresses(), self.config.backlog,
-                                                self.config.policy == "reuseport")
+        listeners = self._listeners or bind_config(self.config)
         self.dispatcher = Dispatcher(self.loop, listeners, self.config.policy, self.config.rr_window, {})
         self.dispatcher.policy = PolicySwitch(self.dispatcher.policy)  # type: ignore[assignment]
         self.pool = Pool(self.loop, self.dispatcher, self.emitter, self._env, self.feed)
@@ -103,7 +102,7 @@ class Master(Shell):
         try:
             self._install_signals()
             if control:
-                await control.start(self.loop)
+                control = await start_control(control, bool(self.config.control_socket), self.loop)
             self._load_hooks()
             self._warn_reuseport()
             self.notifier.notify(f"MAINPID={os.getpid()}")
