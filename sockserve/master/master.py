@@ -27,6 +27,7 @@ from .events import Emitter
 from .handoff import Dispatcher
 from .policy_switch import PolicySwitch
 from .pool import Pool
+from .shared import make_policy
 from .shell import Shell
 from .supervisor import Supervisor
 from .workers import WorkerHandle
@@ -94,7 +95,9 @@ class Master(Shell):
         self.loop = asyncio.get_running_loop()
         listeners = self._listeners or bind_config(self.config)
         self.dispatcher = Dispatcher(self.loop, listeners, self.config.policy, self.config.rr_window, {})
-        self.dispatcher.policy = PolicySwitch(self.dispatcher.policy)  # type: ignore[assignment]
+        window = self.config.rr_window
+        self.dispatcher.policy = PolicySwitch(  # type: ignore[assignment]  # a reload may change it
+            self.config.policy, lambda mode: make_policy(mode, window))
         self.pool = Pool(self.loop, self.dispatcher, self.emitter, self._env, self.feed)
         self.pool.on_ack = self._queue_checked
         self._shell_init()

@@ -1,77 +1,75 @@
-"""A reload that changes ``policy`` (rr <-> shared), pure: the new policy takes every new
-worker and every new connection; the old one keeps the workers it knew until they are gone,
-so their acks, stops and deaths still land where their hand-offs are (round_robin.py).
+"""A reload that changes ``policy`` (rr <-> shared), pure: each worker is scheduled by its own
+generation's policy, new connections by the policy in effect (the serving generation's).
 
-The Dispatcher holds one of these as its ``policy``; same contract as RoundRobin and Shared.
+The Dispatcher holds one of these as its ``policy``: same contract as RoundRobin and Shared
+(round_robin.py, shared.py), plus ``assign`` (a worker's policy, told at spawn) and ``switch``
+(a generation was promoted).  A policy no worker uses any more hands what it still queues to
+the one in effect (or closes it, when that one accepts nothing in the master).
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from .round_robin import Action, Release
 
 
 class PolicySwitch:
-    def __init__(self, current: Any) -> None:
-        self.current = current
-        self._old: list[tuple[Any, set[int]]] = []  # earlier policies and the workers they still own
-        self._members: set[int] = set()  # workers of ``current``
+    def __init__(self, mode: str, make: Callable[[str], Any]) -> None:
+        self._make = make
+        self.current = mode
+        self.policies: dict[str, Any] = {mode: make(mode)}
+        self._owner: dict[int, str] = {}  # worker -> its generation's policy
 
     @property
     def mode(self) -> str:
-        return str(self.current.mode)
-
-    def switch(self, new: Any) -> list[Action]:
-        """``new`` takes over from now on (a reload's generation was promoted)."""
-        if self._members:
-            self._old.append((self.current, self._members))
-        self.current, self._members = new, set()
-        return []
-
-    def _owner(self, worker_id: int) -> Any:
-        for policy, members in self._old:
-            if worker_id in members:
-                return policy
         return self.current
 
+    def assign(self, worker_id: int, mode: str) -> None:
+        """``worker_id`` runs ``mode`` (its generation's policy); call before it listens."""
+        self._owner[worker_id] = mode
+        if mode not in self.policies:
+            self.policies[mode] = self._make(mode)
+
+    def switch(self, mode: str) -> list[Action]:
+        """``mode`` is in effect from now on (a reload's generation was promoted)."""
+        if mode not in self.policies:
+            self.policies[mode] = self._make(mode)
+        self.current = mode
+        return self._retire_unused()
+
+    def _of(self, worker_id: int) -> Any:
+        return self.policies.get(self._owner.get(worker_id, self.current), self.policies[self.current])
+
     def add(self, worker_id: int) -> list[Action]:
-        self._members.add(worker_id)
-        return list(self.current.add(worker_id))
+        return list(self._of(worker_id).add(worker_id))
 
     def stop(self, worker_id: int) -> list[Action]:
-        return list(self._owner(worker_id).stop(worker_id))
+        return list(self._of(worker_id).stop(worker_id))
 
     def remove(self, worker_id: int) -> list[Action]:
-        owner = self._owner(worker_id)
-        actions = list(owner.remove(worker_id))
-        self._members.discard(worker_id)
-        for _, members in self._old:
-            members.discard(worker_id)
-        # an old policy with no worker left hands what it still queues to the current one
-        for policy, members in [entry for entry in self._old if not entry[1]]:
-            self._old.remove((policy, members))
-            actions += self._requeue(policy)
-        return actions
+        actions = list(self._of(worker_id).remove(worker_id))
+        self._owner.pop(worker_id, None)
+        return actions + self._retire_unused()
 
-    def _requeue(self, policy: Any) -> list[Action]:
-        queue = getattr(policy, "_queue", None)
+    def _retire_unused(self) -> list[Action]:
         actions: list[Action] = []
-        while queue:
-            conn, _ = queue.popleft()
-            actions += self.distribute(conn) if self.current.mode == "rr" else [Release(conn)]
+        used = set(self._owner.values()) | {self.current}
+        for mode in [m for m in self.policies if m not in used]:
+            queue = getattr(self.policies.pop(mode), "_queue", None) or ()
+            for conn, _ in list(queue):
+                actions += self.distribute(conn) if self.current == "rr" else [Release(conn)]
         return actions
 
     def distribute(self, conn: Hashable) -> list[Action]:
-        return list(self.current.distribute(conn))
+        return list(self.policies[self.current].distribute(conn))
 
     def ack(self, worker_id: int, seq: int, accepted: bool) -> list[Action]:
-        return list(self._owner(worker_id).ack(worker_id, seq, accepted))
+        return list(self._of(worker_id).ack(worker_id, seq, accepted))
 
     def capacity(self) -> int:
-        return int(self.current.capacity())
+        return int(self.policies[self.current].capacity())
 
     def waiting(self) -> int:
-        return int(self.current.waiting()) + sum(int(p.waiting()) for p, _ in self._old)
-
+        return sum(int(p.waiting()) for p in self.policies.values())

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 from ..config import ConfigError
 from ..systemd import log_event, reloading_lines
 from . import lifecycle as L
-from .shared import make_policy
 
 if TYPE_CHECKING:
     from .master import Master
@@ -96,8 +95,7 @@ class Shell:
         """The promoted generation's config is in effect: its policy takes new connections."""
         self.config = a.config
         if a.config.policy != self.dispatcher.policy.mode:
-            switch = self.dispatcher.policy
-            self.dispatcher._apply(switch.switch(make_policy(a.config.policy, a.config.rr_window)))
+            self.dispatcher._apply(self.dispatcher.policy.switch(a.config.policy))
 
     def _set_timer(self: Master, name: tuple[Any, ...], delay: float) -> None:
         if old := self._timers.pop(name, None):

@@ -239,3 +239,18 @@ def test_watchdog_pings_only_while_a_worker_listens_and_a_reload_extends_only_bo
         time.sleep(1.5)
         assert "WATCHDOG=1" not in _notify_lines(sock)  # no listening worker: no ping
         assert exited(server, 20) == 1
+
+
+# ---------------------------------------------------------------- a reload that changes policy
+def test_a_reload_that_changes_policy_switches_the_dispatcher_both_ways(start_server, tmp_path):
+    config = tmp_path / "sockserve.toml"
+    config.write_text('workers = 2\npolicy = "rr"\n')
+    server = start_server(*APP, "--config", str(config))
+    for policy in ("shared", "rr"):
+        config.write_text(f'workers = 2\npolicy = "{policy}"\n')
+        assert reload(server).returncode == 0
+        assert all(server.get()[0] == 200 for _ in range(20))
+        status = server.status()
+        assert status["policy"] == policy
+        handed = sum(w["handed"] for w in status["workers"] if w["generation"] == status["generation"])
+        assert (handed == 0) if policy == "shared" else (handed >= 20), (policy, status["workers"])
