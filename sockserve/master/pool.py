@@ -229,7 +229,11 @@ class Pool:
                 self.feed(L.Silent(worker.id, why))
 
     def hung(self, now: float) -> tuple[int, ...]:
-        """Workers silent for three heartbeats: at a stop, their rr windows are re-handed first."""
+        """Workers silent for three heartbeats with hand-offs they have not acked: at a stop they
+        are killed first, so their rr windows go to workers that still take connections."""
+        def unacked(w: WorkerHandle) -> int:
+            return w.counters.handed - w.counters.accepted - w.counters.rejected
+
         return tuple(w.id for w in self.workers.values()
-                     if w.state is WorkerState.LISTENING
+                     if w.state is WorkerState.LISTENING and unacked(w) > 0
                      and now - w.last_seen > 3 * self.configs[w.id].heartbeat_interval())
