@@ -34,14 +34,27 @@ class ServerSpec:
     missing: str = ""  # why it cannot run here, '' if it can
 
 
-def _sockserve(policy: str) -> ServerSpec:
+def _sockserve(policy: str, native: bool = True) -> ServerSpec:
+    """sockserve with ``policy``; ``native=False``: the pure-Python hand-off path (SOCKSERVE_NATIVE=0)."""
     exe = VENV_BIN / "sockserve"
     argv = (str(exe), "--workers", "{workers}", "--policy", policy, "--bind", "127.0.0.1:{port}",
             "--log-target", "stderr")
     env = {"PYTHONPATH": str(REPO)}  # this checkout's sockserve, whatever the venv installed
     missing = "" if _sockserve_ready(exe, env) else f"`{exe} --help` fails (sockserve.cli missing?)"
-    return ServerSpec(f"sockserve {policy}", argv, env, reload_signal=signal.SIGHUP, notifies=True,
-                      missing=missing)
+    name = f"sockserve {policy}"
+    if not native:
+        env["SOCKSERVE_NATIVE"] = "0"
+        name += " (python)"
+    elif policy == "rr" and not missing and not _native_built(env):
+        missing = "sockserve.master._native is not built (pip install -e . with a C compiler)"
+    return ServerSpec(name, argv, env, reload_signal=signal.SIGHUP, notifies=True, missing=missing)
+
+
+def _native_built(env: dict[str, str]) -> bool:
+    check = "import sys, sockserve.master.native as n; sys.exit(0 if n.available() else 1)"
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, timeout=10,
+                          env={**os.environ, **env})
+    return done.returncode == 0
 
 
 def _sockserve_ready(exe: Path, env: dict[str, str]) -> bool:
@@ -86,7 +99,7 @@ def _gunicorn() -> ServerSpec:
 
 def all_specs() -> list[ServerSpec]:
     """Every server of the benchmark, sockserve first."""
-    return [_sockserve("rr"), _sockserve("shared"), _sockserve("reuseport"),
+    return [_sockserve("rr"), _sockserve("rr", native=False), _sockserve("shared"), _sockserve("reuseport"),
             _node("rr"), _node("none"), _uvicorn(), _gunicorn()]
 
 

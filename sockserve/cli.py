@@ -19,6 +19,7 @@ from .config import EXIT_FAILURE, EXIT_USAGE, Config, ConfigError, make_config
 
 ENV_PREFIX = "SOCKSERVE_"
 ENV_INTERNAL = {"SOCKSERVE_WORKER_ID", "SOCKSERVE_CHANNEL_FD", "SOCKSERVE_WORKER_CONFIG", "SOCKSERVE_CONFIG"}
+ENV_INTERNAL |= {"SOCKSERVE_NATIVE"}  # 0: the pure-Python hand-off path (master/native.py), not a setting
 
 
 class _Parser(argparse.ArgumentParser):

@@ -4,6 +4,11 @@ rr: accept while the workers have room in their windows, hand each fd to the
 policy's choice with NewConn, close our copy on an accepted ack, re-hand on a
 reject or a death.  Connections that do not fit stay in the kernel's accept
 queue, which survives a restart of the master when systemd owns the socket.
+
+When the C extension is built (native.py), the policy is its RoundRobin and the
+two hot calls (accept, ack) run in C: accept4, the policy, sendmsg of NewConn
+records, close.  What C cannot send (a channel with records queued, closed, or
+a failed send) comes back as actions for the Python path (``_apply``).
 """
 
 from __future__ import annotations
@@ -13,9 +18,10 @@ import errno
 import logging
 import os
 
-from ..cluster.protocol import MAX_FDS, Ack, NewConn, QueryServer, ServerReply
+from ..cluster.protocol import MAX_FDS, Ack, NewConn, ProtocolError, QueryServer, ServerReply
 from ..listeners import Listener
 from ..systemd import log_event
+from . import native
 from .round_robin import Action, Handoff
 from .shared import make_policy
 from .workers import WorkerHandle
@@ -31,7 +37,10 @@ class Dispatcher:
                  window: int, workers: dict[int, WorkerHandle]) -> None:
         self.loop = loop
         self.listeners = {listener.key: listener for listener in listeners}
-        self.policy = make_policy(policy, window)
+        self.policy = native.round_robin(window) if policy == "rr" else make_policy(policy, window)
+        self.native = native.is_native(self.policy)  # the C hot path (accept, ack) is on
+        self._key_index = {key: self.policy.key(key, native.newconn_prefix(key))
+                           for key in self.listeners} if self.native else {}
         self.workers = workers
         self.accepting = False
         self._readers: set[str] = set()  # keys whose accept reader is on
@@ -50,24 +59,40 @@ class Dispatcher:
 
     # ------------------------------------------------------------ workers come and go
     def worker_listening(self, worker: WorkerHandle) -> None:
+        if self.native:  # C may send NewConn on this channel itself (while it has nothing queued)
+            self.policy.attach(worker.id, worker.channel.sock.fileno(), worker.channel, worker.counters)
         self._apply(self.policy.add(worker.id))
 
     def worker_closed(self, worker: WorkerHandle) -> None:
         self._apply(self.policy.stop(worker.id))
 
     def worker_gone(self, worker: WorkerHandle) -> None:
+        if self.native:
+            self.policy.detach(worker.id)
         self._apply(self.policy.remove(worker.id))
 
     def ack(self, worker: WorkerHandle, ack: Ack) -> None:
-        """Raises ProtocolError for an ack the worker had no reason to send."""
+        """Raises ProtocolError for an ack the worker had no reason to send.
+
+        The seqs before the bad one still count: what they decided is done
+        (closed, handed on), so no connection waits on a hand-off never sent.
+        """
         if ack.accepted:
             worker.counters.accepted += len(ack.seqs)
         else:
             worker.counters.rejected += len(ack.seqs)
+        if self.native:
+            spill, error = self.policy.ack_many(worker.id, ack.seqs, ack.accepted)
+            self._apply(spill)
+            if error is not None:
+                raise ProtocolError(error)
+            return
         actions: list[Action] = []
-        for seq in ack.seqs:
-            actions += self.policy.ack(worker.id, seq, ack.accepted)
-        self._apply(actions)
+        try:
+            for seq in ack.seqs:
+                actions += self.policy.ack(worker.id, seq, ack.accepted)
+        finally:
+            self._apply(actions)
 
     # ------------------------------------------------------------ accepting
     def start_accepting(self) -> None:
@@ -91,6 +116,13 @@ class Dispatcher:
 
     def _accept(self, listener: Listener) -> None:
         """Accept what the workers have room for; hand it out in one batch per worker."""
+        if self.native:
+            spill, err = self.policy.accept(listener.sock.fileno(), self._key_index[listener.key],
+                                            ACCEPT_BATCH)
+            self._apply(spill)
+            if err:
+                self._accept_failed(OSError(err, os.strerror(err)))
+            return
         accept = listener.sock._accept  # (fd, address): no socket object on the hot path
         actions: list[Action] = []
         for _ in range(ACCEPT_BATCH):
@@ -101,14 +133,18 @@ class Dispatcher:
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    self._fd_exhausted(exc)
-                    break
                 if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
                     continue  # the client gave up before we accepted
-                raise
+                self._apply(actions)
+                self._accept_failed(exc)
+                return
             actions += self.policy.distribute((listener.key, fd))
         self._apply(actions)
+
+    def _accept_failed(self, exc: OSError) -> None:
+        if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+            raise exc
+        self._fd_exhausted(exc)
 
     def _fd_exhausted(self, exc: OSError) -> None:
         """Out of fds: pause accepting instead of spinning; log once per interval."""
