@@ -9,7 +9,8 @@ from setuptools import Extension, setup
 
 setup(ext_modules=[Extension(
     "sockserve.master._native",
-    sources=["sockserve/master/_native.c", "sockserve/master/native_io.c", "sockserve/master/rr_core.c"],
+    sources=["sockserve/master/_native.c", "sockserve/master/native_io.c",
+             "sockserve/master/native_acks.c", "sockserve/master/rr_core.c"],
     depends=["sockserve/master/native.h", "sockserve/master/rr_core.h"],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
     optional=True,  # no compiler: install without it (pure-Python fallback)

@@ -26,7 +26,8 @@
 #include "native.h"
 
 PyObject *HandoffType, *ReleaseType, *ProtocolErrorType; /* set by configure() */
-PyObject *str_closed, *str_pending, *str_handed, *str_rehanded;
+PyObject *str_closed, *str_pending, *str_handed, *str_rehanded, *str_accepted, *str_rejected,
+    *str_last_seen, *str_fault;
 
 /* ------------------------------------------------------------ conns and actions as objects */
 PyObject *conn_object(Engine *e, Conn *c)
@@ -70,6 +71,7 @@ static PyObject *acts_list(Engine *e, int status)
         Py_XDECREF(item);
     }
     acts_clear(e);
+    e->cap_seen = rr_capacity(&e->rr) > 0;  /* the caller's _apply updates its readers */
     return list;
 }
 
@@ -107,7 +109,11 @@ static int Engine_traverse(Engine *e, visitproc visit, void *arg)
     for (Py_ssize_t i = 0; i < e->natt; i++) {
         Py_VISIT(e->att[i].channel);
         Py_VISIT(e->att[i].counters);
+        Py_VISIT(e->att[i].handle);
     }
+    Py_VISIT(e->on_event);
+    Py_VISIT(e->on_channel_hook);
+    Py_VISIT(e->time_fn);
     return 0;
 }
 
@@ -118,8 +124,12 @@ static int Engine_clear(Engine *e)
     for (Py_ssize_t i = 0; i < e->natt; i++) {
         Py_CLEAR(e->att[i].channel);
         Py_CLEAR(e->att[i].counters);
+        Py_CLEAR(e->att[i].handle);
     }
     e->natt = 0;
+    Py_CLEAR(e->on_event);
+    Py_CLEAR(e->on_channel_hook);
+    Py_CLEAR(e->time_fn);
     return 0;
 }
 
@@ -134,6 +144,7 @@ static void Engine_dealloc(Engine *e)
         PyMem_Free(e->keys[i].prefix);
     }
     PyMem_Free(e->keys);
+    PyMem_Free(e->rbuf);
     Py_TYPE(e)->tp_free((PyObject *)e);
 }
 
@@ -251,11 +262,6 @@ static PyObject *Engine_get_handed(Engine *e, void *closure)
     return d;
 }
 
-static PyObject *Engine_get_mode(Engine *e, void *closure)
-{
-    return PyUnicode_FromString("rr");
-}
-
 static PyObject *Engine_get_window(Engine *e, void *closure)
 {
     return PyLong_FromLong(e->rr.window);
@@ -270,18 +276,19 @@ static PyMethodDef Engine_methods[] = {
     {"capacity", (PyCFunction)Engine_capacity, METH_NOARGS, "Hand-offs the rotation can take now."},
     {"waiting", (PyCFunction)Engine_waiting, METH_NOARGS, "Queued plus un-acked connections."},
     {"key", (PyCFunction)Engine_key, METH_VARARGS, "key(key, prefix) -> index for accept()."},
-    {"attach", (PyCFunction)Engine_attach, METH_VARARGS, "attach(worker, channel, counters)."},
+    {"attach", (PyCFunction)Engine_attach, METH_VARARGS, "attach(worker, fd, channel, counters, handle)."},
+    {"hooks", (PyCFunction)Engine_hooks, METH_VARARGS, "hooks(on_event, on_channel, time)."},
     {"detach", (PyCFunction)Engine_detach, METH_O, "detach(worker): no direct sends to it."},
-    {"accept", (PyCFunction)Engine_accept, METH_VARARGS, "accept(fd, key, limit) -> (spill, errno)."},
+    {"on_listener", (PyCFunction)Engine_on_listener, METH_VARARGS, "on_listener(fd, key, limit): accept."},
     {"ack_many", (PyCFunction)Engine_ack_many, METH_VARARGS,
      "ack_many(worker, seqs, accepted) -> (spill, error or None)."},
+    {"on_channel", (PyCFunction)Engine_on_channel, METH_O, "on_channel(worker): read its channel."},
     {NULL},
 };
 
 static PyGetSetDef Engine_getset[] = {
     {"_owner", (getter)Engine_get_owner, NULL, "seq -> worker, for tests", NULL},
     {"_handed", (getter)Engine_get_handed, NULL, "worker -> hand-offs, for tests", NULL},
-    {"mode", (getter)Engine_get_mode, NULL, "the policy's name, as round_robin.RoundRobin.mode", NULL},
     {"window", (getter)Engine_get_window, NULL, "un-acked hand-offs per worker", NULL},
     {NULL},
 };
@@ -324,12 +331,17 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__native(void)
 {
-    if (PyType_Ready(&EngineType) < 0)
+    if (PyType_Ready(&EngineType) < 0 ||  /* mode: a class attribute, as in round_robin.py */
+        PyDict_SetItemString(EngineType.tp_dict, "mode", PyUnicode_InternFromString("rr")) < 0)
         return NULL;
     if (!(str_closed = PyUnicode_InternFromString("closed")) ||
         !(str_pending = PyUnicode_InternFromString("pending")) ||
         !(str_handed = PyUnicode_InternFromString("handed")) ||
-        !(str_rehanded = PyUnicode_InternFromString("rehanded")))
+        !(str_rehanded = PyUnicode_InternFromString("rehanded")) ||
+        !(str_accepted = PyUnicode_InternFromString("accepted")) ||
+        !(str_rejected = PyUnicode_InternFromString("rejected")) ||
+        !(str_last_seen = PyUnicode_InternFromString("last_seen")) ||
+        !(str_fault = PyUnicode_InternFromString("fault")))
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)

@@ -28,6 +28,7 @@ from .workers import WorkerHandle
 
 log = logging.getLogger("sockserve.master")
 ACCEPT_BATCH = 64  # accepts per wake-up, so one busy listener cannot starve the loop
+READ_BATCH = 64  # records read per wake-up of a worker's channel (as Channel does)
 FD_EXHAUSTED_PAUSE = 0.5  # seconds accept pauses on EMFILE/ENFILE
 FD_EXHAUSTED_LOG_EVERY = 10.0
 
@@ -41,6 +42,8 @@ class Dispatcher:
         self.native = native.is_native(self.policy)  # the C hot path (accept, ack) is on
         self._key_index = {key: self.policy.key(key, native.newconn_prefix(key))
                            for key in self.listeners} if self.native else {}
+        if self.native:  # the loop calls C directly; C calls these when Python has work
+            self.policy.hooks(self._native_event, self._channel_event, loop.time)
         self.workers = workers
         self.accepting = False
         self._readers: set[str] = set()  # keys whose accept reader is on
@@ -60,8 +63,28 @@ class Dispatcher:
     # ------------------------------------------------------------ workers come and go
     def worker_listening(self, worker: WorkerHandle) -> None:
         if self.native:  # C may send NewConn on this channel itself (while it has nothing queued)
-            self.policy.attach(worker.id, worker.channel.sock.fileno(), worker.channel, worker.counters)
+            fd = worker.channel.sock.fileno()
+            self.policy.attach(worker.id, fd, worker.channel, worker.counters, worker)
+            self.loop.add_reader(fd, self.policy.on_channel, worker.id)  # instead of the channel's reader
         self._apply(self.policy.add(worker.id))
+
+    def _channel_event(self, worker_id: int, record: tuple[bytes, list[int], int] | None,
+                       state: int) -> None:
+        """From C's reading of a worker channel: a record that is not a plain ack (state 1),
+        EOF or an error (2), a worker being replaced (3): the channel's own path takes it."""
+        worker = self.workers.get(worker_id)
+        if worker is None or worker.channel.closed:
+            return
+        if record is not None:
+            worker.channel._deliver(*record)  # decode, the peer's state table, the pool
+        else:
+            worker.channel._read(1 if state == 2 else READ_BATCH)
+
+    def _native_event(self, spill: list[Action], err: int) -> None:
+        """From C's hot path: actions it could not do itself, an accept error; readers."""
+        self._apply(spill)
+        if err:
+            self._accept_failed(OSError(err, os.strerror(err)))
 
     def worker_closed(self, worker: WorkerHandle) -> None:
         self._apply(self.policy.stop(worker.id))
@@ -107,7 +130,11 @@ class Dispatcher:
         want = (self.accepting and self.policy.mode == "rr" and self.policy.capacity() > 0
                 and self.loop.time() >= self._paused_until)
         for key, listener in self.listeners.items():
-            if want and key not in self._readers:
+            if want and key not in self._readers and self.native:
+                fd = listener.sock.fileno()
+                self.loop.add_reader(fd, self.policy.on_listener, fd, self._key_index[key], ACCEPT_BATCH)
+                self._readers.add(key)
+            elif want and key not in self._readers:
                 self.loop.add_reader(listener.sock.fileno(), self._accept, listener)
                 self._readers.add(key)
             elif not want and key in self._readers:
@@ -116,13 +143,6 @@ class Dispatcher:
 
     def _accept(self, listener: Listener) -> None:
         """Accept what the workers have room for; hand it out in one batch per worker."""
-        if self.native:
-            spill, err = self.policy.accept(listener.sock.fileno(), self._key_index[listener.key],
-                                            ACCEPT_BATCH)
-            self._apply(spill)
-            if err:
-                self._accept_failed(OSError(err, os.strerror(err)))
-            return
         accept = listener.sock._accept  # (fd, address): no socket object on the hot path
         actions: list[Action] = []
         for _ in range(ACCEPT_BATCH):

@@ -7,7 +7,8 @@
 #define MAX_FDS 8 /* protocol.MAX_FDS: fds in one NewConn record */
 
 /* A worker whose channel the hot path may send on directly. */
-typedef struct { long long id; int fd; PyObject *channel; PyObject *counters; } Attached;
+typedef struct { long long id; int fd; PyObject *channel, *counters, *handle; } Attached;
+enum { USE_OK = 1, USE_CLOSED = 0, USE_FAULT = 2 };  /* attached_state; -1 error */
 /* A listener key and its NewConn record up to the first seq: b'\x05["key",[' */
 typedef struct { PyObject *key; char *prefix; Py_ssize_t prefix_len; } Key;
 
@@ -16,10 +17,15 @@ typedef struct {
     RR rr;
     Attached *att; Py_ssize_t natt, capatt;
     Key *keys; Py_ssize_t nkeys, capkeys;
+    char *rbuf;        /* one record, for on_channel */
+    int reading;       /* on_channel is running (a hook may reenter) */
+    int cap_seen;      /* capacity > 0 when Python last looked (its readers follow it) */
+    PyObject *on_event, *on_channel_hook, *time_fn;  /* hooks(): Python's side */
 } Engine;
 
 extern PyObject *HandoffType, *ReleaseType, *ProtocolErrorType;
-extern PyObject *str_closed, *str_pending, *str_handed, *str_rehanded;
+extern PyObject *str_closed, *str_pending, *str_handed, *str_rehanded, *str_accepted, *str_rejected,
+    *str_last_seen, *str_fault;
 
 PyObject *conn_object(Engine *e, Conn *c);
 PyObject *act_object(Engine *e, Act *a);
@@ -28,7 +34,19 @@ void acts_clear(Engine *e);
 PyObject *Engine_key(Engine *e, PyObject *args);
 PyObject *Engine_attach(Engine *e, PyObject *args);
 PyObject *Engine_detach(Engine *e, PyObject *arg);
-PyObject *Engine_accept(Engine *e, PyObject *args);
+PyObject *Engine_hooks(Engine *e, PyObject *args);
+PyObject *Engine_on_listener(Engine *e, PyObject *args);
 PyObject *Engine_ack_many(Engine *e, PyObject *args);
+PyObject *Engine_on_channel(Engine *e, PyObject *arg);
+
+/* native_io.c, for native_acks.c */
+Attached *attached(Engine *e, long long worker);
+int counter_add(PyObject *counters, PyObject *name, long n);
+PyObject *exec_acts(Engine *e);
+PyObject *exec_then_fail(Engine *e);
+int notify(Engine *e, PyObject *spill, int err);
+int check_hooks(Engine *e);
+int attached_state(Attached *a);
+PyObject *call_channel_hook(Engine *e, long long worker, PyObject *record, int state);
 
 #endif

@@ -47,7 +47,7 @@ PyObject *Engine_key(Engine *e, PyObject *args)
     return PyLong_FromSsize_t(e->nkeys++);
 }
 
-static Attached *attached(Engine *e, long long worker)
+Attached *attached(Engine *e, long long worker)
 {
     for (Py_ssize_t i = 0; i < e->natt; i++)
         if (e->att[i].id == worker)
@@ -59,19 +59,20 @@ PyObject *Engine_attach(Engine *e, PyObject *args)
 {
     long long worker;
     int fd;
-    PyObject *channel, *counters;
-    if (!PyArg_ParseTuple(args, "LiOO", &worker, &fd, &channel, &counters))
+    PyObject *channel, *counters, *handle;
+    if (!PyArg_ParseTuple(args, "LiOOO", &worker, &fd, &channel, &counters, &handle))
         return NULL;
     Attached *a = attached(e, worker);
     if (a == NULL) {
         if (grow((void **)&e->att, &e->capatt, e->natt + 1, sizeof(Attached)) < 0)
             return NULL;
         a = &e->att[e->natt++];
-        *a = (Attached){worker, -1, NULL, NULL};
+        *a = (Attached){worker, -1, NULL, NULL, NULL};
     }
     a->fd = fd;
     Py_XSETREF(a->channel, Py_NewRef(channel));
     Py_XSETREF(a->counters, Py_NewRef(counters));
+    Py_XSETREF(a->handle, Py_NewRef(handle));
     Py_RETURN_NONE;
 }
 
@@ -82,12 +83,70 @@ PyObject *Engine_detach(Engine *e, PyObject *arg)
         return NULL;
     Attached *a = attached(e, worker);
     if (a != NULL) {
-        PyObject *channel = a->channel, *counters = a->counters;
+        PyObject *channel = a->channel, *counters = a->counters, *handle = a->handle;
         *a = e->att[--e->natt];
         Py_DECREF(channel);
         Py_DECREF(counters);
+        Py_DECREF(handle);
     }
     Py_RETURN_NONE;
+}
+
+/* hooks(on_event, on_channel, time): Python's side of the hot path.
+ *   on_event(spill, errno): do ``spill`` (actions C could not), handle an accept
+ *     error, update the readers; called only when there is something to do or
+ *     the capacity is (or was) not positive, so a steady flow runs no Python.
+ *   on_channel(worker, record, state): see on_channel in native_acks.c.
+ *   time(): the loop's clock, for the worker's last_seen. */
+PyObject *Engine_hooks(Engine *e, PyObject *args)
+{
+    PyObject *on_event, *on_channel, *time_fn;
+    if (!PyArg_ParseTuple(args, "OOO", &on_event, &on_channel, &time_fn))
+        return NULL;
+    Py_XSETREF(e->on_event, Py_NewRef(on_event));
+    Py_XSETREF(e->on_channel_hook, Py_NewRef(on_channel));
+    Py_XSETREF(e->time_fn, Py_NewRef(time_fn));
+    e->cap_seen = 0;
+    Py_RETURN_NONE;
+}
+
+int check_hooks(Engine *e)
+{
+    if (e->on_event == NULL || HandoffType == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the hot path needs configure() and hooks() first");
+        return -1;
+    }
+    return 0;
+}
+
+/* Steals ``spill``. */
+int notify(Engine *e, PyObject *spill, int err)
+{
+    int ret = 0;
+    if (PyList_GET_SIZE(spill) || err || !e->cap_seen || rr_capacity(&e->rr) <= 0) {
+        PyObject *r = PyObject_CallFunction(e->on_event, "Oi", spill, err);
+        ret = r == NULL ? -1 : 0;
+        Py_XDECREF(r);
+        e->cap_seen = rr_capacity(&e->rr) > 0;
+    }
+    Py_DECREF(spill);
+    return ret;
+}
+
+PyObject *call_channel_hook(Engine *e, long long worker, PyObject *record, int state)
+{
+    return PyObject_CallFunction(e->on_channel_hook, "LOi", worker, record, state);
+}
+
+/* USE_OK, USE_CLOSED (the channel is closed), USE_FAULT (the worker is being replaced), -1. */
+int attached_state(Attached *a)
+{
+    PyObject *closed = PyObject_GetAttr(a->channel, str_closed);
+    PyObject *fault = closed ? PyObject_GetAttr(a->handle, str_fault) : NULL;
+    int state = fault == NULL ? -1 : closed != Py_False ? USE_CLOSED : fault != Py_None ? USE_FAULT : USE_OK;
+    Py_XDECREF(closed);
+    Py_XDECREF(fault);
+    return state;
 }
 
 /* ------------------------------------------------------------ sending */
@@ -103,7 +162,7 @@ static int channel_clear(Attached *a)
     return clear;
 }
 
-static int counter_add(PyObject *counters, PyObject *name, long n)
+int counter_add(PyObject *counters, PyObject *name, long n)
 {
     if (n == 0)
         return 0;
@@ -198,7 +257,7 @@ static int send_group(Engine *e, PyObject *spill, Py_ssize_t first, Py_ssize_t *
 }
 
 /* Does the pending acts: closes released fds, sends hand-offs; the rest -> spill (a new list). */
-static PyObject *exec_acts(Engine *e)
+PyObject *exec_acts(Engine *e)
 {
     Py_ssize_t n = e->rr.nacts, nspilled = 0;
     PyObject *spill = PyList_New(0);
@@ -237,7 +296,7 @@ fail:
 }
 
 /* What was decided is done (no connection left behind), then the error raised. */
-static PyObject *exec_then_fail(Engine *e)
+PyObject *exec_then_fail(Engine *e)
 {
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
@@ -248,13 +307,16 @@ static PyObject *exec_then_fail(Engine *e)
 }
 
 /* ------------------------------------------------------------ the hot-path calls */
-PyObject *Engine_accept(Engine *e, PyObject *args)
+/* on_listener(fd, key, limit): the loop's reader for a listener.  Accepts while
+ * the workers have room (at most ``limit``), hands out, and tells Python only
+ * what it must hear (notify). */
+PyObject *Engine_on_listener(Engine *e, PyObject *args)
 {
     int lfd, key, limit, err = 0;
-    if (!PyArg_ParseTuple(args, "iii", &lfd, &key, &limit))
+    if (!PyArg_ParseTuple(args, "iii", &lfd, &key, &limit) || check_hooks(e) < 0)
         return NULL;
-    if (key < 0 || key >= e->nkeys || HandoffType == NULL)
-        return PyErr_Format(PyExc_ValueError, "unknown key index %d (or not configured)", key);
+    if (key < 0 || key >= e->nkeys)
+        return PyErr_Format(PyExc_ValueError, "unknown key index %d", key);
     for (int i = 0; i < limit && rr_capacity(&e->rr) > 0; i++) {
         int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
         if (fd < 0) {
@@ -272,7 +334,9 @@ PyObject *Engine_accept(Engine *e, PyObject *args)
         }
     }
     PyObject *spill = exec_acts(e);
-    return spill == NULL ? NULL : Py_BuildValue("(Ni)", spill, err);
+    if (spill == NULL || notify(e, spill, err) < 0)
+        return NULL;
+    Py_RETURN_NONE;
 }
 
 PyObject *Engine_ack_many(Engine *e, PyObject *args)
@@ -296,5 +360,6 @@ PyObject *Engine_ack_many(Engine *e, PyObject *args)
         Py_XDECREF(error);
         return NULL;
     }
+    e->cap_seen = rr_capacity(&e->rr) > 0;  /* the caller's _apply updates its readers */
     return Py_BuildValue("(NN)", spill, error ? error : Py_NewRef(Py_None));
 }

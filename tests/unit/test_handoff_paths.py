@@ -42,11 +42,14 @@ class Rig:
         self.workers: dict[int, WorkerHandle] = {}
         self.dispatcher = Dispatcher(loop, [Listener(KEY, KEY, self.listener)], "rr", window, self.workers)
         self.ends: dict[int, socket.socket] = {}
+        self.delivered: list[protocol.Message] = []  # what reached Python's delivery, in order
+        self.closed: list[tuple[int, str | None]] = []
         for wid in range(1, n + 1):
             ours, theirs = socketpair()
             worker = WorkerHandle(id=wid, slot=wid, generation=1, pid=0, pidfd=-1, channel=None,  # type: ignore[arg-type]
                                   peer=WorkerPeer(wid, (KEY,)), started=0.0, last_seen=0.0)
-            worker.channel = Channel(ours, "worker", lambda m, f, w=worker: self._on(w, m), lambda r: None)
+            worker.channel = Channel(ours, "worker", lambda m, f, w=worker: self._on(w, m),
+                                     lambda r, w=wid: self.closed.append((w, r)))
             worker.channel.start(loop)
             self.workers[wid], self.ends[wid] = worker, theirs
             self.dispatcher.worker_listening(worker)
@@ -54,8 +57,11 @@ class Rig:
         self.errors: list[str] = []
 
     def _on(self, worker: WorkerHandle, msg: protocol.Message) -> None:
+        self.delivered.append(msg)
+        if not isinstance(msg, Ack):
+            return
         try:
-            self.dispatcher.ack(worker, msg)  # type: ignore[arg-type]
+            self.dispatcher.ack(worker, msg)
         except ProtocolError as exc:
             self.errors.append(str(exc))
 
@@ -181,5 +187,41 @@ def test_a_dead_workers_unacked_connections_go_to_another_worker(path):
         for fd in [*first[2][0][1], *fds]:
             socket.socket(fileno=fd).close()
         assert all(sees_eof(c) for c in clients) and rig.dispatcher.waiting() == 0
+        rig.close()
+    run(main())
+
+
+def test_records_around_acks_reach_the_channel_in_order_and_eof_closes_it(path):
+    async def main():
+        rig = Rig(asyncio.get_running_loop(), 1, 8)
+        clients = [rig.connect() for _ in range(2)]
+        records = await rig.received(1, 1)
+        while sum(len(m.seqs) for m, _ in records) < 2:
+            records += await rig.received(1, 1)
+        (s1, s2), fds = [s for m, _ in records for s in m.seqs], [f for _, fs in records for f in fs]
+        end = rig.ends[1]
+        end.send(protocol.encode(UserMessage("before")))
+        end.send(protocol.encode(Ack((s1,), True)))  # canonical: the C path takes it
+        end.send(bytes((Ack.code,)) + f"[ [{s2}], true ]".encode())  # valid JSON, not canonical
+        end.send(protocol.encode(UserMessage("after")))
+        for _ in range(100):
+            if len([m for m in rig.delivered if isinstance(m, UserMessage)]) == 2:
+                break
+            await asyncio.sleep(0.01)
+        kinds = [type(m).__name__ for m in rig.delivered]
+        acks = ["Ack"] if path == "c" else ["Ack", "Ack"]  # C takes the canonical one itself
+        want = ["UserMessage", *acks, "UserMessage"]
+        assert kinds == want and rig.delivered[0].payload == "before"
+        assert rig.workers[1].counters.accepted == 2 and rig.dispatcher.waiting() == 0
+        for fd in fds:
+            socket.socket(fileno=fd).close()
+        assert all(sees_eof(c) for c in clients)
+        end.close()
+        for _ in range(100):
+            if rig.closed:
+                break
+            await asyncio.sleep(0.01)
+        assert rig.closed == [(1, None)]
+        rig.ends[1] = socket.socket()  # closed above; rig.close closes this one
         rig.close()
     run(main())
