@@ -97,10 +97,18 @@ def _gunicorn() -> ServerSpec:
                       missing=missing)
 
 
+def _granian() -> ServerSpec:
+    exe = VENV_BIN / "granian"
+    argv = (str(exe), "--interface", "asgi", "--workers", "{workers}", "--loop", "uvloop", "--no-ws",
+            "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warning", "apps:app")
+    missing = "" if exe.exists() else "granian not installed in the venv (pip install -e '.[bench]')"
+    return ServerSpec("granian --workers", argv, {"PYTHONPATH": str(BENCH)}, missing=missing)
+
+
 def all_specs() -> list[ServerSpec]:
     """Every server of the benchmark, sockserve first."""
     return [_sockserve("rr"), _sockserve("rr", native=False), _sockserve("shared"), _sockserve("reuseport"),
-            _node("rr"), _node("none"), _uvicorn(), _gunicorn()]
+            _node("rr"), _node("none"), _uvicorn(), _granian(), _gunicorn()]
 
 
 class Server:
