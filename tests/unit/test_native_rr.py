@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import pathlib
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rr_impls import c_round_robin
 
 from sockserve.cluster.protocol import ProtocolError
-from sockserve.master.round_robin import Handoff, RoundRobin
+from sockserve.master.round_robin import RoundRobin
+
+ROOT = pathlib.Path(__file__).resolve().parents[2] / "sockserve" / "master"
 
 OPS = st.lists(st.tuples(st.sampled_from(["add", "stop", "remove", "distribute", "ack", "ack"]),
                          st.integers(1, 4), st.booleans(), st.integers(0, 60)), max_size=120)
@@ -45,9 +50,17 @@ def test_c_policy_returns_the_same_actions_as_round_robin_py(ops, window):
         assert got == want, (op, args)
         assert state(c) == state(py), (op, args)
         held = [(w, s) for s, w in py._owner.items()]
-    assert all(isinstance(a, Handoff) for a in c.add(99) if not isinstance(a, tuple))
+    assert c.add(99) == py.add(99)  # a joiner takes what waits, the same way
+    assert state(c) == state(py)
 
 
 def test_c_policy_rejects_a_bad_window():
     with pytest.raises(ValueError):
         c_round_robin(0)
+
+
+def test_the_c_policy_is_pure_like_round_robin_py():
+    """rr_core.c, like round_robin.py, does no I/O: it includes no system headers but string.h."""
+    for name in ("rr_core.c", "rr_core.h"):
+        included = set(re.findall(r'#include [<"]([^>"]+)[>"]', (ROOT / name).read_text()))
+        assert included <= {"Python.h", "string.h", "rr_core.h"}, (name, included)
