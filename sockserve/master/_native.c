@@ -71,7 +71,8 @@ static PyObject *acts_list(Engine *e, int status)
         Py_XDECREF(item);
     }
     acts_clear(e);
-    e->cap_seen = rr_capacity(&e->rr) > 0;  /* the caller's _apply updates its readers */
+    if (list != NULL && sync_interest(e) < 0)
+        Py_CLEAR(list);
     return list;
 }
 
@@ -145,6 +146,10 @@ static void Engine_dealloc(Engine *e)
     }
     PyMem_Free(e->keys);
     PyMem_Free(e->rbuf);
+    PyMem_Free(e->lfds);
+    PyMem_Free(e->lkeys);
+    if (e->epfd >= 0)
+        close(e->epfd);
     Py_TYPE(e)->tp_free((PyObject *)e);
 }
 
@@ -162,6 +167,7 @@ static int Engine_init(Engine *e, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_RuntimeError, "RoundRobin is initialised once");
         return -1;
     }
+    e->epfd = -1;
     return rr_init(&e->rr, window);
 }
 
@@ -279,7 +285,9 @@ static PyMethodDef Engine_methods[] = {
     {"attach", (PyCFunction)Engine_attach, METH_VARARGS, "attach(worker, fd, channel, counters, handle)."},
     {"hooks", (PyCFunction)Engine_hooks, METH_VARARGS, "hooks(on_event, on_channel, time)."},
     {"detach", (PyCFunction)Engine_detach, METH_O, "detach(worker): no direct sends to it."},
-    {"on_listener", (PyCFunction)Engine_on_listener, METH_VARARGS, "on_listener(fd, key, limit): accept."},
+    {"listen", (PyCFunction)Engine_listen, METH_VARARGS, "listen(fd, key) -> the epoll fd the loop watches."},
+    {"set_accepting", (PyCFunction)Engine_set_accepting, METH_O, "set_accepting(bool): accept when room."},
+    {"on_listener", (PyCFunction)Engine_on_listener, METH_NOARGS, "on_listener(): accept (the loop's reader)."},
     {"ack_many", (PyCFunction)Engine_ack_many, METH_VARARGS,
      "ack_many(worker, seqs, accepted) -> (spill, error or None)."},
     {"on_channel", (PyCFunction)Engine_on_channel, METH_O, "on_channel(worker): read its channel."},

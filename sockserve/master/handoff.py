@@ -42,8 +42,11 @@ class Dispatcher:
         self.native = native.is_native(self.policy)  # the C hot path (accept, ack) is on
         self._key_index = {key: self.policy.key(key, native.newconn_prefix(key))
                            for key in self.listeners} if self.native else {}
+        self._listen_fd = -1  # native: the epoll set of the listeners, which C turns on and off
         if self.native:  # the loop calls C directly; C calls these when Python has work
             self.policy.hooks(self._native_event, self._channel_event, loop.time)
+            for key, listener in self.listeners.items():
+                self._listen_fd = self.policy.listen(listener.sock.fileno(), self._key_index[key])
         self.workers = workers
         self.accepting = False
         self._readers: set[str] = set()  # keys whose accept reader is on
@@ -127,14 +130,16 @@ class Dispatcher:
         self._update_readers()
 
     def _update_readers(self) -> None:
-        want = (self.accepting and self.policy.mode == "rr" and self.policy.capacity() > 0
-                and self.loop.time() >= self._paused_until)
+        want = self.accepting and self.policy.mode == "rr" and self.loop.time() >= self._paused_until
+        if self.native:  # C polls the listeners only while the workers have room, too
+            self.policy.set_accepting(want)
+            if want and not self._readers and self._listen_fd >= 0:
+                self.loop.add_reader(self._listen_fd, self.policy.on_listener)
+                self._readers.add("*")
+            return
+        want = want and self.policy.capacity() > 0
         for key, listener in self.listeners.items():
-            if want and key not in self._readers and self.native:
-                fd = listener.sock.fileno()
-                self.loop.add_reader(fd, self.policy.on_listener, fd, self._key_index[key], ACCEPT_BATCH)
-                self._readers.add(key)
-            elif want and key not in self._readers:
+            if want and key not in self._readers:
                 self.loop.add_reader(listener.sock.fileno(), self._accept, listener)
                 self._readers.add(key)
             elif not want and key in self._readers:
@@ -204,5 +209,8 @@ class Dispatcher:
 
     def close(self) -> None:
         self.stop_accepting()
+        if "*" in self._readers:
+            self.loop.remove_reader(self._listen_fd)
+            self._readers.discard("*")
         for listener in self.listeners.values():
             listener.sock.close()

@@ -19,7 +19,10 @@ typedef struct {
     Key *keys; Py_ssize_t nkeys, capkeys;
     char *rbuf;        /* one record, for on_channel */
     int reading;       /* on_channel is running (a hook may reenter) */
-    int cap_seen;      /* capacity > 0 when Python last looked (its readers follow it) */
+    int epfd;          /* the listeners' own epoll set; the loop watches this one fd */
+    int *lfds; int *lkeys; Py_ssize_t nl, capl, lnext;  /* listeners, their key index; next first */
+    int accepting;     /* Python's say (accepting, not paused) */
+    int interest;      /* EPOLLIN on in epfd: accepting and the workers have room */
     PyObject *on_event, *on_channel_hook, *time_fn;  /* hooks(): Python's side */
 } Engine;
 
@@ -35,7 +38,10 @@ PyObject *Engine_key(Engine *e, PyObject *args);
 PyObject *Engine_attach(Engine *e, PyObject *args);
 PyObject *Engine_detach(Engine *e, PyObject *arg);
 PyObject *Engine_hooks(Engine *e, PyObject *args);
-PyObject *Engine_on_listener(Engine *e, PyObject *args);
+PyObject *Engine_on_listener(Engine *e, PyObject *unused);
+PyObject *Engine_listen(Engine *e, PyObject *args);
+PyObject *Engine_set_accepting(Engine *e, PyObject *arg);
+int sync_interest(Engine *e);
 PyObject *Engine_ack_many(Engine *e, PyObject *args);
 PyObject *Engine_on_channel(Engine *e, PyObject *arg);
 

@@ -4,8 +4,11 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#define ACCEPT_BATCH 64 /* handoff.ACCEPT_BATCH: accepts per wake-up */
 
 static int grow(void **buf, Py_ssize_t *cap, Py_ssize_t need, size_t size)
 {
@@ -106,7 +109,6 @@ PyObject *Engine_hooks(Engine *e, PyObject *args)
     Py_XSETREF(e->on_event, Py_NewRef(on_event));
     Py_XSETREF(e->on_channel_hook, Py_NewRef(on_channel));
     Py_XSETREF(e->time_fn, Py_NewRef(time_fn));
-    e->cap_seen = 0;
     Py_RETURN_NONE;
 }
 
@@ -119,18 +121,71 @@ int check_hooks(Engine *e)
     return 0;
 }
 
-/* Steals ``spill``. */
+/* Steals ``spill``.  Python hears only of what it must do; the listeners'
+ * interest follows the workers' room here (sync_interest), without it. */
 int notify(Engine *e, PyObject *spill, int err)
 {
-    int ret = 0;
-    if (PyList_GET_SIZE(spill) || err || !e->cap_seen || rr_capacity(&e->rr) <= 0) {
+    int ret = sync_interest(e);
+    if (ret == 0 && (PyList_GET_SIZE(spill) || err)) {
         PyObject *r = PyObject_CallFunction(e->on_event, "Oi", spill, err);
         ret = r == NULL ? -1 : 0;
         Py_XDECREF(r);
-        e->cap_seen = rr_capacity(&e->rr) > 0;
     }
     Py_DECREF(spill);
     return ret;
+}
+
+/* Back-pressure: the listeners are polled (EPOLLIN in epfd) only while Python
+ * says accept and the workers have room; else connections wait in the kernel's
+ * accept queue.  One epoll_ctl per listener when that flips, no Python. */
+int sync_interest(Engine *e)
+{
+    int want = e->accepting && rr_capacity(&e->rr) > 0;
+    if (e->epfd < 0 || want == e->interest)
+        return 0;
+    for (Py_ssize_t i = 0; i < e->nl; i++) {
+        struct epoll_event ev = {.events = want ? EPOLLIN : 0, .data.u64 = (uint64_t)i};
+        if (epoll_ctl(e->epfd, EPOLL_CTL_MOD, e->lfds[i], &ev) < 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+    }
+    e->interest = want;
+    return 0;
+}
+
+PyObject *Engine_listen(Engine *e, PyObject *args)
+{
+    int fd, key;
+    if (!PyArg_ParseTuple(args, "ii", &fd, &key))
+        return NULL;
+    if (key < 0 || key >= e->nkeys)
+        return PyErr_Format(PyExc_ValueError, "unknown key index %d", key);
+    if (e->epfd < 0 && (e->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    if (grow((void **)&e->lfds, &e->capl, e->nl + 1, sizeof(int)) < 0)
+        return NULL;
+    int *keys = PyMem_Realloc(e->lkeys, sizeof(int) * (size_t)e->capl);
+    if (keys == NULL)
+        return PyErr_NoMemory();
+    e->lkeys = keys;
+    struct epoll_event ev = {.events = e->interest ? EPOLLIN : 0, .data.u64 = (uint64_t)e->nl};
+    if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    e->lfds[e->nl] = fd;
+    e->lkeys[e->nl++] = key;
+    return PyLong_FromLong(e->epfd);
+}
+
+PyObject *Engine_set_accepting(Engine *e, PyObject *arg)
+{
+    int on = PyObject_IsTrue(arg);
+    if (on < 0)
+        return NULL;
+    e->accepting = on;
+    if (sync_interest(e) < 0)
+        return NULL;
+    Py_RETURN_NONE;
 }
 
 PyObject *call_channel_hook(Engine *e, long long worker, PyObject *record, int state)
@@ -307,30 +362,34 @@ PyObject *exec_then_fail(Engine *e)
 }
 
 /* ------------------------------------------------------------ the hot-path calls */
-/* on_listener(fd, key, limit): the loop's reader for a listener.  Accepts while
- * the workers have room (at most ``limit``), hands out, and tells Python only
- * what it must hear (notify). */
-PyObject *Engine_on_listener(Engine *e, PyObject *args)
+/* on_listener(): the loop's reader for epfd (the listeners).  Accepts while the
+ * workers have room (at most ACCEPT_BATCH per wake-up, listeners in turn),
+ * hands out, and tells Python only what it must hear (notify). */
+PyObject *Engine_on_listener(Engine *e, PyObject *unused)
 {
-    int lfd, key, limit, err = 0;
-    if (!PyArg_ParseTuple(args, "iii", &lfd, &key, &limit) || check_hooks(e) < 0)
+    int err = 0, n = 0;
+    if (check_hooks(e) < 0)
         return NULL;
-    if (key < 0 || key >= e->nkeys)
-        return PyErr_Format(PyExc_ValueError, "unknown key index %d", key);
-    for (int i = 0; i < limit && rr_capacity(&e->rr) > 0; i++) {
-        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == ECONNABORTED || errno == EPROTO)
-                continue;  /* the client gave up before we accepted */
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                err = errno;
-            break;
-        }
-        long long before = rr_waiting(&e->rr);
-        if (rr_distribute(&e->rr, (Conn){NULL, fd, key}) < 0) {
-            if (rr_waiting(&e->rr) == before)
-                close(fd);
-            return exec_then_fail(e);
+    e->lnext = e->nl ? (e->lnext + 1) % e->nl : 0;  /* listeners in turn: none starves */
+    for (Py_ssize_t k = 0; k < e->nl && !err; k++) {
+        Py_ssize_t i = (e->lnext + k) % e->nl;
+        int lfd = e->lfds[i], key = e->lkeys[i];
+        while (n < ACCEPT_BATCH && e->accepting && rr_capacity(&e->rr) > 0) {
+            int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+            n++;
+            if (fd < 0) {
+                if (errno == ECONNABORTED || errno == EPROTO)
+                    continue;  /* the client gave up before we accepted */
+                if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                    err = errno;
+                break;
+            }
+            long long before = rr_waiting(&e->rr);
+            if (rr_distribute(&e->rr, (Conn){NULL, fd, key}) < 0) {
+                if (rr_waiting(&e->rr) == before)
+                    close(fd);
+                return exec_then_fail(e);
+            }
         }
     }
     PyObject *spill = exec_acts(e);
@@ -360,6 +419,10 @@ PyObject *Engine_ack_many(Engine *e, PyObject *args)
         Py_XDECREF(error);
         return NULL;
     }
-    e->cap_seen = rr_capacity(&e->rr) > 0;  /* the caller's _apply updates its readers */
+    if (sync_interest(e) < 0) {
+        Py_DECREF(spill);
+        Py_XDECREF(error);
+        return NULL;
+    }
     return Py_BuildValue("(NN)", spill, error ? error : Py_NewRef(Py_None));
 }

@@ -225,3 +225,25 @@ def test_records_around_acks_reach_the_channel_in_order_and_eof_closes_it(path):
         rig.ends[1] = socket.socket()  # closed above; rig.close closes this one
         rig.close()
     run(main())
+
+
+def test_a_full_window_leaves_connections_in_the_kernel_queue_until_an_ack(path):
+    async def main():
+        rig = Rig(asyncio.get_running_loop(), 1, 1)
+        clients = [rig.connect() for _ in range(3)]
+        ((first, fds),) = await rig.received(1, 1)
+        await asyncio.sleep(0.2)
+        assert rig.dispatcher.waiting() == 1  # the other two were not even accepted
+        rig.dispatcher.stop_accepting()
+        rig.ack(1, first.seqs)
+        await asyncio.sleep(0.2)
+        assert rig.dispatcher.waiting() == 0  # room, but not accepting: still in the kernel
+        rig.dispatcher.start_accepting()
+        got = [first, *[m for m, _ in await rig.received(1, 1)]]
+        rig.ack(1, got[1].seqs)
+        got += [m for m, _ in await rig.received(1, 1)]
+        assert [len(m.seqs) for m in got] == [1, 1, 1] and len({m.seqs for m in got}) == 3
+        rig.close()
+        for c in clients:
+            c.close()
+    run(main())
