@@ -38,6 +38,9 @@ class Dispatcher:
                  window: int, workers: dict[int, WorkerHandle]) -> None:
         self.loop = loop
         self.listeners = {listener.key: listener for listener in listeners}
+        for listener in listeners:  # accept until EAGAIN: a blocking socket (systemd's) would hang us
+            if listener.listening:
+                listener.sock.setblocking(False)
         self.policy = native.round_robin(window) if policy == "rr" else make_policy(policy, window)
         self.native = native.is_native(self.policy)  # the C hot path (accept, ack) is on
         self._key_index = {key: self.policy.key(key, native.newconn_prefix(key))

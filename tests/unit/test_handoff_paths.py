@@ -37,8 +37,7 @@ class Rig:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, n: int, window: int) -> None:
         self.loop = loop
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.setblocking(False)
+        self.listener = socket.create_server(("127.0.0.1", 0))  # blocking, as systemd hands it over
         self.workers: dict[int, WorkerHandle] = {}
         self.dispatcher = Dispatcher(loop, [Listener(KEY, KEY, self.listener)], "rr", window, self.workers)
         self.ends: dict[int, socket.socket] = {}
