@@ -1,6 +1,7 @@
 """Command line: argv, environment and TOML file become a Config; the only sys.exit.
 
-Precedence: command line > environment (SOCKSERVE_<KEY>) > config file > defaults.
+Precedence: command line > environment (SOCKSERVE_<KEY>) > config file > defaults
+(for workers, WEB_CONCURRENCY comes just before the default, as in gunicorn and uvicorn).
 Every error is one line on stderr and an exit code systemd understands:
 2 for a bad setting, 6 when the application cannot be loaded, 1 otherwise.
 """
@@ -14,8 +15,9 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
-from . import __version__
-from .config import EXIT_FAILURE, EXIT_USAGE, Config, ConfigError, make_config
+from . import __version__, apploader
+from .config import EXIT_FAILURE, EXIT_USAGE, Config, ConfigError, bind_under_systemd, make_config
+from .settings import BY_NAME, SETTINGS, Setting
 
 ENV_PREFIX = "SOCKSERVE_"
 ENV_INTERNAL = {"SOCKSERVE_WORKER_ID", "SOCKSERVE_CHANNEL_FD", "SOCKSERVE_WORKER_CONFIG", "SOCKSERVE_CONFIG"}
@@ -33,43 +35,87 @@ def fail(message: str, code: int) -> NoReturn:
 
 
 def serve_parser() -> argparse.ArgumentParser:
+    """The parser of ``sockserve [OPTIONS] [APP]``, one option per row of settings.SETTINGS."""
     p = _Parser(prog="sockserve", description="Serve an ASGI, WSGI or asyncio-stream app with a "
                 "master and worker processes, like Node's cluster; socket-activated under systemd.",
-                epilog="Subcommands: 'sockserve status' and 'sockserve reload [--wait]' talk to a "
-                "running master over its control socket.", argument_default=argparse.SUPPRESS)
-    p.add_argument("app", nargs="?", help="MODULE:ATTR of the app (default: built-in hello app)")
-    p.add_argument("-b", "--bind", action="append", metavar="ADDR",
-                   help="HOST:PORT, [IPv6]:PORT or unix:/PATH (repeatable; default 127.0.0.1:8000)")
-    p.add_argument("-w", "--workers", type=int, metavar="N", help="worker processes (default: CPUs)")
-    p.add_argument("--policy", metavar="rr|shared|reuseport", help="scheduling policy (default rr)")
-    p.add_argument("--interface", metavar="auto|asgi|wsgi|stream", help="app interface (default auto)")
-    p.add_argument("-c", "--config", dest="config_file", metavar="FILE", help="TOML config file")
-    p.add_argument("--backlog", type=int, metavar="N", help="listen backlog (default 511)")
-    p.add_argument("--graceful-timeout", type=float, metavar="S", help="drain time per worker (30)")
-    p.add_argument("--worker-timeout", type=float, metavar="S", help="heartbeat timeout (30)")
-    p.add_argument("--boot-timeout", type=float, metavar="S", help="time for workers to listen (30)")
-    p.add_argument("--rr-window", type=int, metavar="N", help="un-acked hand-offs per worker (8)")
-    p.add_argument("--hooks", metavar="MOD:ATTR", help="function called with the Master before start")
-    p.add_argument("--worker-python", metavar="PATH", help="interpreter for workers (default: "
-                   "the master's)")
-    p.add_argument("--control-socket", metavar="PATH", help="control socket (default "
-                   "$RUNTIME_DIRECTORY/control.sock)")
-    p.add_argument("--log-target", metavar="auto|journal|stderr")
-    p.add_argument("--log-level", metavar="debug|info|warning|error")
+                epilog="Subcommands: 'sockserve status' and 'sockserve reload [--wait|--no-wait]' "
+                "talk to a running master over its control socket (see 'sockserve status --help'). "
+                "Every option is also a key of the TOML file and a SOCKSERVE_<KEY> variable.",
+                argument_default=argparse.SUPPRESS)
+    p.add_argument("app", nargs="?", help=BY_NAME["app"].help)
+    p.add_argument("-c", "--config", dest="config_file", metavar="FILE", help="TOML config file "
+                   "(also SOCKSERVE_CONFIG)")
+    groups: dict[str, Any] = {}
+    for setting in SETTINGS:
+        if setting.name == "app":
+            continue
+        if setting.section not in groups:
+            groups[setting.section] = p.add_argument_group(SECTION_TITLES[setting.section])
+        _add_option(groups[setting.section], setting)
     p.add_argument("-V", "--version", action="version", version=f"sockserve {__version__}")
     return p
 
 
-def gather(argv: Sequence[str], environ: Mapping[str, str]) -> dict[str, Any]:
-    """Settings from every source, merged by precedence (not yet validated)."""
+SECTION_TITLES = {"server": "server and cluster", "control": "control socket", "logging": "logging",
+                  "http": "HTTP (uvicorn's protocol options)", "tls": "TLS (stdlib ssl)",
+                  "wsgi": "WSGI (a2wsgi)", "unix": "unix sockets",
+                  "app": "app loading (where the app and hooks are imported from)"}
+
+
+def _add_option(group: Any, s: Setting) -> None:
+    default = s.default if s.name != "workers" else None
+    shown = "" if default in (None, "", ()) else f" (default: {_shown(default)})"
+    text = s.help.replace("%", "%%") + shown
+    if s.kind == "bool":
+        group.add_argument(*s.flags, s.flag, action=argparse.BooleanOptionalAction, dest=s.name,
+                           help=text)
+        return
+    kwargs: dict[str, Any] = {"dest": s.name, "help": text,
+                              "metavar": s.metavar or "|".join(s.choices) or "VALUE"}
+    if s.kind == "list":
+        kwargs["action"] = "append"
+    elif s.kind in ("int", "float"):
+        kwargs["type"] = int if s.kind == "int" else float
+    group.add_argument(*s.flags, s.flag, **kwargs)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def gather(argv: Sequence[str], environ: Mapping[str, str], base: str | None = None) -> dict[str, Any]:
+    """Settings from every source, merged by precedence (not yet validated).
+
+    ``base``: the directory a relative config file path is relative to (the start
+    directory, so a reload after ``chdir`` reads the same file)."""
     cli = vars(serve_parser().parse_args(argv))
     path = cli.pop("config_file", None) or environ.get("SOCKSERVE_CONFIG")
+    if path and base:
+        path = os.path.join(base, path)
     values = read_file(path) if path else {}
     values.update(from_env(environ))
     values.update(cli)
+    if values.get("workers") is None and environ.get("WEB_CONCURRENCY", "").strip():
+        values["workers"] = web_concurrency(environ["WEB_CONCURRENCY"])
     if path:
         values["config_file"] = path
     return values
+
+
+def web_concurrency(text: str) -> int:
+    """WEB_CONCURRENCY as the default worker count (gunicorn's and uvicorn's convention):
+    below --workers, SOCKSERVE_WORKERS and the file's ``workers``; ConfigError naming it."""
+    try:
+        count = int(text)
+    except ValueError:
+        raise ConfigError(f"WEB_CONCURRENCY: {text!r} is not a whole number of workers") from None
+    if not 1 <= count <= 1024:
+        raise ConfigError(f"WEB_CONCURRENCY: must be 1..1024 workers, got {count}")
+    return count
 
 
 def read_file(path: str) -> dict[str, Any]:
@@ -91,9 +137,21 @@ def from_env(environ: Mapping[str, str]) -> dict[str, Any]:
             if name.startswith(ENV_PREFIX) and name not in ENV_INTERNAL and value != ""}
 
 
-def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Config, dict[str, Any]]:
-    values = gather(argv, environ)
+def load_config(argv: Sequence[str], environ: Mapping[str, str],
+                base: str | None = None) -> tuple[Config, dict[str, Any]]:
+    values = gather(argv, environ, base)
     return make_config(values, os.cpu_count() or 1), values
+
+
+def reread(argv: Sequence[str], base: str, activated: bool) -> Config:
+    """The configuration for a reload, refusing what a start would refuse (ConfigError):
+    so ``systemctl reload`` fails and the old workers keep serving, rather than the next
+    start failing with the port then closed by systemd's start limit."""
+    config, values = load_config(argv, os.environ, base)
+    if activated and "bind" in values:
+        raise ConfigError(bind_under_systemd(config.config_file))
+    apploader.check(config)
+    return config
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
@@ -105,9 +163,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     from .master.serve import serve
 
     try:
+        base, activated = os.getcwd(), "LISTEN_FDS" in os.environ
         config, values = load_config(argv, os.environ)
+        apploader.prepare(config)
         code = serve(config, explicit_bind="bind" in values,
-                     reread=lambda: load_config(argv, os.environ)[0])
+                     reread=lambda: reread(argv, base, activated))
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
     except KeyboardInterrupt:

@@ -18,7 +18,7 @@ import errno
 import logging
 import os
 
-from ..cluster.protocol import MAX_FDS, Ack, NewConn, ProtocolError, QueryServer, ServerReply
+from ..cluster.protocol import MAX_FDS, Ack, Heartbeat, NewConn, ProtocolError, QueryServer, ServerReply
 from ..listeners import Listener
 from ..systemd import log_event
 from . import native
@@ -56,6 +56,19 @@ class Dispatcher:
         self._paused_until = 0.0
         self._last_fd_log = -FD_EXHAUSTED_LOG_EVERY
         self.fd_exhausted = 0  # accept failures for lack of fds
+
+    @property
+    def policy(self):  # noqa: ANN201 - RoundRobin, the C one, Shared, or master's PolicySwitch
+        return self._policy
+
+    @policy.setter
+    def policy(self, value) -> None:  # noqa: ANN001
+        """A policy set from outside (master.py's PolicySwitch) that is not the C engine runs the
+        Python path: the C hot path needs the engine itself as the policy."""
+        self._policy = value
+        if getattr(self, "native", False) and not native.is_native(value):
+            self.native = False
+            self._listen_fd = -1
 
     # ------------------------------------------------------------ server replies
     def reply(self, worker: WorkerHandle, query: QueryServer) -> None:
@@ -99,6 +112,26 @@ class Dispatcher:
         if self.native:
             self.policy.detach(worker.id)
         self._apply(self.policy.remove(worker.id))
+
+    def heartbeat(self, worker: WorkerHandle, beat: Heartbeat, now: float, bound: float) -> bool:
+        """Back-pressure: a worker paused for lack of fds gets no hand-off until it says it has
+        room (the policy's own ``stop`` / ``add``).  True when it has been paused longer than
+        ``bound`` seconds: the caller replaces it."""
+        worker.counters.open, worker.counters.served = beat.open, beat.served
+        if beat.paused and worker.paused_since is None:
+            worker.paused_since = now
+            self._apply(self.policy.stop(worker.id))
+        elif not beat.paused and worker.paused_since is not None:
+            worker.paused_since = None
+            if worker.listening and worker.disconnect_at is None and not worker.peer.closed:
+                self._apply(self.policy.add(worker.id))
+        if (worker.paused_since is None or now - worker.paused_since <= bound
+                or worker.disconnect_at is not None):
+            return False
+        log_event(log, logging.WARNING, "worker_fd_pressure", f"worker {worker.id} (pid {worker.pid}) "
+                  f"out of fds for over {bound:g}s (worker_timeout); replacing it",
+                  worker_id=worker.id, pid=worker.pid, generation=worker.generation)
+        return True
 
     def ack(self, worker: WorkerHandle, ack: Ack) -> None:
         """Raises ProtocolError for an ack the worker had no reason to send.
