@@ -21,6 +21,7 @@ from .settings import BY_NAME, SETTINGS, Setting
 
 ENV_PREFIX = "SOCKSERVE_"
 ENV_INTERNAL = {"SOCKSERVE_WORKER_ID", "SOCKSERVE_CHANNEL_FD", "SOCKSERVE_WORKER_CONFIG", "SOCKSERVE_CONFIG"}
+ENV_INTERNAL |= {"SOCKSERVE_NATIVE"}  # 0: the pure-Python hand-off path (master/native.py), not a setting
 
 
 class _Parser(argparse.ArgumentParser):
