@@ -55,8 +55,32 @@ def serve_parser() -> argparse.ArgumentParser:
                    "$RUNTIME_DIRECTORY/control.sock)")
     p.add_argument("--log-target", metavar="auto|journal|stderr")
     p.add_argument("--log-level", metavar="debug|info|warning|error")
+    _guard_options(p)
     p.add_argument("-V", "--version", action="version", version=f"sockserve {__version__}")
     return p
+
+
+def _guard_options(p: argparse.ArgumentParser) -> None:
+    """Issue 13: metrics, request timeout, recycling, development reload, idle exit."""
+    p.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics (master) here")
+    p.add_argument("--request-timeout", type=float, metavar="S", help="cancel a request running "
+                   "longer (504 if nothing was sent; a stuck WSGI request recycles its worker); 0 off")
+    p.add_argument("--max-requests", type=int, metavar="N", help="recycle a worker after N requests")
+    p.add_argument("--max-requests-jitter", type=int, metavar="J", help="plus random 0..J per worker")
+    p.add_argument("--max-worker-lifetime", type=float, metavar="S", help="recycle a worker after S s")
+    p.add_argument("--max-worker-lifetime-jitter", type=float, metavar="J", help="plus random 0..J s")
+    p.add_argument("--max-worker-rss", type=float, metavar="MIB", help="recycle a worker whose RSS "
+                   "stays over MIB (3 samples, 1 s apart)")
+    p.add_argument("--reload", action="store_true", help="development: restart workers when files "
+                   "change (needs watchfiles; not with socket activation)")
+    p.add_argument("--reload-dir", dest="reload_dirs", action="append", metavar="DIR",
+                   help="directory to watch (repeatable; default: current directory)")
+    p.add_argument("--reload-include", dest="reload_includes", action="append", metavar="GLOB",
+                   help="file pattern that triggers a reload (repeatable; default *.py)")
+    p.add_argument("--reload-exclude", dest="reload_excludes", action="append", metavar="GLOB",
+                   help="file pattern to ignore (repeatable)")
+    p.add_argument("--exit-idle-time", type=float, metavar="S", help="socket activation only: exit 0 "
+                   "after S s without connections or requests (systemd-socket-proxyd's)")
 
 
 def gather(argv: Sequence[str], environ: Mapping[str, str]) -> dict[str, Any]:

@@ -83,6 +83,19 @@ class Config:
     log_target: str = "auto"
     log_level: str = "info"
     config_file: str | None = None  # where file values came from (for messages)
+    # --- guards (issue 13): 0 / empty = off; see the "guards" block at the end of this file
+    metrics: str | None = None  # HOST:PORT of the Prometheus endpoint (master)
+    request_timeout: float = 0.0  # seconds a request may run (gunicorn's --timeout, per request)
+    max_requests: int = 0  # recycle a worker after about this many requests (gunicorn)
+    max_requests_jitter: int = 0  # plus a per-worker random 0..J (gunicorn)
+    max_worker_lifetime: float = 0.0  # seconds; recycle a worker older than this
+    max_worker_lifetime_jitter: float = 0.0  # plus a per-worker random 0..J seconds
+    max_worker_rss: float = 0.0  # MiB; recycle after RSS_SAMPLES samples over it
+    reload: bool = False  # development: rolling restart when files change (uvicorn's --reload)
+    reload_dirs: tuple[str, ...] = ()  # default: the current directory
+    reload_includes: tuple[str, ...] = ()  # glob patterns; default *.py
+    reload_excludes: tuple[str, ...] = ()  # glob patterns; default .*, .py[cod], .sw.*, ~*
+    exit_idle_time: float = 0.0  # seconds without connections/requests before exit 0 (systemd's)
 
     def addresses(self) -> tuple[Address, ...]:
         return tuple(parse_address(b) for b in self.bind)
@@ -92,14 +105,15 @@ class Config:
         return {"app": self.app, "interface": self.interface, "keys": list(keys),
                 "graceful_timeout": self.graceful_timeout, "heartbeat_interval": self.heartbeat_interval(),
                 "generation": generation, "backlog": self.backlog, "log_target": self.log_target,
-                "log_level": self.log_level}
+                "log_level": self.log_level, **guards_for_worker(self)}
 
     def heartbeat_interval(self) -> float:
         return max(0.05, min(1.0, self.worker_timeout / 4))
 
 
 KEYS = {f.name for f in fields(Config)} - {"config_file"}
-TEXT_KEYS = {"app", "hooks", "control_socket", "config_file", "worker_python"}  # kept as given
+TEXT_KEYS = {"app", "hooks", "control_socket", "config_file", "worker_python", "metrics"}  # as given
+LIST_KEYS = {"bind", "reload_dirs", "reload_includes", "reload_excludes"}  # comma-separated or a list
 CHOICES = {"policy": POLICIES, "interface": INTERFACES, "log_target": LOG_TARGETS, "log_level": LOG_LEVELS}
 
 
@@ -118,7 +132,9 @@ def make_config(values: dict[str, Any], cpu_count: int = 1) -> Config:
 def _coerce(key: str, value: Any) -> Any:
     default = getattr(Config, key, None)
     try:
-        if key == "bind":
+        if isinstance(default, bool):
+            return _boolean(value)
+        if key in LIST_KEYS:
             items = [value] if isinstance(value, str) else list(value)
             return tuple(str(v).strip() for item in items for v in str(item).split(",") if v.strip())
         if key in TEXT_KEYS:
@@ -151,6 +167,7 @@ def _validate(c: Config) -> None:
     for key in ("app", "hooks"):
         spec = getattr(c, key)
         _check(spec is None or _is_import_spec(spec), f"{key}: {spec!r} is not MODULE:ATTRIBUTE")
+    _validate_guards(c)
 
 
 def _is_import_spec(spec: str) -> bool:
@@ -162,3 +179,40 @@ def _is_import_spec(spec: str) -> bool:
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
+
+
+# ---------------------------------------------------------------- guards (issue 13)
+GUARD_SECONDS = ("request_timeout", "max_worker_lifetime", "max_worker_lifetime_jitter", "exit_idle_time")
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(text)
+
+
+def _validate_guards(c: Config) -> None:
+    for key in GUARD_SECONDS:
+        value = getattr(c, key)
+        _check(0 <= value < 86400 * 365, f"{key}: must be 0 (off) or a number of seconds, got {value}")
+    for key in ("max_requests", "max_requests_jitter"):
+        _check(getattr(c, key) >= 0, f"{key}: must be 0 (off) or more, got {getattr(c, key)}")
+    _check(0 <= c.max_worker_rss < 2**40, f"max_worker_rss: must be 0 (off) or MiB, got {c.max_worker_rss}")
+    if c.metrics is not None:
+        try:
+            address = parse_address(c.metrics)
+        except ConfigError as exc:
+            raise ConfigError(f"metrics: {str(exc).partition(': ')[2]}") from None
+        _check(address.family == "tcp", f"metrics: {c.metrics!r}: expected HOST:PORT")
+    _check(not (c.reload and c.exit_idle_time), "reload: cannot be combined with exit_idle_time")
+
+
+def guards_for_worker(c: Config) -> dict[str, Any]:
+    """The guards a worker enforces itself (SOCKSERVE_WORKER_CONFIG)."""
+    return {"request_timeout": c.request_timeout, "max_requests": c.max_requests,
+            "max_requests_jitter": c.max_requests_jitter}

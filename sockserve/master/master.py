@@ -23,6 +23,7 @@ from ..listeners import Listener, bind_all, migrate_req_enabled
 from ..systemd import Notifier, extend_timeout_line, log_event, reloading_lines, scrub_env
 from .control import ControlServer, default_control_path
 from .events import Emitter
+from .guards import Guards
 from .handoff import Dispatcher
 from .pool import BootFailure, Pool
 from .workers import WorkerHandle
@@ -65,6 +66,7 @@ class Master:
             "served": self.pool.served_by_dead + sum(w["served"] for w in workers),
             "listeners": list(self.dispatcher.listeners),
             "accept_paused": self.dispatcher.fd_exhausted, "spawn_failures": self.pool.spawn_failures,
+            **self.guards.statistics(),
         }
 
     def run(self) -> int:
@@ -79,6 +81,7 @@ class Master:
                                                 self.config.policy == "reuseport")
         self.dispatcher = Dispatcher(self.loop, listeners, self.config.policy, self.config.rr_window, {})
         self.pool = Pool(self.loop, self.config, self.dispatcher, self.emitter, self._env, self._changed)
+        self.guards = Guards(self)
         self._stopped: asyncio.Future[int] = self.loop.create_future()
         control = ControlServer(self._control_path, self._control) if self._control_path else None
         try:
@@ -86,8 +89,10 @@ class Master:
             if control:
                 await control.start(self.loop)
             self._load_hooks()
+            self.guards.start()
             code = await self._start()
             if code == EXIT_OK:
+                self.guards.ready()
                 ticker = self.loop.create_task(self._tick())
                 code = await self._stopped
                 ticker.cancel()
@@ -127,6 +132,7 @@ class Master:
         await self._until(lambda: not self.pool.workers, 5.0)
         if control:
             control.close()
+        await self.guards.close()
         self.dispatcher.close()
 
     def _load_hooks(self) -> None:
@@ -213,6 +219,7 @@ class Master:
             self.notifier.notify("READY=1", f"STATUS={self._status}")
         event, level = ("reload_done", logging.INFO) if ok else ("reload_failed", logging.ERROR)
         log_event(log, level, event, f"reload: {message}")
+        self.guards.reloaded(ok, message)
         return ok, message
 
     async def _roll(self) -> tuple[bool, str]:
@@ -257,6 +264,7 @@ class Master:
             await asyncio.sleep(interval)
             now = self.loop.time()
             self.pool.check_timeouts(now)
+            self.guards.tick(now)
             self.notifier.flush()  # what a busy receiver could not take yet
             if watchdog and now - last_ping >= watchdog * 0.9:
                 self.notifier.notify("WATCHDOG=1")

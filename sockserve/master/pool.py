@@ -1,9 +1,8 @@
 """The worker pool: spawn, reap and replace workers; route their messages.
 
-Workers live in numbered slots of a generation.  A crashed worker's slot is
-refilled after its back-off; a worker the master asked to leave is not.  A
-reload starts a new generation beside the current one and retires the old
-one once the new one listens (see master.py).
+Workers live in numbered slots of a generation.  A crashed worker's slot is refilled after its
+back-off; a worker the master asked to leave is not.  A reload starts a new generation beside
+the current one and retires the old one once the new one listens (see master.py).
 """
 
 from __future__ import annotations
@@ -59,6 +58,7 @@ class Pool:
         self._pending: set[tuple[int, int]] = set()  # slots waiting out a back-off
         self._boot_errors: dict[int, str] = {}  # generation -> first reason
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self.on_recycle: Callable[[WorkerHandle, str], None] = lambda worker, reason: None  # guards.py
 
     # ------------------------------------------------------------ generations
     def next_generation(self) -> int:
@@ -234,6 +234,8 @@ class Pool:
             self.dispatcher.worker_closed(worker)
         elif isinstance(msg, protocol.UserMessage):
             self.emitter.emit("message", worker, msg.payload)
+        elif isinstance(msg, protocol.Recycle):
+            self.on_recycle(worker, msg.reason)
         elif isinstance(msg, protocol.BootError):
             self._boot_errors.setdefault(worker.generation, msg.reason)
 

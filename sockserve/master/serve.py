@@ -7,6 +7,7 @@ from collections.abc import Callable
 from ..config import Config, ConfigError
 from ..listeners import Listener, bind_all
 from ..systemd import ListenFdsError, listen_fds, setup_logging
+from .guards import check_listeners
 from .master import Master
 
 
@@ -17,6 +18,7 @@ def serve(config: Config, *, explicit_bind: bool, reread: Callable[[], Config]) 
         inherited = listen_fds()
     except ListenFdsError as exc:
         raise ConfigError(str(exc)) from None
+    check_listeners(config, from_systemd=bool(inherited))
     if not inherited:
         listeners = bind_all(config.addresses(), config.backlog, config.policy == "reuseport")
         return Master(config, listeners, reread=reread).run()

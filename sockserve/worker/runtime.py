@@ -69,6 +69,11 @@ class Worker:
         """Send a JSON value to the master (its ``message`` event)."""
         self._channel.send(protocol.UserMessage(payload))
 
+    def recycle(self, reason: str) -> None:
+        """Ask the master to replace this worker (recycling.py); it serves on until disconnected."""
+        if not self.disconnecting:
+            self._channel.send(protocol.Recycle(reason))
+
     # ------------------------------------------------------------ lifecycle
     async def run(self) -> int:
         """Serve until disconnected; the exit code."""
