@@ -51,6 +51,7 @@ class Worker:
         self.loop = loop
         self.keys: tuple[str, ...] = tuple(config.get("keys", ()))
         self.disconnecting = False
+        self._accepting = 0  # handed connections taken whose protocol is not set up yet
         self._channel = Channel(sock, "master", self._on_message, self._on_channel_close)
         self._listeners: dict[str, list[Callable[..., Any]]] = {}
         self._rr_keys: set[str] = set()
@@ -123,6 +124,8 @@ class Worker:
     async def _drain(self) -> None:
         await self._started.wait()
         timeout = float(self.config.get("graceful_timeout", 30.0))
+        while self._accepting:  # connections we acked are ours to serve: let them be set up first
+            await asyncio.sleep(0.005)
         left = await drain.drain(self.adapter, timeout)
         if left:
             self.event("drain_timeout", "%d connections still open after %.1fs", left, timeout,
@@ -163,6 +166,7 @@ class Worker:
             if sock is None:
                 os.close(fd)
             else:
+                self._accepting += 1
                 self.loop.create_task(self._serve_accepted(sock))
 
     def _send_acks(self) -> None:
@@ -177,6 +181,8 @@ class Worker:
         except OSError as exc:  # the client left before we could start
             sock.close()
             log.debug("handed-over connection failed: %s", exc)
+        finally:
+            self._accepting -= 1
 
     def _on_server_reply(self, msg: protocol.ServerReply, fds: list[int]) -> None:
         if msg.key not in self.keys or msg.key in self._answered or self.disconnecting:

@@ -1,0 +1,163 @@
+"""Issue 13's guards on a real sockserve: recycling, request timeout, metrics, reload, idle exit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import pytest
+from conftest import ROOT, free_port, http_get, wait_for
+
+from tests.loadclient import Load
+
+pytestmark = pytest.mark.timeout(90)
+APP = "tests.apps.guarded:app"
+
+
+class Watch:
+    """Polls ``status`` every 30 ms: the fewest listening workers of the serving generation
+    seen, and every worker id seen per slot."""
+
+    def __init__(self, server) -> None:
+        self.server = server
+        self.fewest = 10**6
+        self.ids: dict[int, set[int]] = {}
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Watch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            stats = self.server.status()
+            serving = [w for w in stats["workers"] if w["generation"] == stats["generation"]]
+            self.fewest = min(self.fewest, sum(1 for w in serving if w["state"] == "listening"))
+            for w in serving:
+                self.ids.setdefault(w["slot"], set()).add(w["id"])
+            self.samples += 1
+            time.sleep(0.03)
+
+
+def test_max_requests_recycles_every_worker_without_losing_a_request(start_server):
+    server = start_server(APP, "--workers", "2", "--max-requests", "20")
+    with Watch(server) as watch, Load(server.port, threads=1, max_requests=200, seconds=60,
+                                      path="/pause") as load:
+        wait_for(lambda: len(load.result.outcomes) >= 200, 60, 0.1)
+    result = load.result
+    assert len(result.outcomes) == 200 and not result.failed, result.summary()
+    stats = server.status()
+    assert stats["recycles"].get("max_requests", 0) >= 4, stats["recycles"]
+    assert all(len(ids) >= 3 for ids in watch.ids.values()), watch.ids  # each slot recycled twice+
+    assert watch.samples > 20 and watch.fewest >= 2, (watch.samples, watch.fewest)
+    assert stats["last_recycle"]["reason"] == "max_requests"
+    assert "recycled (max_requests)" in server.stderr()
+
+
+def test_lifetime_recycles_under_load(start_server):
+    server = start_server(APP, "--workers", "2", "--max-worker-lifetime", "2",
+                          "--max-worker-lifetime-jitter", "0.5")
+    with Watch(server) as watch, Load(server.port, threads=2, seconds=8, path="/pause") as load:
+        time.sleep(8)
+    assert load.result.outcomes and not load.result.failed, load.result.summary()
+    assert server.status()["recycles"].get("lifetime", 0) >= 2
+    assert watch.fewest >= 2
+
+
+def test_rss_over_the_limit_recycles_the_worker(start_server):
+    server = start_server(APP, "--workers", "1", "--max-worker-rss", "150")
+    before = server.worker_pids()
+    for _ in range(3):
+        assert server.get("/grow")[0] == 200  # 192 MiB held: over the limit on every sample
+    assert wait_for(lambda: server.status()["recycles"].get("rss"), 20), server.stderr()
+    after = wait_for(lambda: (p := server.worker_pids()) and p != before and p, 10)
+    assert after and not set(after.values()) & set(before.values())
+    assert server.get("/")[0] == 200
+    time.sleep(4)  # the successor is small: no second recycle
+    assert server.status()["recycles"] == {"rss": 1}
+
+
+def test_async_request_over_the_timeout_gets_504_and_the_app_sees_the_disconnect(start_server, tmp_path):
+    seen = tmp_path / "seen"
+    server = start_server(APP, "--workers", "1", "--request-timeout", "2", env={"GUARDS_SEEN": str(seen)})
+    for path, saw in (("/wait", "wait http.disconnect"), ("/sleep", "sleep cancelled")):
+        started = time.monotonic()
+        status, body = http_get(server.port, path, timeout=15)
+        took = time.monotonic() - started
+        assert status == 504 and "request_timeout" in body
+        assert 1.8 <= took < 5, took
+        assert wait_for(lambda saw=saw: seen.exists() and saw in seen.read_text(), 5), saw
+    assert server.get("/")[0] == 200  # the worker serves on: an async request is cancelled, not stuck
+    assert server.status()["recycles"] == {}
+
+
+def test_stuck_wsgi_request_gets_504_and_recycles_its_worker(start_server):
+    server = start_server("tests.apps.guarded:wsgi", "--workers", "1", "--request-timeout", "1",
+                          "--graceful-timeout", "3")
+    before = server.worker_pids()
+    started = time.monotonic()
+    status, _ = http_get(server.port, "/stuck", timeout=15)
+    assert status == 504 and time.monotonic() - started < 4
+    assert wait_for(lambda: server.status()["recycles"].get("request_timeout") == 1, 20), server.stderr()
+    after = server.worker_pids()
+    assert after and not set(after.values()) & set(before.values())
+    assert server.get("/")[0] == 200
+
+
+def test_metrics_parse_and_match_status_json(start_server):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    port = free_port()
+    server = start_server("--workers", "2", "--metrics", f"127.0.0.1:{port}")
+    for _ in range(10):
+        assert server.get("/")[0] == 200
+    wait_for(lambda: server.status()["served"] == 10, 5)  # heartbeats carry served
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out = subprocess.run([sys.executable, "-m", "sockserve", "status", "--json", "--control-socket",
+                          server.control], capture_output=True, text=True, cwd=ROOT, check=True)
+    status = json.loads(out.stdout)
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+    for w in status["workers"]:
+        labels = tuple(sorted({"worker": str(w["id"]), "pid": str(w["pid"]),
+                               "generation": str(w["generation"]), "slot": str(w["slot"])}.items()))
+        for name in ("handed", "accepted", "served"):
+            assert samples[(f"sockserve_worker_{name}_total", labels)] == w[name]
+    assert samples[("sockserve_served_total", ())] == status["served"] == 10
+    assert samples[("sockserve_generation", ())] == status["generation"] == 1
+    assert samples[("sockserve_ready", ())] == 1 and status["ready"] is True
+    assert samples[("sockserve_workers", (("state", "listening"),))] == 2
+    assert samples[("sockserve_reloads_total", (("result", "ok"),))] == status["reloads"]["ok"] == 0
+
+
+def test_metrics_address_in_use_is_one_line_exit_2(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        out = subprocess.run([sys.executable, "-m", "sockserve", "--bind", f"127.0.0.1:{free_port()}",
+                              "--metrics", address, "--log-target", "stderr"],
+                             capture_output=True, text=True, cwd=ROOT, timeout=30)
+    lines = [line for line in out.stderr.splitlines() if line.startswith("sockserve: error")]
+    assert out.returncode == 2 and len(lines) == 1 and "metrics: cannot listen" in lines[0], out.stderr
+
+
+def test_exit_idle_time_without_socket_activation_is_refused():
+    out = subprocess.run([sys.executable, "-m", "sockserve", "--exit-idle-time", "5"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=30)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "sockserve: error: exit_idle_time: only with socket activation (LISTEN_FDS): nothing would "
+        "start sockserve again on the next connection"]
