@@ -205,10 +205,10 @@ def _validate_guards(c: Config) -> None:
     _check(0 <= c.max_worker_rss < 2**40, f"max_worker_rss: must be 0 (off) or MiB, got {c.max_worker_rss}")
     if c.metrics is not None:
         try:
-            address = parse_address(c.metrics)
-        except ConfigError as exc:
-            raise ConfigError(f"metrics: {str(exc).partition(': ')[2]}") from None
-        _check(address.family == "tcp", f"metrics: {c.metrics!r}: expected HOST:PORT")
+            tcp = parse_address(c.metrics).family == "tcp"
+        except ConfigError:
+            tcp = False
+        _check(tcp, f"metrics: {c.metrics!r}: expected HOST:PORT or [IPv6]:PORT")
     _check(not (c.reload and c.exit_idle_time), "reload: cannot be combined with exit_idle_time")
 
 

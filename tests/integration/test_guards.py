@@ -161,3 +161,98 @@ def test_exit_idle_time_without_socket_activation_is_refused():
     assert out.stderr.strip().splitlines() == [
         "sockserve: error: exit_idle_time: only with socket activation (LISTEN_FDS): nothing would "
         "start sockserve again on the next connection"]
+
+
+RELOAD_APP = '''
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = b"VERSION"
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+'''
+
+
+def test_reload_picks_up_an_edit_without_a_failed_request(start_server, tmp_path):
+    code = tmp_path / "code"
+    code.mkdir()
+    module = code / "editme.py"
+    module.write_text(RELOAD_APP.replace("VERSION", "v1"))
+    server = start_server("editme:app", "--workers", "2", "--reload", "--reload-dir", str(code),
+                          env={"PYTHONPATH": f"{ROOT}:{code}"})
+    assert server.get("/") == (200, "v1")
+    (code / "notes.txt").write_text("not a *.py file: no reload")
+    with Load(server.port, threads=2, seconds=30) as load:
+        time.sleep(1.0)
+        assert server.status()["reloads"]["ok"] == 0
+        module.write_text(RELOAD_APP.replace("VERSION", "v2"))
+        edited = time.monotonic()
+        assert wait_for(lambda: server.get("/") == (200, "v2"), 15), server.stderr()
+        took = time.monotonic() - edited
+        time.sleep(0.5)
+    bodies = {o.body for o in load.result.outcomes}
+    assert not load.result.failed and bodies == {"v1", "v2"}, load.result.summary()
+    assert wait_for(lambda: server.status()["reloads"]["ok"] == 1, 10)  # the old generation drained
+    print(f"reload: new code answered {took:.2f}s after the edit; {load.result.summary()}")
+
+
+def test_reload_with_socket_activation_is_refused():
+    import shutil
+
+    if not shutil.which("systemd-socket-activate"):
+        pytest.skip("systemd-socket-activate is not installed")
+    port = free_port()
+    proc = subprocess.Popen(["systemd-socket-activate", "-E", "PYTHONPATH", "-l", f"127.0.0.1:{port}",
+                             sys.executable, "-m", "sockserve", "--reload"], cwd=ROOT, text=True,
+                            env={**__import__("os").environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.PIPE)
+    try:
+        assert wait_for(lambda: _connects(port), 10)  # the first connection starts sockserve
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    ours = [line for line in err.splitlines() if line.startswith("sockserve")]
+    assert proc.returncode == 2 and len(ours) == 1, err
+    assert "reload: cannot be combined with socket activation" in ours[0]
+
+
+def _connects(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def test_exit_idle_time_under_socket_activation_exits_0_once_idle(tmp_path):
+    import os
+    import shutil
+
+    if not shutil.which("systemd-socket-activate"):
+        pytest.skip("systemd-socket-activate is not installed")
+    port = free_port()
+    control = str(tmp_path / "control.sock")
+    proc = subprocess.Popen(["systemd-socket-activate", "-E", "PYTHONPATH", "-l", f"127.0.0.1:{port}",
+                             sys.executable, "-m", "sockserve", "tests.apps.sample:slow_app", "--workers", "1",
+                             "--exit-idle-time", "2", "--control-socket", control, "--log-target", "stderr"],
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, text=True,
+                            stderr=subprocess.PIPE)
+    try:
+        assert wait_for(lambda: _connects(port), 10)  # the first connection starts sockserve
+        status, body = http_get(port, "/?s=3", timeout=30)  # runs longer than the idle time
+        answered = time.monotonic()
+        assert (status, body) == (200, "slept 3.0\n")
+        assert proc.poll() is None  # a request in flight is activity
+        _, err = proc.communicate(timeout=20)
+        idle = time.monotonic() - answered
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert 1.5 <= idle < 8, idle
+    assert "no connection or request for 2s: stopping" in err
