@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -141,8 +144,6 @@ def test_metrics_parse_and_match_status_json(start_server):
 
 
 def test_metrics_address_in_use_is_one_line_exit_2(tmp_path):
-    import socket
-
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -198,14 +199,12 @@ def test_reload_picks_up_an_edit_without_a_failed_request(start_server, tmp_path
 
 
 def test_reload_with_socket_activation_is_refused():
-    import shutil
-
     if not shutil.which("systemd-socket-activate"):
         pytest.skip("systemd-socket-activate is not installed")
     port = free_port()
     proc = subprocess.Popen(["systemd-socket-activate", "-E", "PYTHONPATH", "-l", f"127.0.0.1:{port}",
                              sys.executable, "-m", "sockserve", "--reload"], cwd=ROOT, text=True,
-                            env={**__import__("os").environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.PIPE)
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.PIPE)
     try:
         assert wait_for(lambda: _connects(port), 10)  # the first connection starts sockserve
         _, err = proc.communicate(timeout=20)
@@ -219,8 +218,6 @@ def test_reload_with_socket_activation_is_refused():
 
 
 def _connects(port: int) -> bool:
-    import socket
-
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1):
             return True
@@ -229,16 +226,14 @@ def _connects(port: int) -> bool:
 
 
 def test_exit_idle_time_under_socket_activation_exits_0_once_idle(tmp_path):
-    import os
-    import shutil
-
     if not shutil.which("systemd-socket-activate"):
         pytest.skip("systemd-socket-activate is not installed")
     port = free_port()
     control = str(tmp_path / "control.sock")
     proc = subprocess.Popen(["systemd-socket-activate", "-E", "PYTHONPATH", "-l", f"127.0.0.1:{port}",
-                             sys.executable, "-m", "sockserve", "tests.apps.sample:slow_app", "--workers", "1",
-                             "--exit-idle-time", "2", "--control-socket", control, "--log-target", "stderr"],
+                             sys.executable, "-m", "sockserve", "tests.apps.sample:slow_app",
+                             "--workers", "1", "--exit-idle-time", "2", "--control-socket", control,
+                             "--log-target", "stderr"],
                             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, text=True,
                             stderr=subprocess.PIPE)
     try:
