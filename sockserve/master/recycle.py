@@ -68,6 +68,8 @@ class Recycler:
     def tick(self, now: float) -> None:
         """Judge age and RSS of the serving generation's workers; start waiting recycles."""
         pool = self.master.pool
+        if not self.enabled:
+            return
         for worker in pool.members(pool.generation):
             if worker.listening and worker.disconnect_at is None and worker.id not in self.active:
                 reason = self._judge(worker, now)
@@ -124,11 +126,10 @@ class Recycler:
                 now = self.master.loop.time()
                 r.listening_after = now - r.started
                 r.old.disconnect(now)
-                self.master._changed()
 
     def _exit(self, worker: WorkerHandle, reason: Any) -> None:
-        for key in [k for k in (self._lifetimes, self._rss, self._sampled, self.wanted) if worker.id in k]:
-            del key[worker.id]
+        for table in (self._lifetimes, self._rss, self._sampled, self.wanted):
+            table.pop(worker.id, None)
         done = self.active.pop(worker.id, None)
         if done is not None:
             self._finished(done, reason)
@@ -140,7 +141,9 @@ class Recycler:
         self._start_due()
 
     def _finished(self, r: Replacement, reason: Any) -> None:
-        if r.listening_after is None:  # died before its successor listened: the pool replaces it
+        if r.listening_after is None:  # died before its successor listened: the pool refills the
+            if r.successor is not None:  # slot itself, so the successor would be one too many
+                r.successor.disconnect(self.master.loop.time())
             return
         self.counts[r.reason] += 1
         took = self.master.loop.time() - r.started

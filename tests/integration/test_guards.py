@@ -52,8 +52,9 @@ class Watch:
             time.sleep(0.03)
 
 
-def test_max_requests_recycles_every_worker_without_losing_a_request(start_server):
-    server = start_server(APP, "--workers", "2", "--max-requests", "20")
+@pytest.mark.parametrize("policy", ["rr", "shared"])
+def test_max_requests_recycles_every_worker_without_losing_a_request(start_server, policy):
+    server = start_server(APP, "--workers", "2", "--max-requests", "20", "--policy", policy)
     with Watch(server) as watch, Load(server.port, threads=1, max_requests=200, seconds=60,
                                       path="/pause") as load:
         wait_for(lambda: len(load.result.outcomes) >= 200, 60, 0.1)
