@@ -116,6 +116,9 @@ def test_stuck_wsgi_request_gets_504_and_recycles_its_worker(start_server):
     after = server.worker_pids()
     assert after and not set(after.values()) & set(before.values())
     assert server.get("/")[0] == 200
+    table = subprocess.run([sys.executable, "-m", "sockserve", "status", "--control-socket", server.control],
+                           capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    assert "recycles: request_timeout 1" in table and "(request_timeout)" in table, table
 
 
 def test_metrics_parse_and_match_status_json(start_server):
