@@ -7,8 +7,11 @@ message that names the key and the bad value.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, make_dataclass, replace
 from typing import Any
+
+from .access import ACCESS_FIELDS, format_access_line
+from .settings import BY_NAME, SETTINGS, worker_keys
 
 # Exit codes systemd sees (LSB / systemd's EXIT_* names in brackets).
 EXIT_OK = 0
@@ -16,10 +19,6 @@ EXIT_FAILURE = 1  # runtime failure [EXIT_FAILURE]
 EXIT_USAGE = 2  # bad CLI or config value [EXIT_INVALIDARGUMENT]
 EXIT_APP = 6  # the application cannot be loaded [EXIT_NOTCONFIGURED]
 
-POLICIES = ("rr", "shared", "reuseport")
-INTERFACES = ("auto", "asgi", "wsgi", "stream")
-LOG_TARGETS = ("auto", "journal", "stderr")
-LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 class ConfigError(ValueError):
@@ -63,58 +62,31 @@ def parse_address(text: str) -> Address:
     return Address("tcp", host=host, port=int(port))
 
 
-@dataclass(frozen=True)
-class Config:
-    app: str | None = None  # module:attr; None = built-in hello app
-    bind: tuple[str, ...] = ("127.0.0.1:8000",)
-    workers: int = 0  # not given: one per CPU (make_config)
-    policy: str = "rr"
-    interface: str = "auto"
-    backlog: int = 511
-    graceful_timeout: float = 30.0  # seconds a disconnecting worker may drain
-    worker_timeout: float = 30.0  # seconds without heartbeat before a kill
-    boot_timeout: float = 30.0  # seconds for a new worker to listen
-    rr_window: int = 8  # un-acked hand-offs per worker (Node: 1); one full NewConn batch
-    restart_delay_max: float = 30.0  # cap of the per-slot back-off
-    stable_after: float = 10.0  # a worker alive this long resets its slot's back-off
-    hooks: str | None = None  # module:attr called with the Master before start
-    worker_python: str | None = None  # interpreter for workers; None = the master's own
-    control_socket: str | None = None  # path; None = $RUNTIME_DIRECTORY/control.sock if set
-    log_target: str = "auto"
-    log_level: str = "info"
-    config_file: str | None = None  # where file values came from (for messages)
-    # --- guards (issue 13): 0 / empty = off; see the "guards" block at the end of this file
-    metrics: str | None = None  # HOST:PORT of the Prometheus endpoint (master)
-    request_timeout: float = 0.0  # seconds a request may run (gunicorn's --timeout, per request)
-    max_requests: int = 0  # recycle a worker after about this many requests (gunicorn)
-    max_requests_jitter: int = 0  # plus a per-worker random 0..J (gunicorn)
-    max_worker_lifetime: float = 0.0  # seconds; recycle a worker older than this
-    max_worker_lifetime_jitter: float = 0.0  # plus a per-worker random 0..J seconds
-    max_worker_rss: float = 0.0  # MiB; recycle after RSS_SAMPLES samples over it
-    reload: bool = False  # development: rolling restart when files change (uvicorn's --reload)
-    reload_dirs: tuple[str, ...] = ()  # default: the current directory
-    reload_includes: tuple[str, ...] = ()  # glob patterns; default *.py
-    reload_excludes: tuple[str, ...] = ()  # glob patterns; default .*, .py[cod], .sw.*, ~*
-    exit_idle_time: float = 0.0  # seconds without connections/requests before exit 0 (systemd's)
-
-    def addresses(self) -> tuple[Address, ...]:
+def _config_namespace() -> dict[str, Any]:
+    def addresses(self: Any) -> tuple[Address, ...]:
         return tuple(parse_address(b) for b in self.bind)
 
-    def for_worker(self, generation: int, keys: tuple[str, ...]) -> dict[str, Any]:
+    def for_worker(self: Any, generation: int, keys: tuple[str, ...]) -> dict[str, Any]:
         """What a worker of ``generation`` is told (SOCKSERVE_WORKER_CONFIG)."""
-        return {"app": self.app, "interface": self.interface, "keys": list(keys),
-                "graceful_timeout": self.graceful_timeout, "heartbeat_interval": self.heartbeat_interval(),
-                "generation": generation, "backlog": self.backlog, "log_target": self.log_target,
-                "log_level": self.log_level, **guards_for_worker(self)}
+        told = {key: getattr(self, key) for key in worker_keys()}
+        return told | {"keys": list(keys), "heartbeat_interval": self.heartbeat_interval(),
+                       "generation": generation}
 
-    def heartbeat_interval(self) -> float:
+    def heartbeat_interval(self: Any) -> float:
         return max(0.05, min(1.0, self.worker_timeout / 4))
 
+    return {"addresses": addresses, "for_worker": for_worker, "heartbeat_interval": heartbeat_interval,
+            "__doc__": "Every setting of settings.SETTINGS as a frozen attribute, plus config_file."}
 
-KEYS = {f.name for f in fields(Config)} - {"config_file"}
-TEXT_KEYS = {"app", "hooks", "control_socket", "config_file", "worker_python", "metrics"}  # as given
-LIST_KEYS = {"bind", "reload_dirs", "reload_includes", "reload_excludes"}  # comma-separated or a list
-CHOICES = {"policy": POLICIES, "interface": INTERFACES, "log_target": LOG_TARGETS, "log_level": LOG_LEVELS}
+
+# The fields are the rows of settings.SETTINGS (one source for Config, --help and the docs).
+Config = make_dataclass(
+    "Config", [(s.name, Any, field(default=s.default)) for s in SETTINGS]
+    + [("config_file", Any, field(default=None))],  # where file values came from (for messages)
+    frozen=True, namespace=_config_namespace())
+
+KEYS = set(BY_NAME)
+CHOICES = {s.name: s.choices for s in SETTINGS if s.choices}
 
 
 def make_config(values: dict[str, Any], cpu_count: int = 1) -> Config:
@@ -129,25 +101,32 @@ def make_config(values: dict[str, Any], cpu_count: int = 1) -> Config:
     return config
 
 
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off"}
+
+
 def _coerce(key: str, value: Any) -> Any:
-    default = getattr(Config, key, None)
+    kind = BY_NAME[key].kind if key in BY_NAME else "text"
     try:
-        if isinstance(default, bool):
-            return _boolean(value)
-        if key in LIST_KEYS:
+        if kind == "list":
             items = [value] if isinstance(value, str) else list(value)
             return tuple(str(v).strip() for item in items for v in str(item).split(",") if v.strip())
-        if key in TEXT_KEYS:
+        if kind == "text":
             return str(value)
-        if isinstance(default, int):
-            if isinstance(value, float) and not value.is_integer():
+        if kind == "bool":
+            word = str(value).strip().lower()
+            if isinstance(value, bool) or word in TRUE_WORDS | FALSE_WORDS:
+                return value if isinstance(value, bool) else word in TRUE_WORDS
+            raise ValueError
+        if kind == "int":
+            if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
                 raise ValueError
             return int(value)
-        if isinstance(default, float):
+        if kind == "float":
             return float(value)
         return str(value).strip().lower()
     except (TypeError, ValueError):
-        raise ConfigError(f"{key}: {value!r} is not a valid {type(default).__name__}") from None
+        raise ConfigError(f"{key}: {value!r} is not a valid {kind}") from None
 
 
 def _validate(c: Config) -> None:
@@ -167,7 +146,34 @@ def _validate(c: Config) -> None:
     for key in ("app", "hooks"):
         spec = getattr(c, key)
         _check(spec is None or _is_import_spec(spec), f"{key}: {spec!r} is not MODULE:ATTRIBUTE")
+    _validate_http(c)
     _validate_guards(c)
+
+
+def _validate_http(c: Any) -> None:
+    """Keys of the logging, HTTP, TLS, WSGI and unix-socket blocks."""
+    _check(c.timeout_keep_alive > 0, f"timeout_keep_alive: must be positive, got {c.timeout_keep_alive}")
+    _check(c.limit_concurrency >= 0,
+           f"limit_concurrency: must be 0 (none) or more, got {c.limit_concurrency}")
+    _check(1 <= c.threads <= 1024, f"threads: must be 1..1024, got {c.threads}")
+    _check(c.ssl_keyfile is None or c.ssl_certfile is not None, "ssl_keyfile: needs ssl_certfile too")
+    _check(c.ssl_cert_reqs == "none" or c.ssl_ca_certs is not None,
+           f"ssl_cert_reqs: {c.ssl_cert_reqs} needs ssl_ca_certs (the CAs that sign client certificates)")
+    _check(c.root_path == "" or (c.root_path.startswith("/") and not c.root_path.endswith("/")),
+           f"root_path: {c.root_path!r} must start with / and not end with one (e.g. /api)")
+    mode = c.unix_socket_mode
+    _check(mode is None or (mode.isdigit() and set(mode) <= set("01234567") and int(mode, 8) <= 0o777),
+           f"unix_socket_mode: {mode!r} is not an octal mode such as 0660")
+    owner = c.unix_socket_owner
+    _check(owner is None or (owner.strip(":") != "" and owner.count(":") <= 1),
+           f"unix_socket_owner: {owner!r} is not USER, USER:GROUP or :GROUP")
+    try:
+        format_access_line(c.access_log_format)
+    except KeyError as exc:
+        raise ConfigError(f"access_log_format: {c.access_log_format!r}: unknown field {exc.args[0]!r} "
+                          f"(fields: {', '.join(ACCESS_FIELDS)})") from None
+    except (ValueError, IndexError, TypeError) as exc:
+        raise ConfigError(f"access_log_format: {c.access_log_format!r}: {exc}") from None
 
 
 def _is_import_spec(spec: str) -> bool:
@@ -185,18 +191,7 @@ def _check(ok: bool, message: str) -> None:
 GUARD_SECONDS = ("request_timeout", "max_worker_lifetime", "max_worker_lifetime_jitter", "exit_idle_time")
 
 
-def _boolean(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(text)
-
-
-def _validate_guards(c: Config) -> None:
+def _validate_guards(c: Any) -> None:
     for key in GUARD_SECONDS:
         value = getattr(c, key)
         _check(0 <= value < 86400 * 365, f"{key}: must be 0 (off) or a number of seconds, got {value}")
@@ -210,9 +205,3 @@ def _validate_guards(c: Config) -> None:
             tcp = False
         _check(tcp, f"metrics: {c.metrics!r}: expected HOST:PORT or [IPv6]:PORT")
     _check(not (c.reload and c.exit_idle_time), "reload: cannot be combined with exit_idle_time")
-
-
-def guards_for_worker(c: Config) -> dict[str, Any]:
-    """The guards a worker enforces itself (SOCKSERVE_WORKER_CONFIG)."""
-    return {"request_timeout": c.request_timeout, "max_requests": c.max_requests,
-            "max_requests_jitter": c.max_requests_jitter}

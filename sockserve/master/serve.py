@@ -5,23 +5,32 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..config import Config, ConfigError
-from ..listeners import Listener, bind_all
+from ..listeners import Listener, bind_config, remove_socket_files
+from ..logs import LogConfigError
 from ..systemd import ListenFdsError, listen_fds, setup_logging
+from ..tls import check_tls
 from .guards import check_listeners
 from .master import Master
 
 
 def serve(config: Config, *, explicit_bind: bool, reread: Callable[[], Config]) -> int:
     """Run the master until it stops; its exit code.  Raises ConfigError for bad settings."""
-    setup_logging(config.log_target, config.log_level)
+    try:
+        setup_logging(config.log_target, config.log_level, log_config=config.log_config)
+    except LogConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    check_tls(config)
     try:
         inherited = listen_fds()
     except ListenFdsError as exc:
         raise ConfigError(str(exc)) from None
     check_listeners(config, from_systemd=bool(inherited))
     if not inherited:
-        listeners = bind_all(config.addresses(), config.backlog, config.policy == "reuseport")
-        return Master(config, listeners, reread=reread).run()
+        listeners = bind_config(config)
+        try:
+            return Master(config, listeners, reread=reread).run()
+        finally:
+            remove_socket_files(listeners)
     if explicit_bind:
         raise ConfigError("bind: cannot be combined with sockets passed by systemd (LISTEN_FDS); "
                           "remove --bind/SOCKSERVE_BIND/bind= or the socket unit")

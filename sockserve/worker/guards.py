@@ -28,13 +28,23 @@ def install(worker: Any, adapter: Any) -> None:
         adapter.handler = stream_timeout(adapter.handler, timeout)
     elif timeout > 0:  # uvicorn's protocols call config.loaded_app for every request
         app = adapter.config.loaded_app
-        wsgi = type(adapter.config.app).__module__.startswith(("a2wsgi", "uvicorn.middleware.wsgi"))
-        adapter.config.loaded_app = RequestTimeout(
-            app, timeout, cancellable=not wsgi, on_stuck=lambda path: worker.recycle("request_timeout"))
+        adapter.config.loaded_app = RequestTimeout(app, timeout, cancellable=not runs_wsgi(app),
+                                                   on_stuck=lambda path: worker.recycle("request_timeout"))
     limit = recycling.requests_limit(int(config.get("max_requests") or 0),
                                      int(config.get("max_requests_jitter") or 0), random.random())
     if limit:
         worker.loop.create_task(_count(worker, adapter, limit))
+
+
+def runs_wsgi(app: Any) -> bool:
+    """True when a WSGI adapter (a2wsgi's or uvicorn's) is in ``app``'s chain of ``.app``s."""
+    for _ in range(16):
+        if type(app).__module__.startswith(("a2wsgi", "uvicorn.middleware.wsgi")):
+            return True
+        app = getattr(app, "app", None)
+        if app is None:
+            return False
+    return False
 
 
 async def _count(worker: Any, adapter: Any, limit: int) -> None:
