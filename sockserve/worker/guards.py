@@ -19,6 +19,8 @@ from .. import recycling
 from .timeouts import RequestTimeout, stream_timeout
 
 COUNT_INTERVAL = 0.05  # seconds between looks at the served counter
+ASK_AGAIN = 5.0  # seconds between Recycle requests until the master disconnects us (it may be
+#                  busy with a reload, or the successor it started may have failed to boot)
 
 
 def install(worker: Any, adapter: Any) -> None:
@@ -52,4 +54,6 @@ async def _count(worker: Any, adapter: Any, limit: int) -> None:
         await asyncio.sleep(COUNT_INTERVAL)
     worker.event("max_requests", "worker %d served %d requests (max_requests %d): asking to be recycled",
                  worker.id, adapter.served, limit)
-    worker.recycle("max_requests")
+    while not worker.disconnecting:
+        worker.recycle("max_requests")
+        await asyncio.sleep(ASK_AGAIN)

@@ -62,7 +62,8 @@ def test_max_requests_recycles_every_worker_without_losing_a_request(start_serve
     assert len(result.outcomes) == 200 and not result.failed, result.summary()
     stats = server.status()
     assert stats["recycles"].get("max_requests", 0) >= 4, stats["recycles"]
-    assert all(len(ids) >= 3 for ids in watch.ids.values()), watch.ids  # each slot recycled twice+
+    if policy == "rr":  # shared: the kernel picks the accepting worker, often the same one
+        assert all(len(ids) >= 3 for ids in watch.ids.values()), watch.ids  # each slot twice+
     assert watch.samples > 20 and watch.fewest >= 2, (watch.samples, watch.fewest)
     assert stats["last_recycle"]["reason"] == "max_requests"
     assert "recycled (max_requests)" in server.stderr()
