@@ -68,7 +68,8 @@ class Guards:
         if self.master.state not in ("running", "reloading"):
             return
         self.recycler.tick(now)
-        if self.config.exit_idle_time and self.idle.observe(now, *self._activity()):
+        idle = self.config.exit_idle_time and self.idle.observe(now, *self._activity())
+        if idle and self.master.state == "running":  # never in the middle of a reload
             log_event(log, logging.INFO, "idle_exit", f"no connection or request for "
                       f"{self.config.exit_idle_time:g}s: stopping (systemd starts us again on the "
                       "next connection)")
