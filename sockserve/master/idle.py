@@ -22,7 +22,10 @@ class IdleClock:
 
     def observe(self, now: float, activity: Hashable, busy: int) -> bool:
         """``activity`` changes with every connection or request; ``busy``: open or waiting ones."""
-        if busy or activity != self.activity or self.since is None:
+        if busy:  # the quiet stretch starts at the first observation without a connection
+            self.activity, self.since = activity, None
+            return False
+        if activity != self.activity or self.since is None:
             self.activity, self.since = activity, now
             return False
         return self.idle_time > 0 and now - self.since >= self.idle_time

@@ -43,18 +43,21 @@ def test_rss_needs_consecutive_samples_over_the_limit():
     assert recycling.RssWatch(0).sample(10**12) is False  # off
 
 
-@given(st.lists(st.tuples(st.floats(0, 5), st.integers(0, 3), st.integers(0, 2)), max_size=40))
-def test_idle_clock_fires_only_after_idle_time_without_activity(steps):
-    clock, now, quiet_since = IdleClock(3.0), 0.0, 0.0
-    last = None
+@given(st.lists(st.tuples(st.floats(0, 5), st.integers(0, 2), st.integers(0, 1)), max_size=40))
+def test_idle_clock_fires_exactly_after_idle_time_of_no_change(steps):
+    """Fires at a step iff, for 3 s up to it, every observation was idle (busy 0) with the same
+    activity: the quiet stretch starts at the first such observation."""
+    clock, now, seen = IdleClock(3.0), 0.0, []
     for gap, activity, busy in steps:
         now += gap
-        fired = clock.observe(now, activity, busy)
-        if busy or activity != last or not clock.since:
-            quiet_since = now if (busy or activity != last) else quiet_since
-        last = activity
-        if fired:
-            assert not busy and now - clock.since >= 3.0 and clock.since >= quiet_since - 1e-9
+        seen.append((now, activity, busy))
+        quiet_from = now
+        for t, a, b in reversed(seen):
+            if b or a != activity:
+                break
+            quiet_from = t
+        expected = not busy and now - quiet_from >= 3.0
+        assert clock.observe(now, activity, busy) is expected
 
 
 def test_idle_clock_basics():
