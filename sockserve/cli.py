@@ -1,6 +1,7 @@
 """Command line: argv, environment and TOML file become a Config; the only sys.exit.
 
-Precedence: command line > environment (SOCKSERVE_<KEY>) > config file > defaults.
+Precedence: command line > environment (SOCKSERVE_<KEY>) > config file > defaults
+(for workers, WEB_CONCURRENCY comes just before the default, as in gunicorn and uvicorn).
 Every error is one line on stderr and an exit code systemd understands:
 2 for a bad setting, 6 when the application cannot be loaded, 1 otherwise.
 """
@@ -14,8 +15,8 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
-from . import __version__
-from .config import EXIT_FAILURE, EXIT_USAGE, Config, ConfigError, make_config
+from . import __version__, apploader
+from .config import EXIT_FAILURE, EXIT_USAGE, Config, ConfigError, bind_under_systemd, make_config
 from .settings import BY_NAME, SETTINGS, Setting
 
 ENV_PREFIX = "SOCKSERVE_"
@@ -57,6 +58,7 @@ def serve_parser() -> argparse.ArgumentParser:
 SECTION_TITLES = {"server": "server and cluster", "control": "control socket", "logging": "logging",
                   "http": "HTTP (uvicorn's protocol options)", "tls": "TLS (stdlib ssl)",
                   "wsgi": "WSGI (a2wsgi)", "unix": "unix sockets",
+                  "app": "app loading (where the app and hooks are imported from)",
                   "guards": "guards: recycling, request timeout, metrics, reload, idle exit"}
 
 
@@ -85,16 +87,35 @@ def _shown(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def gather(argv: Sequence[str], environ: Mapping[str, str]) -> dict[str, Any]:
-    """Settings from every source, merged by precedence (not yet validated)."""
+def gather(argv: Sequence[str], environ: Mapping[str, str], base: str | None = None) -> dict[str, Any]:
+    """Settings from every source, merged by precedence (not yet validated).
+
+    ``base``: the directory a relative config file path is relative to (the start
+    directory, so a reload after ``chdir`` reads the same file)."""
     cli = vars(serve_parser().parse_args(argv))
     path = cli.pop("config_file", None) or environ.get("SOCKSERVE_CONFIG")
+    if path and base:
+        path = os.path.join(base, path)
     values = read_file(path) if path else {}
     values.update(from_env(environ))
     values.update(cli)
+    if values.get("workers") is None and environ.get("WEB_CONCURRENCY", "").strip():
+        values["workers"] = web_concurrency(environ["WEB_CONCURRENCY"])
     if path:
         values["config_file"] = path
     return values
+
+
+def web_concurrency(text: str) -> int:
+    """WEB_CONCURRENCY as the default worker count (gunicorn's and uvicorn's convention):
+    below --workers, SOCKSERVE_WORKERS and the file's ``workers``; ConfigError naming it."""
+    try:
+        count = int(text)
+    except ValueError:
+        raise ConfigError(f"WEB_CONCURRENCY: {text!r} is not a whole number of workers") from None
+    if not 1 <= count <= 1024:
+        raise ConfigError(f"WEB_CONCURRENCY: must be 1..1024 workers, got {count}")
+    return count
 
 
 def read_file(path: str) -> dict[str, Any]:
@@ -116,9 +137,21 @@ def from_env(environ: Mapping[str, str]) -> dict[str, Any]:
             if name.startswith(ENV_PREFIX) and name not in ENV_INTERNAL and value != ""}
 
 
-def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Config, dict[str, Any]]:
-    values = gather(argv, environ)
+def load_config(argv: Sequence[str], environ: Mapping[str, str],
+                base: str | None = None) -> tuple[Config, dict[str, Any]]:
+    values = gather(argv, environ, base)
     return make_config(values, os.cpu_count() or 1), values
+
+
+def reread(argv: Sequence[str], base: str, activated: bool) -> Config:
+    """The configuration for a reload, refusing what a start would refuse (ConfigError):
+    so ``systemctl reload`` fails and the old workers keep serving, rather than the next
+    start failing with the port then closed by systemd's start limit."""
+    config, values = load_config(argv, os.environ, base)
+    if activated and "bind" in values:
+        raise ConfigError(bind_under_systemd(config.config_file))
+    apploader.check(config)
+    return config
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
@@ -130,9 +163,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     from .master.serve import serve
 
     try:
+        base, activated = os.getcwd(), "LISTEN_FDS" in os.environ
         config, values = load_config(argv, os.environ)
+        apploader.prepare(config)
         code = serve(config, explicit_bind="bind" in values,
-                     reread=lambda: load_config(argv, os.environ)[0])
+                     reread=lambda: reread(argv, base, activated))
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
     except KeyboardInterrupt:

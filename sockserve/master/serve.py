@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..config import Config, ConfigError
+from ..config import Config, ConfigError, bind_under_systemd
 from ..listeners import Listener, bind_config, remove_socket_files
 from ..logs import LogConfigError
 from ..systemd import ListenFdsError, listen_fds, setup_logging
@@ -32,8 +32,7 @@ def serve(config: Config, *, explicit_bind: bool, reread: Callable[[], Config]) 
         finally:
             remove_socket_files(listeners)
     if explicit_bind:
-        raise ConfigError("bind: cannot be combined with sockets passed by systemd (LISTEN_FDS); "
-                          "remove --bind/SOCKSERVE_BIND/bind= or the socket unit")
+        raise ConfigError(bind_under_systemd(config.config_file))
     if config.policy == "reuseport":
         raise ConfigError("policy: reuseport needs sockserve to bind the address itself, "
                           "not sockets passed by systemd; use rr or shared")
