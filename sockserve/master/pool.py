@@ -47,10 +47,8 @@ class Pool:
         self.workers: dict[int, WorkerHandle] = dispatcher.workers
         self.generation = 0  # the serving generation
         self.size = config.workers
-        self.served_by_dead = 0
-        self.spawn_failures = 0
-        self._next_id = 1
-        self._last_generation = 0
+        self.served_by_dead = self.spawn_failures = 0
+        self._next_id, self._last_generation = 1, 0
         self.active: set[int] = set()  # generations whose crashed workers are replaced
         self._configs: dict[int, Config] = {}  # what each generation runs
         self._backoffs: dict[tuple[int, int], Backoff] = {}  # (generation, slot)
@@ -224,8 +222,10 @@ class Pool:
     def _dispatch(self, worker: WorkerHandle, msg: Message) -> None:
         if isinstance(msg, protocol.Ack):
             self.dispatcher.ack(worker, msg)
-        elif isinstance(msg, protocol.Heartbeat):
-            worker.counters.open, worker.counters.served = msg.open, msg.served
+        elif isinstance(msg, protocol.Heartbeat) and self.dispatcher.heartbeat(
+                worker, msg, self.loop.time(), self.config.worker_timeout):  # out of fds too long
+            worker.disconnect(self.loop.time())
+            self.manage_workers()
         elif isinstance(msg, protocol.QueryServer):
             self.dispatcher.reply(worker, msg)
         elif isinstance(msg, protocol.Listening):

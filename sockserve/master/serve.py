@@ -5,16 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..config import Config, ConfigError, bind_under_systemd
+from ..fdlimit import check_startup
 from ..listeners import Listener, bind_config, remove_socket_files
 from ..logs import LogConfigError
 from ..systemd import ListenFdsError, listen_fds, setup_logging
 from ..tls import check_tls
+from .control import ControlError
 from .guards import check_listeners
 from .master import Master
 
 
 def serve(config: Config, *, explicit_bind: bool, reread: Callable[[], Config]) -> int:
     """Run the master until it stops; its exit code.  Raises ConfigError for bad settings."""
+    check_startup(config, len(config.bind))  # before anything opens fds: one line, exit 2
     try:
         setup_logging(config.log_target, config.log_level, log_config=config.log_config)
     except LogConfigError as exc:
@@ -28,7 +31,7 @@ def serve(config: Config, *, explicit_bind: bool, reread: Callable[[], Config]) 
     if not inherited:
         listeners = bind_config(config)
         try:
-            return Master(config, listeners, reread=reread).run()
+            return _run(Master(config, listeners, reread=reread))
         finally:
             remove_socket_files(listeners)
     if explicit_bind:
@@ -42,4 +45,12 @@ def serve(config: Config, *, explicit_bind: bool, reread: Callable[[], Config]) 
 
         return serve_connections(config, [s.sock for s in connected])
     listeners = [Listener(key=s.key, address=s.address, sock=s.sock) for s in inherited]
-    return Master(config, listeners, reread=reread).run()
+    return _run(Master(config, listeners, reread=reread))
+
+
+def _run(master: Master) -> int:
+    """The master's exit code; a control socket it cannot bind is a bad setting (exit 2)."""
+    try:
+        return master.run()
+    except ControlError as exc:
+        raise ConfigError(str(exc)) from None
