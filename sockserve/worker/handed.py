@@ -1,4 +1,4 @@
-"""Connections the master handed over (rr), from the worker's accept to a set-up protocol.
+"""Connections the worker took, from the take to a set-up protocol (rr hand-offs, own accepts).
 
 A worker owns a handed connection once it took the fd (its ``Ack`` says accepted); the
 protocol is set up only after the ack is sent (``connect_accepted_socket``, a task).  A
@@ -28,6 +28,11 @@ class Handed:
     def taken(self) -> None:
         """A connection is ours from now on (its ack will say accepted)."""
         self.pending += 1
+
+    def accepted(self, sock: socket.socket) -> None:
+        """Accepted on our own listener (shared, reuseport): ours, set it up."""
+        self.pending += 1
+        self.loop.create_task(self._serve(sock))
 
     def serve_all(self, socks: list[socket.socket]) -> None:
         """Their acks are sent: set their protocols up."""

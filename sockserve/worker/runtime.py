@@ -260,7 +260,7 @@ class Worker:
             self.finish(EXIT_FAILURE)
             return
         server = Acceptor(self.loop, sock, self.fds, lambda: self.adapter.open,
-                          lambda conn: self.loop.create_task(self._serve_accepted(conn)))
+                          self.handed.accepted)
         if self.disconnecting:
             server.close()
             return
