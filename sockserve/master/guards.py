@@ -1,8 +1,9 @@
 """The master's guards (issue 13): metrics, recycling, development reload, idle exit.
 
 One object the master holds; master.py only calls ``start``, ``tick``,
-``reloaded``, ``statistics`` and ``close``.  Each guard is its own module:
-metrics.py (Prometheus endpoint), recycle.py (replace due workers),
+``statistics`` and ``close``, and the shell hands it the core's log events
+(``logged``).  Each guard is its own module: metrics.py (Prometheus endpoint),
+recycle.py (judge age and RSS; the core replaces workers: supervisor_recycle.py),
 devreload.py (watch files, rolling reload), idle.py (when to exit).
 """
 
@@ -45,7 +46,6 @@ class Guards:
         self._metrics: Any = None
         self._watcher: Any = None
         master.emitter.on("exit", self._exit)
-        master.pool.on_recycle = self.recycler.request
 
     def start(self) -> None:
         """Before the workers start: the metrics endpoint, the watcher (ConfigError: exit 2)."""
@@ -53,16 +53,12 @@ class Guards:
             from .devreload import DevReload
 
             self._watcher = DevReload(self.config, self.master.reload, self.master.loop)
+            self._watcher.start()  # a change while the first generation boots: a queued reload
         if self.config.metrics:
             from .metrics import MetricsServer
 
             self._metrics = MetricsServer(self.config.metrics, self.master.statistics, self.master.loop)
             self._metrics.start()
-
-    def ready(self) -> None:
-        """Once the first generation serves: the file watcher of ``--reload`` starts."""
-        if self._watcher is not None:
-            self._watcher.start()
 
     def tick(self, now: float) -> None:
         if self.master.state not in ("running", "reloading"):
@@ -84,6 +80,11 @@ class Guards:
         busy = sum(w.counters.open for w in workers) + m.dispatcher.waiting()
         return (handed, served, len(m.pool.workers)), busy
 
+    def logged(self, event: str, message: str) -> None:
+        """The core's log events: reload results (its ``reload_promoted`` / ``reload_failed``)."""
+        if event in ("reload_promoted", "reload_failed"):
+            self.reloaded(event == "reload_promoted", message)
+
     def _exit(self, worker: Any, reason: Any) -> None:
         self.exits[reason.kind] += 1
         if reason.respawn:
@@ -95,7 +96,8 @@ class Guards:
 
     def statistics(self) -> dict[str, Any]:
         """What ``statistics()`` adds for the guards (also the metrics' source)."""
-        return {"ready": self.master.state in ("running", "reloading"), "size": self.master.pool.size,
+        summary = self.master.core.summary()
+        return {"ready": self.master.state in ("running", "reloading"), "size": summary["size"],
                 "exits": dict(self.exits), "restarts": dict(self.restarts), "reloads": dict(self.reloads),
                 **self.recycler.statistics()}
 

@@ -1,81 +1,59 @@
-"""Recycling workers without losing capacity (issue 13), on the master's current code paths.
+"""Recycling, the shell's part (issue 13): judge age and RSS, time what the core does.
 
-A worker due for recycling (it asked: ``Recycle(max_requests | request_timeout)``; or
-the master judged its age or RSS, see recycling.py) gets a successor in its own
-generation and slot; only once that successor listens is the old worker
-disconnected, exactly as a reload retires a generation.  So the listening count
-never drops below the configured size, and the old worker drains what it holds.
-
-LIFECYCLE MERGE: this drives ``Pool`` directly (``spawn_worker`` in the same slot, then
-``WorkerHandle.disconnect``).  With the pure supervisor core it becomes an event
-``Recycle(worker, reason)`` whose actions are SpawnWorker(generation, slot) and, on the
-successor's listening, Disconnect(old); ``due()`` and the jitter stay in recycling.py.
+The core decides (supervisor_recycle.py): ``Recycle(worker, reason)`` spawns a
+successor in the worker's slot and disconnects the worker once the successor
+listens.  Workers ask themselves (``Recycle`` message: max_requests,
+request_timeout; pool.py feeds it); this module feeds the master's own
+judgments: ``lifetime`` (``max_worker_lifetime`` + jitter) and ``rss``
+(``max_worker_rss``, sampled from /proc; recycling.py says when).  It also
+watches the pool's events to report how long the last recycle took.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
-from collections import Counter
-from dataclasses import dataclass
 from typing import Any
 
 from .. import recycling
-from ..systemd import log_event
+from . import lifecycle as L
 from .workers import WorkerHandle
 
 log = logging.getLogger("sockserve.master")
 
 
-@dataclass
-class Replacement:
-    old: WorkerHandle
-    reason: str
-    started: float  # loop time the successor was asked for
-    successor: WorkerHandle | None = None
-    listening_after: float | None = None  # seconds until the successor listened
-
-
 class Recycler:
-    """Replaces due workers of the serving generation of ``master`` (a ``Master``)."""
+    """Feeds ``Recycle`` events for workers of ``master`` (a ``Master``) that are too old or big."""
 
     def __init__(self, master: Any, rng: random.Random | None = None) -> None:
         self.master = master
         self.config = master.config
         self.rng = rng or random.Random()
-        self.active: dict[int, Replacement] = {}  # old worker id -> its replacement
-        self.wanted: dict[int, str] = {}  # workers due, waiting for a free recycle
-        self.counts: Counter[str] = Counter()
         self.last: dict[str, Any] | None = None
         self._lifetimes: dict[int, float] = {}
         self._rss: dict[int, recycling.RssWatch] = {}
         self._sampled: dict[int, float] = {}
+        self._started: dict[int, tuple[float, int, str]] = {}  # successor -> (loop time, old, reason)
+        self._listened: dict[int, tuple[float, int, str, int]] = {}  # old -> (after, successor, reason, t0)
         for event, callback in (("fork", self._fork), ("listening", self._listening), ("exit", self._exit)):
             master.emitter.on(event, callback)
 
     @property
     def enabled(self) -> bool:
         c = self.config
-        return bool(c.max_requests or c.max_worker_lifetime or c.max_worker_rss or c.request_timeout)
-
-    def request(self, worker: WorkerHandle, reason: str) -> None:
-        """Recycle ``worker`` (a worker's ``Recycle`` message, or a master check)."""
-        if reason not in recycling.REASONS or worker.id in self.active or worker.disconnect_at is not None:
-            return
-        self.wanted.setdefault(worker.id, reason)
-        self._start_due()
+        return bool(c.max_worker_lifetime or c.max_worker_rss)
 
     def tick(self, now: float) -> None:
-        """Judge age and RSS of the serving generation's workers; start waiting recycles."""
-        pool = self.master.pool
-        if not self.enabled:
+        """Judge age and RSS of the serving generation's listening workers."""
+        if not self.enabled or self.master.state != "running":
             return
-        for worker in pool.members(pool.generation):
-            if worker.listening and worker.disconnect_at is None and worker.id not in self.active:
+        serving = self.master.core.serving
+        for worker in list(self.master.pool.workers.values()):
+            if worker.generation == serving and worker.listening and worker.disconnect_at is None:
                 reason = self._judge(worker, now)
                 if reason:
-                    self.wanted.setdefault(worker.id, reason)
-        self._start_due()
+                    self.master.feed(L.Recycle(worker.id, reason))  # the core ignores repeats
 
     def _judge(self, worker: WorkerHandle, now: float) -> str | None:
         c = self.config
@@ -91,82 +69,36 @@ class Recycler:
                 return "rss"
         return None
 
-    def _start_due(self) -> None:
-        pool = self.master.pool
-        limit = max(1, pool.size // 2)  # at most half the pool booting successors at once
-        for worker_id, reason in list(self.wanted.items()):
-            worker = pool.workers.get(worker_id)
-            if worker is None or worker.disconnect_at is not None or worker.generation != pool.generation:
-                del self.wanted[worker_id]
-                continue
-            if len(self.active) >= limit or self.master.state != "running":
-                return
-            del self.wanted[worker_id]
-            self._replace(worker, reason)
-
-    def _replace(self, worker: WorkerHandle, reason: str) -> None:
-        now = self.master.loop.time()
-        self.active[worker.id] = Replacement(worker, reason, now)
-        log_event(log, logging.INFO, "worker_recycle", f"worker {worker.id} (pid {worker.pid}) is due "
-                  f"({reason}): starting its successor", worker_id=worker.id, pid=worker.pid,
-                  generation=worker.generation, recycle_reason=reason)
-        self.master.pool.spawn_worker(worker.generation, worker.slot)  # fork event adopts it
-
-    # ------------------------------------------------------------ pool events
+    # ------------------------------------------------------------ timing what the core does
     def _fork(self, worker: WorkerHandle) -> None:
-        for r in self.active.values():
-            if (r.successor is None or not r.successor.alive) and (r.old.generation, r.old.slot) == (
-                    worker.generation, worker.slot) and worker is not r.old:
-                r.successor = worker
-                return
+        entry = self.master.core.recycling.get(worker.id)
+        if entry is not None:
+            self._started[worker.id] = (self.master.loop.time(), *entry)
 
     def _listening(self, worker: WorkerHandle, key: str) -> None:
-        for r in self.active.values():
-            if r.successor is worker and worker.listening and r.listening_after is None:
-                now = self.master.loop.time()
-                r.listening_after = now - r.started
-                r.old.disconnect(now)
+        started = self._started.pop(worker.id, None) if worker.listening else None
+        if started is not None:
+            t0, old, reason = started
+            self._listened[old] = (self.master.loop.time() - t0, worker.id, reason, t0)
 
     def _exit(self, worker: WorkerHandle, reason: Any) -> None:
-        for table in (self._lifetimes, self._rss, self._sampled, self.wanted):
+        for table in (self._lifetimes, self._rss, self._sampled, self._started):
             table.pop(worker.id, None)
-        done = self.active.pop(worker.id, None)
+        done = self._listened.pop(worker.id, None)
         if done is not None:
-            self._finished(done, reason)
-        for r in list(self.active.values()):
-            if r.successor is worker and r.listening_after is None and reason.kind == "boot_failure":
-                del self.active[r.old.id]  # the old worker keeps serving
-                log_event(log, logging.ERROR, "worker_recycle_failed", f"worker {r.old.id}: its "
-                          "successor could not load the application; it keeps serving")
-        self._start_due()
-
-    def _finished(self, r: Replacement, reason: Any) -> None:
-        if r.listening_after is None:  # died before its successor listened: the pool refills the
-            if r.successor is not None:  # slot itself, so the successor would be one too many
-                r.successor.disconnect(self.master.loop.time())
-            return
-        self.counts[r.reason] += 1
-        took = self.master.loop.time() - r.started
-        self.last = {"worker": r.old.id, "successor": r.successor.id if r.successor else None,
-                     "reason": r.reason, "successor_listening_s": round(r.listening_after, 3),
-                     "seconds": round(took, 3), "exit": reason.text}
-        from .process import ExitReason
-
-        r.old.exit = ExitReason("recycled", reason.code, f"recycled ({r.reason}), {reason.text}")
-        log_event(log, logging.INFO, "worker_recycled", f"worker {r.old.id} (pid {r.old.pid}) recycled "
-                  f"({r.reason}): successor {self.last['successor']} listened after "
-                  f"{r.listening_after:.2f}s, old one {reason.text} after {took:.2f}s",
-                  worker_id=r.old.id, pid=r.old.pid, generation=r.old.generation, recycle_reason=r.reason)
+            after, successor, why, t0 = done
+            self.last = {"worker": worker.id, "successor": successor, "reason": why,
+                         "successor_listening_s": round(after, 3),
+                         "seconds": round(self.master.loop.time() - t0, 3), "exit": reason.text}
 
     def statistics(self) -> dict[str, Any]:
-        return {"recycles": dict(self.counts), "last_recycle": self.last,
-                "recycling": {str(r.old.id): r.reason for r in self.active.values()}}
+        core = self.master.core
+        return {"recycles": dict(core.recycled), "last_recycle": self.last,
+                "recycling": {str(old): why for old, why in core.recycling.values()}}
 
 
 def read_rss(pid: int) -> int:
     """Resident set size of ``pid`` in bytes (/proc/PID/statm); 0 if it is gone."""
-    import os
-
     try:
         with open(f"/proc/{pid}/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

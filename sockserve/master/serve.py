@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from typing import Any
 
 from ..config import Config, ConfigError, bind_under_systemd
 from ..fdlimit import check_startup
 from ..listeners import Listener, bind_config, remove_socket_files
 from ..logs import LogConfigError
+from ..settings import SETTINGS
 from ..systemd import ListenFdsError, listen_fds, setup_logging
 from ..tls import check_tls
 from .control import ControlError
 from .guards import check_listeners
 from .master import Master
+
+log = logging.getLogger("sockserve.master")
+SECRET = {"ssl_keyfile_password"}
 
 
 def serve(config: Config, *, explicit_bind: bool, reread: Callable[[], Config]) -> int:
@@ -22,6 +28,7 @@ def serve(config: Config, *, explicit_bind: bool, reread: Callable[[], Config]) 
         setup_logging(config.log_target, config.log_level, log_config=config.log_config)
     except LogConfigError as exc:
         raise ConfigError(str(exc)) from None
+    log.debug("settings other than the defaults: %s", changed_settings(config) or "none")
     check_tls(config)
     try:
         inherited = listen_fds()
@@ -54,3 +61,12 @@ def _run(master: Master) -> int:
         return master.run()
     except ControlError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def changed_settings(config: Config) -> str:
+    """``key=value`` for every setting not at its default (secrets masked), for ``--log-level debug``."""
+    def shown(name: str, value: Any) -> str:
+        return "***" if name in SECRET else repr(value)
+
+    return ", ".join(f"{s.name}={shown(s.name, getattr(config, s.name))}" for s in SETTINGS
+                     if getattr(config, s.name) != s.default)
