@@ -117,6 +117,7 @@ def test_stuck_wsgi_request_gets_504_and_recycles_its_worker(start_server):
     after = server.worker_pids()
     assert after and not set(after.values()) & set(before.values())
     assert server.get("/")[0] == 200
+    assert wait_for(lambda: server.status()["last_recycle"], 15)  # the stuck one left (drained or killed)
     table = subprocess.run([sys.executable, "-m", "sockserve", "status", "--control-socket", server.control],
                            capture_output=True, text=True, cwd=ROOT, check=True).stdout
     assert "recycles: request_timeout 1" in table and "(request_timeout)" in table, table
