@@ -17,6 +17,7 @@ import random
 from typing import Any
 
 from .. import recycling
+from ..systemd import log_event
 from . import lifecycle as L
 from .workers import WorkerHandle
 
@@ -90,6 +91,10 @@ class Recycler:
             self.last = {"worker": worker.id, "successor": successor, "reason": why,
                          "successor_listening_s": round(after, 3),
                          "seconds": round(self.master.loop.time() - t0, 3), "exit": reason.text}
+            log_event(log, logging.INFO, "worker_recycle_done", f"worker {worker.id} (pid {worker.pid}) "
+                      f"recycled ({why}): successor {successor} listened after {after:.2f}s, old one "
+                      f"{reason.text} after {self.last['seconds']:.2f}s", worker_id=worker.id,
+                      pid=worker.pid, recycle_reason=why)
 
     def statistics(self) -> dict[str, Any]:
         core = self.master.core
