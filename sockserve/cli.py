@@ -59,7 +59,8 @@ def serve_parser() -> argparse.ArgumentParser:
 SECTION_TITLES = {"server": "server and cluster", "control": "control socket", "logging": "logging",
                   "http": "HTTP (uvicorn's protocol options)", "tls": "TLS (stdlib ssl)",
                   "wsgi": "WSGI (a2wsgi)", "unix": "unix sockets",
-                  "app": "app loading (where the app and hooks are imported from)"}
+                  "app": "app loading (where the app and hooks are imported from)",
+                  "guards": "guards: recycling, request timeout, metrics, reload, idle exit"}
 
 
 def _add_option(group: Any, s: Setting) -> None:

@@ -174,6 +174,8 @@ class Pool:
             self.emitter.emit("message", worker, msg.payload)
         elif isinstance(msg, protocol.BootError):
             self.feed(L.BootError(worker.id, msg.reason))
+        elif isinstance(msg, protocol.Recycle):  # max_requests, request_timeout (worker/guards.py)
+            self.feed(L.Recycle(worker.id, msg.reason))
 
     def _reply(self, worker: WorkerHandle, query: protocol.QueryServer) -> None:
         """The server reply in the worker's own generation's policy (a reload may change it)."""

@@ -14,6 +14,7 @@ from ..settings import SETTINGS
 from ..systemd import ListenFdsError, listen_fds, setup_logging
 from ..tls import check_tls
 from .control import ControlError
+from .guards import check_listeners
 from .master import Master
 
 log = logging.getLogger("sockserve.master")
@@ -33,6 +34,7 @@ def serve(config: Config, *, explicit_bind: bool, reread: Callable[[], Config]) 
         inherited = listen_fds()
     except ListenFdsError as exc:
         raise ConfigError(str(exc)) from None
+    check_listeners(config, from_systemd=bool(inherited))
     if not inherited:
         listeners = bind_config(config)
         try:

@@ -88,6 +88,7 @@ class Shell:
                 message = f"ready: {self._status_line()} on {', '.join(self.dispatcher.listeners)}"
 
             log_event(log, LEVELS[a.level], a.event, message, **a.fields)
+            self.guards.logged(a.event, a.message)
         elif isinstance(a, L.Exit) and not self._stopped.done():
             self._stopped.set_result(a.code)
 

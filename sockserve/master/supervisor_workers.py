@@ -62,6 +62,7 @@ class WorkersMixin:
             return
         w.stage, w.listened = W.LISTENING, True
         self._cancel(("worker-boot", w.id))
+        self._successor_listening(w)
         gen = self.generations[w.generation]
         if w.slot >= gen.size:
             self._retire_worker(w)
@@ -79,6 +80,7 @@ class WorkersMixin:
             return
         for name in (("worker-boot", w.id), ("drain", w.id)):
             self._cancel(name)
+        self._recycle_gone(w)
         gen = self.generations[w.generation]
         if isinstance(event, L.SpawnFailed):
             self._log("error", "spawn_failed", f"cannot start worker {w.id}: {event.reason}",
