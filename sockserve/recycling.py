@@ -12,7 +12,7 @@ replaces one: its successor listens before it is disconnected.
 
 from __future__ import annotations
 
-REASONS = ("max_requests", "lifetime", "rss", "request_timeout")
+REASONS = ("max_requests", "lifetime", "rss", "request_timeout", "fd_pressure")
 RSS_SAMPLES = 3  # consecutive samples over max_worker_rss before a recycle
 RSS_INTERVAL = 1.0  # seconds between RSS samples of one worker
 MIB = 1024 * 1024

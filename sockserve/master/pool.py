@@ -163,7 +163,7 @@ class Pool:
             self.on_ack()
         elif isinstance(msg, protocol.Heartbeat) and self.dispatcher.heartbeat(
                 worker, msg, self.loop.time(), self.configs[worker.id].worker_timeout):  # out of fds too long
-            self.feed(L.Silent(worker.id, "out of fds for over worker_timeout"))
+            self.feed(L.Recycle(worker.id, "fd_pressure"))  # successor first, then it drains
         elif isinstance(msg, protocol.QueryServer):
             self._reply(worker, msg)
         elif isinstance(msg, protocol.Listening):
