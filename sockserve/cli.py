@@ -41,7 +41,8 @@ def serve_parser() -> argparse.ArgumentParser:
                 epilog="Subcommands: 'sockserve status' and 'sockserve reload [--wait|--no-wait]' "
                 "talk to a running master over its control socket (see 'sockserve status --help'). "
                 "Every option is also a key of the TOML file and a SOCKSERVE_<KEY> variable.",
-                argument_default=argparse.SUPPRESS)
+                argument_default=argparse.SUPPRESS,
+                allow_abbrev=False)  # gunicorn's --timeout must not pass as --timeout-keep-alive
     p.add_argument("app", nargs="?", help=BY_NAME["app"].help)
     p.add_argument("-c", "--config", dest="config_file", metavar="FILE", help="TOML config file "
                    "(also SOCKSERVE_CONFIG)")

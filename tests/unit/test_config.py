@@ -78,3 +78,14 @@ def test_worker_is_told_every_worker_setting():
     told = make_config({"threads": 3, "root_path": "/api"}).for_worker(2, ("k",))
     assert told["threads"] == 3 and told["root_path"] == "/api" and told["generation"] == 2
     assert "workers" not in told and told["keys"] == ["k"]
+
+
+@pytest.mark.parametrize("argv", [["--timeout", "30"], ["--limit", "5"], ["--header", "5"]])
+def test_peer_flags_are_not_taken_as_abbreviations(argv, capsys):
+    """gunicorn's --timeout is not sockserve's --timeout-keep-alive: an unknown flag is an error."""
+    from sockserve.cli import gather
+
+    with pytest.raises(SystemExit) as exit_info:
+        gather(argv, {})
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments" in capsys.readouterr().err
