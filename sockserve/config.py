@@ -21,6 +21,12 @@ INTERFACES = ("auto", "asgi", "wsgi", "stream")
 LOG_TARGETS = ("auto", "journal", "stderr")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
+# A stop past graceful_timeout (or a fast stop): the worker cancels what is left and runs the
+# ASGI lifespan shutdown within this many seconds of its own (uvicorn runs it on every stop);
+# the master's SIGKILL waits that long more, plus EXIT_SLACK for the exit itself.
+SHUTDOWN_BUDGET = 3.0
+EXIT_SLACK = 1.0
+
 
 class ConfigError(ValueError):
     """A bad configuration value; ``str()`` is the one-line message."""
@@ -92,7 +98,15 @@ class Config:
         return {"app": self.app, "interface": self.interface, "keys": list(keys),
                 "graceful_timeout": self.graceful_timeout, "heartbeat_interval": self.heartbeat_interval(),
                 "generation": generation, "backlog": self.backlog, "log_target": self.log_target,
-                "log_level": self.log_level}
+                "log_level": self.log_level, "shutdown_budget": SHUTDOWN_BUDGET}
+
+    def drain_kill_after(self) -> float:
+        """Seconds after Disconnect before the master SIGKILLs a worker still running.
+
+        graceful_timeout to drain, then the worker's own SHUTDOWN_BUDGET to cancel what is
+        left and run the lifespan shutdown, then EXIT_SLACK.
+        """
+        return self.graceful_timeout + SHUTDOWN_BUDGET + EXIT_SLACK
 
     def heartbeat_interval(self) -> float:
         return max(0.05, min(1.0, self.worker_timeout / 4))

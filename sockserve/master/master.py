@@ -17,7 +17,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from ..config import EXIT_APP, EXIT_FAILURE, EXIT_OK, Config, ConfigError
+from ..config import EXIT_APP, EXIT_FAILURE, EXIT_OK, EXIT_SLACK, SHUTDOWN_BUDGET, Config, ConfigError
 from ..eventloop import new_event_loop
 from ..listeners import Listener, bind_all, migrate_req_enabled
 from ..systemd import Notifier, extend_timeout_line, log_event, reloading_lines, scrub_env
@@ -187,8 +187,8 @@ class Master:
             self.pool.retire_all(kill=False)
             await self._until(lambda: not self.pool.workers, self.config.graceful_timeout + 5)
         else:
-            self.pool.retire_all(kill=True, sig=signal.SIGQUIT)
-            await self._until(lambda: not self.pool.workers, 2.0)
+            self.pool.retire_all(kill=True, sig=signal.SIGQUIT)  # workers cancel, run lifespan shutdown
+            await self._until(lambda: not self.pool.workers, SHUTDOWN_BUDGET + EXIT_SLACK)
         if not self._stopped.done():
             self._stopped.set_result(EXIT_OK)
 

@@ -1,11 +1,9 @@
 """Application adapters: stream handlers, ASGI apps and WSGI apps.
 
-``load_adapter`` imports ``module:attr`` (or takes the built-in hello app),
-picks the interface and returns an adapter.  Every adapter offers
-``protocol_factory`` (usable with ``loop.connect_accepted_socket`` and
-``loop.create_server``), ``open``/``served`` counters, ``startup``/``shutdown``
-(ASGI lifespan) and ``begin_drain``/``busy`` for a graceful disconnect.
-HTTP is uvicorn's own protocol code (httptools when it works, else h11).
+``load_adapter`` imports ``module:attr`` (or the built-in hello app) and returns an adapter:
+``protocol_factory`` (for ``connect_accepted_socket`` and ``create_server``), ``open``/``served``,
+``startup``/``shutdown`` (ASGI lifespan), and for a stop (drain.py) ``begin_drain``/``close_idle``/
+``busy``/``transports()``/``tasks``.  HTTP is uvicorn's protocol code (httptools, else h11).
 """
 
 from __future__ import annotations
@@ -21,6 +19,7 @@ from email.utils import formatdate
 from typing import Any
 
 from . import hello
+from .stream import StreamAdapter
 
 log = logging.getLogger("sockserve.worker")
 
@@ -108,64 +107,6 @@ def wrap_wsgi(app: Callable[..., Any]) -> Any:
     return WSGIMiddleware(app)
 
 
-# ---------------------------------------------------------------- stream
-class _StreamProtocol(asyncio.StreamReaderProtocol):
-    """A StreamReaderProtocol that reports connections to its adapter."""
-
-    def __init__(self, adapter: StreamAdapter) -> None:
-        self._adapter = adapter
-        reader = asyncio.StreamReader(loop=adapter.loop)
-        super().__init__(reader, adapter.run_handler, loop=adapter.loop)
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._adapter.open += 1
-        super().connection_made(transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._adapter.open -= 1
-        self._adapter.served += 1
-        super().connection_lost(exc)
-
-
-class StreamAdapter:
-    """``async def handle(reader, writer)``; the connection closes when it returns."""
-
-    interface = "stream"
-    idle_grace = 0.0  # a stream connection is the handler's until it returns
-
-    def __init__(self, handler: Callable[..., Any], loop: asyncio.AbstractEventLoop) -> None:
-        self.handler = handler
-        self.loop = loop
-        self.open = 0
-        self.served = 0
-
-    def protocol_factory(self) -> asyncio.Protocol:
-        return _StreamProtocol(self)
-
-    async def run_handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            await self.handler(reader, writer)
-        except Exception:
-            log.exception("stream handler failed", extra={"SOCKSERVE_EVENT": "app_error"})
-        finally:
-            writer.close()
-
-    async def startup(self) -> None:
-        return None
-
-    async def shutdown(self) -> None:
-        return None
-
-    def begin_drain(self) -> None:
-        """Nothing to tell a stream handler: open connections end when it returns."""
-
-    def close_idle(self) -> None:
-        """A stream connection is the handler's until it returns."""
-
-    def busy(self) -> bool:
-        return self.open > 0
-
-
 # ---------------------------------------------------------------- ASGI / WSGI
 def http_protocol_class() -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol when httptools imports and parses, else its h11 one."""
@@ -217,6 +158,7 @@ class AsgiAdapter:
                                      log_config=None, access_log=access_log)
         self.config.load()
         self.state = ServerState()
+        self.tasks = self.state.tasks  # requests running (uvicorn's set; drain.stop cancels them)
         self.state.default_headers = list(self.config.encoded_headers)
         self.lifespan = self.config.lifespan_class(self.config)
         params = inspect.signature(self.protocol_class).parameters
@@ -227,6 +169,9 @@ class AsgiAdapter:
         # an idle connection gets, while we drain, the patience keep-alive gets anyway (uvicorn: 5 s)
         self.idle_grace = float(self.config.timeout_keep_alive)
         self._update_date()
+
+    def transports(self) -> list[asyncio.BaseTransport]:  # closing one: the app gets http.disconnect
+        return [connection.transport for connection in self.state.connections]
 
     def protocol_factory(self) -> asyncio.Protocol:
         kwargs: dict[str, Any] = {"config": self.config, "server_state": self.state, "_loop": self.loop}

@@ -21,7 +21,7 @@ from typing import Any
 from ..cluster import protocol
 from ..cluster.channel import Channel
 from ..cluster.protocol import Message
-from ..config import EXIT_APP, EXIT_FAILURE, EXIT_OK, ConfigError
+from ..config import EXIT_APP, EXIT_FAILURE, EXIT_OK, SHUTDOWN_BUDGET, ConfigError
 from ..listeners import bind_reuseport
 from . import apps, drain
 
@@ -58,6 +58,7 @@ class Worker:
         self._answered: set[str] = set()
         self._servers: list[asyncio.AbstractServer] = []
         self._started = asyncio.Event()
+        self._hurry = asyncio.Event()  # a fast stop: cancel now instead of draining
         self._exit: asyncio.Future[int] = loop.create_future()
 
     # ------------------------------------------------------------ public API
@@ -75,7 +76,7 @@ class Worker:
         _running["worker"] = self
         self._channel.start(self.loop)
         self.loop.add_signal_handler(signal.SIGTERM, self.disconnect)
-        self.loop.add_signal_handler(signal.SIGQUIT, os._exit, EXIT_OK)
+        self.loop.add_signal_handler(signal.SIGQUIT, self.quit)
         self._channel.send(protocol.Online(self.id, self.pid))
         self.event("online", "worker %d online (pid %d)", self.id, self.pid)
         beats = self.loop.create_task(self._heartbeats())  # alive during a slow startup too
@@ -115,13 +116,27 @@ class Worker:
         self._emit("disconnect")
         self.loop.create_task(self._drain())
 
+    def quit(self) -> None:
+        """Fast stop (SIGQUIT: the master's SIGINT/SIGQUIT): cancel what runs now, run the
+        lifespan shutdown within the shutdown budget, exit 0.  A second SIGQUIT exits at
+        once (uvicorn's second Ctrl-C)."""
+        if self._hurry.is_set():
+            logging.shutdown()
+            os._exit(EXIT_OK)
+        self._hurry.set()
+        self.disconnect()
+
     async def _drain(self) -> None:
+        """Drain within graceful_timeout, then cancel what is left and run the lifespan
+        shutdown within the budget (drain.py): this worker exits before the master's SIGKILL."""
         await self._started.wait()
         timeout = float(self.config.get("graceful_timeout", 30.0))
-        left = await drain.drain(self.adapter, timeout)
+        budget = float(self.config.get("shutdown_budget", SHUTDOWN_BUDGET))
+        left = await drain.drain(self.adapter, timeout, budget, self._hurry)
         if left:
-            self.event("drain_timeout", "%d connections still open after %.1fs", left, timeout,
-                       level=logging.WARNING)
+            when = "at a fast stop" if self._hurry.is_set() else f"after {timeout:g}s (graceful_timeout)"
+            self.event("drain_timeout", "%d connections still open %s: closed and cancelled", left,
+                       when, level=logging.WARNING)
         self.finish(EXIT_OK)
 
     async def _heartbeats(self) -> None:
