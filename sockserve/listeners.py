@@ -23,6 +23,7 @@ class Listener:
     address: str  # printable, e.g. 127.0.0.1:8000 or unix:/run/x.sock
     sock: socket.socket
     listening: bool = True  # False: bound only (reuseport reserves the address)
+    inherited: bool = False  # passed by systemd: its queue outlives us, never shut it down
 
 
 def bind_all(addresses: tuple[Address, ...], backlog: int, reuseport: bool) -> list[Listener]:

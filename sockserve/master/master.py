@@ -181,7 +181,7 @@ class Master:
         self.notifier.notify("STOPPING=1", self._extend(self.config.graceful_timeout))
         log_event(log, logging.INFO, "stopping", "stopping " + ("gracefully" if graceful else "now"))
         self.pool.size = 0
-        self.dispatcher.stop_accepting()
+        self.dispatcher.stop_listening()  # embedded mode: refuse new clients now; systemd's queue stays
         if graceful:
             await self._until(lambda: self.dispatcher.waiting() == 0, 5.0)  # hand out what we took
             self.pool.retire_all(kill=False)

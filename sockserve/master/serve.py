@@ -31,5 +31,5 @@ def serve(config: Config, *, explicit_bind: bool, reread: Callable[[], Config]) 
         from ..systemd.inetd import serve_connections
 
         return serve_connections(config, [s.sock for s in connected])
-    listeners = [Listener(key=s.key, address=s.address, sock=s.sock) for s in inherited]
+    listeners = [Listener(key=s.key, address=s.address, sock=s.sock, inherited=True) for s in inherited]
     return Master(config, listeners, reread=reread).run()
