@@ -35,7 +35,9 @@ def serve_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="sockserve", description="Serve an ASGI, WSGI or asyncio-stream app with a "
                 "master and worker processes, like Node's cluster; socket-activated under systemd.",
                 epilog="Subcommands: 'sockserve status' and 'sockserve reload [--wait]' talk to a "
-                "running master over its control socket.", argument_default=argparse.SUPPRESS)
+                "running master over its control socket; 'sockserve check [options]' validates "
+                "the settings and imports the app as a start would, and exits (0 ok, 2, 6).",
+                argument_default=argparse.SUPPRESS)
     p.add_argument("app", nargs="?", help="MODULE:ATTR of the app (default: built-in hello app)")
     p.add_argument("-b", "--bind", action="append", metavar="ADDR",
                    help="HOST:PORT, [IPv6]:PORT or unix:/PATH (repeatable; default 127.0.0.1:8000)")
@@ -59,9 +61,10 @@ def serve_parser() -> argparse.ArgumentParser:
     return p
 
 
-def gather(argv: Sequence[str], environ: Mapping[str, str]) -> dict[str, Any]:
+def gather(argv: Sequence[str], environ: Mapping[str, str],
+           parser: argparse.ArgumentParser | None = None) -> dict[str, Any]:
     """Settings from every source, merged by precedence (not yet validated)."""
-    cli = vars(serve_parser().parse_args(argv))
+    cli = vars((parser or serve_parser()).parse_args(argv))
     path = cli.pop("config_file", None) or environ.get("SOCKSERVE_CONFIG")
     values = read_file(path) if path else {}
     values.update(from_env(environ))
@@ -95,18 +98,27 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Config
     return make_config(values, os.cpu_count() or 1), values
 
 
+def reread(argv: Sequence[str]) -> tuple[Config, bool]:
+    """The settings again (for a reload): (config, whether ``bind`` was given)."""
+    config, values = load_config(argv, os.environ)
+    return config, "bind" in values
+
+
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("status", "reload"):
         from .ctl import main as ctl_main
 
         sys.exit(ctl_main(argv))
+    if argv and argv[0] == "check":
+        from .check import main as check_main
+
+        sys.exit(check_main(argv[1:], os.environ))
     from .master.serve import serve
 
     try:
         config, values = load_config(argv, os.environ)
-        code = serve(config, explicit_bind="bind" in values,
-                     reread=lambda: load_config(argv, os.environ)[0])
+        code = serve(config, explicit_bind="bind" in values, reread=lambda: reread(argv))
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
     except KeyboardInterrupt:

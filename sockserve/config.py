@@ -167,6 +167,43 @@ def _validate(c: Config) -> None:
         _check(spec is None or _is_import_spec(spec), f"{key}: {spec!r} is not MODULE:ATTRIBUTE")
 
 
+# ------------------------------------------------------------ start and reload (one path)
+def validate_for_start(config: Config, *, inherited: bool, explicit_bind: bool) -> None:
+    """What a start refuses, given where its listening sockets come from; ConfigError if any.
+
+    ``inherited``: systemd passed sockets (``LISTEN_FDS``); ``explicit_bind``: ``bind`` was
+    given (command line, environment or file).  The same check runs at start
+    (master/serve.py), on a reload's re-read (so a reload never accepts what the next
+    ``systemctl restart`` would refuse) and in ``sockserve check`` (like ``nginx -t``).
+    """
+    _validate(config)  # the values themselves (make_config ran it; a hand-made Config did not)
+    if inherited and explicit_bind:
+        raise ConfigError("bind: cannot be combined with sockets passed by systemd (LISTEN_FDS); "
+                          "remove --bind/SOCKSERVE_BIND/bind= or the socket unit")
+    if inherited and config.policy == "reuseport":
+        raise ConfigError("policy: reuseport needs sockserve to bind the address itself, "
+                          "not sockets passed by systemd; use rr or shared")
+
+
+RESTART_KEYS = ("bind", "control_socket", "hooks")  # a running master cannot change these
+
+
+def validate_reload(running: Config, new: Config) -> None:
+    """What a reload cannot apply, only a restart can; ConfigError naming the key.
+
+    The listening sockets, the control socket and the hooks are the master's from its
+    start; reuseport listeners are the workers' own, the others the master's, so
+    ``policy`` may not switch to or from ``reuseport`` either.
+    """
+    for key in RESTART_KEYS:
+        if getattr(new, key) != getattr(running, key):
+            raise ConfigError(f"{key}: {getattr(running, key)!r} -> {getattr(new, key)!r} "
+                              "needs a restart (systemctl restart); a reload keeps it")
+    if (new.policy == "reuseport") != (running.policy == "reuseport"):
+        raise ConfigError(f"policy: {running.policy} -> {new.policy} needs a restart "
+                          "(systemctl restart): reuseport listens in the workers, the others in the master")
+
+
 def _is_import_spec(spec: str) -> bool:
     module, sep, attr = spec.partition(":")
     parts = module.split(".") + attr.split(".")

@@ -4,32 +4,46 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..config import Config, ConfigError
+from ..config import Config, ConfigError, validate_for_start, validate_reload
 from ..listeners import Listener, bind_all
 from ..systemd import ListenFdsError, listen_fds, setup_logging
 from .master import Master
 
+Reread = Callable[[], tuple[Config, bool]]  # a fresh (config, explicit_bind), or ConfigError
 
-def serve(config: Config, *, explicit_bind: bool, reread: Callable[[], Config]) -> int:
-    """Run the master until it stops; its exit code.  Raises ConfigError for bad settings."""
+
+def serve(config: Config, *, explicit_bind: bool, reread: Reread) -> int:
+    """Run the master until it stops; its exit code.  Raises ConfigError for bad settings.
+
+    ``reread`` reads the configuration again (cli.py); a reload gets it wrapped by
+    ``checked_reread``, so it refuses what this start would refuse.
+    """
     setup_logging(config.log_target, config.log_level)
     try:
         inherited = listen_fds()
     except ListenFdsError as exc:
         raise ConfigError(str(exc)) from None
+    validate_for_start(config, inherited=bool(inherited), explicit_bind=explicit_bind)
+    again = checked_reread(config, bool(inherited), reread)
     if not inherited:
         listeners = bind_all(config.addresses(), config.backlog, config.policy == "reuseport")
-        return Master(config, listeners, reread=reread).run()
-    if explicit_bind:
-        raise ConfigError("bind: cannot be combined with sockets passed by systemd (LISTEN_FDS); "
-                          "remove --bind/SOCKSERVE_BIND/bind= or the socket unit")
-    if config.policy == "reuseport":
-        raise ConfigError("policy: reuseport needs sockserve to bind the address itself, "
-                          "not sockets passed by systemd; use rr or shared")
+        return Master(config, listeners, reread=again).run()
     connected = [s for s in inherited if not s.listening]
     if connected:
         from ..systemd.inetd import serve_connections
 
         return serve_connections(config, [s.sock for s in connected])
     listeners = [Listener(key=s.key, address=s.address, sock=s.sock, inherited=True) for s in inherited]
-    return Master(config, listeners, reread=reread).run()
+    return Master(config, listeners, reread=again).run()
+
+
+def checked_reread(started: Config, inherited: bool, reread: Reread) -> Callable[[], Config]:
+    """The one function a reload calls for its configuration: read it again, validate it as
+    this start was validated (same one-line messages), then refuse what only a restart can
+    change (``validate_reload``).  Raises ConfigError; returns the Config to run."""
+    def again() -> Config:
+        config, explicit_bind = reread()
+        validate_for_start(config, inherited=inherited, explicit_bind=explicit_bind)
+        validate_reload(started, config)
+        return config
+    return again

@@ -1,0 +1,96 @@
+"""``sockserve check [--config F] [serve options]``: what a start would refuse, alone (``nginx -t``).
+
+The settings go through the start's validation (``config.validate_for_start``: the values,
+then what the environment forbids: ``bind`` or ``reuseport`` beside sockets passed by systemd).
+Then what a start loads: the hooks (in this process, as the master does) and the app (in a
+subprocess with the worker's interpreter, as a worker does).  One line, and the exit code a
+start would give: 0 ``sockserve: configuration ok``; 2 a bad setting; 6 the app cannot load.
+Not checked: that the addresses can be bound (the running service holds them).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+
+from .cli import gather, serve_parser
+from .config import EXIT_APP, EXIT_OK, EXIT_USAGE, Config, ConfigError, make_config, validate_for_start
+from .systemd import ListenFdsError, parse_listen_env
+
+OK_LINE = "sockserve: configuration ok"
+
+
+def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
+    """Run the checks; print one line; the exit code."""
+    parser = serve_parser()
+    parser.prog = "sockserve check"
+    parser.add_argument("--socket-activated", action="store_true",
+                        help="check as if systemd passed sockets (LISTEN_FDS is present too)")
+    try:
+        values = gather(argv, environ, parser)
+        activated = bool(values.pop("socket_activated", False)) or socket_activated(environ)
+        config = make_config(values, os.cpu_count() or 1)
+        validate_for_start(config, inherited=activated, explicit_bind="bind" in values)
+        import_hooks(config.hooks)
+    except ConfigError as exc:
+        return _error(str(exc), EXIT_USAGE)
+    failure = app_failure(config, environ)
+    if failure is not None:
+        return _error(*failure)
+    print(OK_LINE)
+    return EXIT_OK
+
+
+def socket_activated(environ: Mapping[str, str]) -> bool:
+    """``LISTEN_FDS`` names sockets (whatever ``LISTEN_PID`` says: they are the service's).
+
+    Malformed values are a ConfigError, as at start.
+    """
+    pid = os.getpid()
+    try:
+        return bool(parse_listen_env({**environ, "LISTEN_PID": str(pid)}, pid))
+    except ListenFdsError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def import_hooks(spec: str | None) -> None:
+    """Import ``--hooks`` as the master does at start (it calls it too; that is not checked)."""
+    if not spec:
+        return
+    module_name, _, attr = spec.partition(":")
+    try:
+        target: object = importlib.import_module(module_name)
+        for part in attr.split("."):
+            target = getattr(target, part)
+    except Exception as exc:  # the user's code: any error is a bad setting, as at start
+        raise ConfigError(f"hooks: cannot load {spec!r}: {type(exc).__name__}: {exc}") from None
+
+
+def app_failure(config: Config, environ: Mapping[str, str]) -> tuple[str, int] | None:
+    """Load the app as a worker would (``python -m sockserve.worker --check``); (line, code)."""
+    python = config.worker_python or sys.executable
+    env = {k: v for k, v in environ.items() if not k.startswith(("LISTEN_", "NOTIFY_", "WATCHDOG_"))}
+    env["SOCKSERVE_WORKER_CONFIG"] = json.dumps(config.for_worker(0, ()))
+    try:
+        done = subprocess.run([python, "-m", "sockserve.worker", "--check"], env=env,
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=config.boot_timeout)
+    except OSError as exc:
+        return f"worker_python: cannot run {python!r}: {exc.strerror or exc}", EXIT_USAGE
+    except subprocess.TimeoutExpired:
+        return f"app: loading took longer than boot_timeout ({config.boot_timeout:g}s)", EXIT_APP
+    if done.returncode == EXIT_OK:
+        return None
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    why = lines[-1] if lines else f"the worker exited with code {done.returncode}"
+    return why.removeprefix("sockserve: error: "), EXIT_APP
+
+
+def _error(message: str, code: int) -> int:
+    print(f"sockserve: error: {message}", file=sys.stderr)
+    return code
+
