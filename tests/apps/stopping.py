@@ -4,7 +4,7 @@
 ``/sse`` is an endless event stream that never reads ``receive()`` (it only ends when
 cancelled); ``/sse-listening`` is one that stops at ``http.disconnect``.  ``stuck_shutdown``
 blocks its lifespan shutdown (the event loop too), so only SIGKILL ends it.  ``stream``: an
-asyncio-stream handler writing a line every 0.1 s forever.
+asyncio-stream handler writing a line every 0.1 s forever.  ``slow_wsgi``: a 10 s WSGI request.
 """
 
 from __future__ import annotations
@@ -99,6 +99,14 @@ async def sse(listening: bool, receive: Any, send: Any) -> None:
     finally:
         if watcher is not None:
             watcher.cancel()
+
+
+def slow_wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """WSGI: 10 s in a thread nobody can cancel."""
+    mark("request")
+    time.sleep(10)
+    start_response("200 OK", [("Content-Length", "5")])
+    return [b"slept"]
 
 
 async def stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -93,6 +93,29 @@ def test_stream_handler_sees_its_connection_closed(start_server, tmp_path):
     assert_exited_by_itself(server)
 
 
+def test_wsgi_request_in_its_thread_does_not_hold_the_worker(start_server, tmp_path):
+    server, code, closed, _ = stop_with_running_request(
+        start_server, tmp_path, "/", "--graceful-timeout", "1", app="tests.apps.stopping:slow_wsgi")
+    assert code == 0 and closed < 4, closed
+    assert_exited_by_itself(server)
+
+
+def test_reload_cancels_the_old_generations_stream_at_graceful_timeout(start_server, tmp_path):
+    server = start_server("tests.apps.stopping:app", "--workers", "1", "--graceful-timeout", "1",
+                          env={"MARKER_DIR": str(tmp_path)})
+    (old,) = server.worker_pids().values()
+    client = open_request(server.port, "/sse")
+    assert wait_for(lambda: events(tmp_path), 10)
+    from sockserve.master.control import request
+    assert request(server.control, {"cmd": "reload", "wait": True}, 30)["ok"]
+    read_until_closed(client)
+    assert wait_for(lambda: len(events(tmp_path)) >= 3, 10)
+    lines = (tmp_path / "events").read_text().split()
+    assert lines == ["sse", str(old), "sse.cancelled", str(old), "lifespan.shutdown", str(old)]
+    assert wait_for(lambda: "exited after disconnect" in server.stderr(), 10)
+    assert "SIGKILL" not in server.stderr(), server.stderr()
+
+
 def test_sigint_cancels_at_once_and_runs_lifespan_shutdown(start_server, tmp_path):
     server, code, closed, total = stop_with_running_request(
         start_server, tmp_path, "/slow?s=10", sig=signal.SIGINT)
