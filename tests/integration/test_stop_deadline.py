@@ -120,7 +120,7 @@ def test_sigint_cancels_at_once_and_runs_lifespan_shutdown(start_server, tmp_pat
     server, code, closed, total = stop_with_running_request(
         start_server, tmp_path, "/slow?s=10", sig=signal.SIGINT)
     assert code == 0
-    assert closed < 2 and total < 5, (closed, total)
+    assert closed < 3 and total < 8, (closed, total)  # not the 10 s, nor graceful_timeout (30 s)
     assert events(tmp_path) == ["request", "http.disconnect", "lifespan.shutdown"]
     assert "SIGKILL" not in server.stderr(), server.stderr()
 
