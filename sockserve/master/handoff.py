@@ -176,17 +176,19 @@ class Dispatcher:
             self._take_queued(listener)
 
     def _take_queued(self, listener: Listener) -> None:
-        """Accept what waits in the queue: rr hands it out, shared refuses it (closes)."""
+        """Accept what waits in the queue: rr hands it out to listening workers; with none
+        (a stop while booting), or with shared, it is refused (closed), never left waiting."""
         if listener.sock.fileno() < 0:
             return
         listener.sock.setblocking(False)
+        hand_out = self.policy.mode == "rr" and any(w.listening for w in self.workers.values())
         actions: list[Action] = []
         for _ in range(MAX_QUEUED):
             try:
                 fd, _ = listener.sock._accept()
             except OSError:  # empty (EAGAIN), shut down (EINVAL), out of fds: TCP resets the rest
                 break
-            if self.policy.mode == "rr":
+            if hand_out:
                 actions += self.policy.distribute((listener.key, fd))
             else:
                 os.close(fd)

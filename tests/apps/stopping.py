@@ -5,6 +5,7 @@
 cancelled); ``/sse-listening`` is one that stops at ``http.disconnect``.  ``stuck_shutdown``
 blocks its lifespan shutdown (the event loop too), so only SIGKILL ends it.  ``stream``: an
 asyncio-stream handler writing a line every 0.1 s forever.  ``slow_wsgi``: a 10 s WSGI request.
+``slow_start``: a lifespan startup of 5 s.
 """
 
 from __future__ import annotations
@@ -47,6 +48,18 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await slow(scope, receive, send)
     elif scope["path"].startswith("/sse"):
         await sse(scope["path"] == "/sse-listening", receive, send)
+
+
+async def slow_start(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Its lifespan startup takes 5 s."""
+    if scope["type"] == "lifespan":
+        await receive()
+        await asyncio.sleep(5)
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        await send({"type": "lifespan.shutdown.complete"})
+    else:
+        await app(scope, receive, send)
 
 
 async def stuck_shutdown(scope: dict[str, Any], receive: Any, send: Any) -> None:

@@ -4,6 +4,7 @@ served.  Sockets passed by systemd keep their queue (the next start serves it)."
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import socket
@@ -74,6 +75,22 @@ def test_connection_queued_before_sigterm_is_served(start_server):
         request["thread"].join(10)
         assert request.get("value") == (200, "slept 0.0\n"), request
     assert server.proc.wait(15) == 0
+
+
+def test_connection_queued_while_booting_is_refused_at_a_stop_not_left_waiting(start_server):
+    """No worker listens yet to hand it to: it is closed at once, the client retries elsewhere."""
+    server = start_server("tests.apps.stopping:slow_start", "--workers", "1", "--boot-timeout", "6",
+                          ready=False)
+    assert wait_for(lambda: not refused(server.port), 10)  # bound; the worker is in its 5 s startup
+    client = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    client.sendall(b"GET /slow?s=0 HTTP/1.1\r\nHost: x\r\n\r\n")
+    server.signal(signal.SIGTERM)
+    started = time.monotonic()
+    with contextlib.suppress(ConnectionResetError):  # reset (the request was unread) or EOF
+        assert client.recv(65536) == b""
+    assert time.monotonic() - started < 1.5  # not when a worker listens, nor when the master exits
+    assert wait_for(lambda: refused(server.port), 2.0)
+    server.proc.wait(30)
 
 
 @pytest.mark.skipif(not shutil.which("systemd-socket-activate"), reason="no systemd-socket-activate")
