@@ -34,13 +34,13 @@ class ServerSpec:
     missing: str = ""  # why it cannot run here, '' if it can
 
 
-def _sockserve(policy: str) -> ServerSpec:
+def _sockserve(policy: str, *extra: str, label: str = "") -> ServerSpec:
     exe = VENV_BIN / "sockserve"
     argv = (str(exe), "--workers", "{workers}", "--policy", policy, "--bind", "127.0.0.1:{port}",
-            "--log-target", "stderr")
+            "--log-target", "stderr", *extra)
     env = {"PYTHONPATH": str(REPO)}  # this checkout's sockserve, whatever the venv installed
     missing = "" if _sockserve_ready(exe, env) else f"`{exe} --help` fails (sockserve.cli missing?)"
-    return ServerSpec(f"sockserve {policy}", argv, env, reload_signal=signal.SIGHUP, notifies=True,
+    return ServerSpec(f"sockserve {policy}{label}", argv, env, reload_signal=signal.SIGHUP, notifies=True,
                       missing=missing)
 
 
@@ -62,11 +62,13 @@ def _node(policy: str) -> ServerSpec:
                       missing="" if node else "node not found on PATH")
 
 
-def _uvicorn() -> ServerSpec:
+def _uvicorn(access_log: bool = False) -> ServerSpec:
+    logs = ("--access-log", "--log-level", "info") if access_log else \
+        ("--no-access-log", "--log-level", "warning")
     argv = (str(VENV_BIN / "uvicorn"), "apps:app", "--app-dir", str(BENCH), "--workers", "{workers}",
-            "--loop", "uvloop", "--http", "httptools", "--host", "127.0.0.1", "--port", "{port}",
-            "--no-access-log", "--log-level", "warning")
-    return ServerSpec("uvicorn --workers", argv, reload_signal=signal.SIGHUP)
+            "--loop", "uvloop", "--http", "httptools", "--host", "127.0.0.1", "--port", "{port}", *logs)
+    label = " +access-log" if access_log else ""
+    return ServerSpec(f"uvicorn --workers{label}", argv, reload_signal=signal.SIGHUP)
 
 
 def _gunicorn() -> ServerSpec:
@@ -87,7 +89,8 @@ def _gunicorn() -> ServerSpec:
 def all_specs() -> list[ServerSpec]:
     """Every server of the benchmark, sockserve first."""
     return [_sockserve("rr"), _sockserve("shared"), _sockserve("reuseport"),
-            _node("rr"), _node("none"), _uvicorn(), _gunicorn()]
+            _sockserve("rr", "--access-log", label=" +access-log"),  # a line per request to the log file
+            _node("rr"), _node("none"), _uvicorn(), _uvicorn(access_log=True), _gunicorn()]
 
 
 class Server:

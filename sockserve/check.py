@@ -1,15 +1,17 @@
 """``sockserve check [--config F] [serve options]``: what a start would refuse, alone (``nginx -t``).
 
-The settings go through the start's validation (``config.validate_for_start``: the values,
-then what the environment forbids: ``bind`` or ``reuseport`` beside sockets passed by systemd).
-Then what a start loads: the hooks (in this process, as the master does) and the app (in a
-subprocess with the worker's interpreter, as a worker does).  One line, and the exit code a
-start would give: 0 ``sockserve: configuration ok``; 2 a bad setting; 6 the app cannot load.
+The settings go through the start's checks (``master.serve.start_checks``: the values, what
+the environment forbids: ``bind`` or ``reuseport`` beside sockets passed by systemd, the TLS
+files), and its ``log_config``.  Then what a start loads: the hooks (in this process, as the
+master does) and the app (in a subprocess with the worker's interpreter, as a worker does).
+One line, and the exit code a start would give: 0 ``sockserve: configuration ok``; 2 a bad
+setting; 6 the app cannot load.
 Not checked: that the addresses can be bound (the running service holds them).
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import os
@@ -18,24 +20,35 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from .cli import gather, serve_parser
-from .config import EXIT_APP, EXIT_OK, EXIT_USAGE, Config, ConfigError, make_config, validate_for_start
+from .config import EXIT_APP, EXIT_OK, EXIT_USAGE, Config, ConfigError, make_config
+from .logs import LogConfigError, apply_log_config
+from .master.serve import start_checks
 from .systemd import ListenFdsError, parse_listen_env
 
 OK_LINE = "sockserve: configuration ok"
 
 
-def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
-    """Run the checks; print one line; the exit code."""
+def check_parser() -> argparse.ArgumentParser:
+    """The serve options, plus ``--socket-activated``."""
     parser = serve_parser()
     parser.prog = "sockserve check"
     parser.add_argument("--socket-activated", action="store_true",
                         help="check as if systemd passed sockets (LISTEN_FDS is present too)")
+    return parser
+
+
+def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
+    """Run the checks; print one line; the exit code."""
     try:
-        values = gather(argv, environ, parser)
+        values = gather(argv, environ, check_parser())
         activated = bool(values.pop("socket_activated", False)) or socket_activated(environ)
         config = make_config(values, os.cpu_count() or 1)
-        validate_for_start(config, inherited=activated, explicit_bind="bind" in values)
+        start_checks(config, inherited=activated, explicit_bind="bind" in values)
+        if config.log_config:
+            apply_log_config(config.log_config)  # as the start does (here it configures nothing kept)
         import_hooks(config.hooks)
+    except LogConfigError as exc:
+        return _error(str(exc), EXIT_USAGE)
     except ConfigError as exc:
         return _error(str(exc), EXIT_USAGE)
     failure = app_failure(config, environ)

@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 from . import __version__
 from .config import EXIT_FAILURE, EXIT_USAGE, Config, ConfigError, make_config
+from .settings import BY_NAME, SETTINGS, Setting
 
 ENV_PREFIX = "SOCKSERVE_"
 ENV_INTERNAL = {"SOCKSERVE_WORKER_ID", "SOCKSERVE_CHANNEL_FD", "SOCKSERVE_WORKER_CONFIG", "SOCKSERVE_CONFIG"}
@@ -32,33 +33,57 @@ def fail(message: str, code: int) -> NoReturn:
 
 
 def serve_parser() -> argparse.ArgumentParser:
+    """The parser of ``sockserve [OPTIONS] [APP]``, one option per row of settings.SETTINGS."""
     p = _Parser(prog="sockserve", description="Serve an ASGI, WSGI or asyncio-stream app with a "
                 "master and worker processes, like Node's cluster; socket-activated under systemd.",
-                epilog="Subcommands: 'sockserve status' and 'sockserve reload [--wait]' talk to a "
-                "running master over its control socket; 'sockserve check [options]' validates "
-                "the settings and imports the app as a start would, and exits (0 ok, 2, 6).",
+                epilog="Subcommands: 'sockserve status' and 'sockserve reload [--wait|--no-wait]' "
+                "talk to a running master over its control socket (see 'sockserve status --help'); "
+                "'sockserve check [OPTIONS]' validates the settings and loads the app as a start "
+                "would, then exits (0 ok, 2 bad setting, 6 app). "
+                "Every option is also a key of the TOML file and a SOCKSERVE_<KEY> variable.",
                 argument_default=argparse.SUPPRESS)
-    p.add_argument("app", nargs="?", help="MODULE:ATTR of the app (default: built-in hello app)")
-    p.add_argument("-b", "--bind", action="append", metavar="ADDR",
-                   help="HOST:PORT, [IPv6]:PORT or unix:/PATH (repeatable; default 127.0.0.1:8000)")
-    p.add_argument("-w", "--workers", type=int, metavar="N", help="worker processes (default: CPUs)")
-    p.add_argument("--policy", metavar="rr|shared|reuseport", help="scheduling policy (default rr)")
-    p.add_argument("--interface", metavar="auto|asgi|wsgi|stream", help="app interface (default auto)")
-    p.add_argument("-c", "--config", dest="config_file", metavar="FILE", help="TOML config file")
-    p.add_argument("--backlog", type=int, metavar="N", help="listen backlog (default 511)")
-    p.add_argument("--graceful-timeout", type=float, metavar="S", help="drain time per worker (30)")
-    p.add_argument("--worker-timeout", type=float, metavar="S", help="heartbeat timeout (30)")
-    p.add_argument("--boot-timeout", type=float, metavar="S", help="time for workers to listen (30)")
-    p.add_argument("--rr-window", type=int, metavar="N", help="un-acked hand-offs per worker (8)")
-    p.add_argument("--hooks", metavar="MOD:ATTR", help="function called with the Master before start")
-    p.add_argument("--worker-python", metavar="PATH", help="interpreter for workers (default: "
-                   "the master's)")
-    p.add_argument("--control-socket", metavar="PATH", help="control socket (default "
-                   "$RUNTIME_DIRECTORY/control.sock)")
-    p.add_argument("--log-target", metavar="auto|journal|stderr")
-    p.add_argument("--log-level", metavar="debug|info|warning|error")
+    p.add_argument("app", nargs="?", help=BY_NAME["app"].help)
+    p.add_argument("-c", "--config", dest="config_file", metavar="FILE", help="TOML config file "
+                   "(also SOCKSERVE_CONFIG)")
+    groups: dict[str, Any] = {}
+    for setting in SETTINGS:
+        if setting.name == "app":
+            continue
+        if setting.section not in groups:
+            groups[setting.section] = p.add_argument_group(SECTION_TITLES[setting.section])
+        _add_option(groups[setting.section], setting)
     p.add_argument("-V", "--version", action="version", version=f"sockserve {__version__}")
     return p
+
+
+SECTION_TITLES = {"server": "server and cluster", "control": "control socket", "logging": "logging",
+                  "http": "HTTP (uvicorn's protocol options)", "tls": "TLS (stdlib ssl)",
+                  "wsgi": "WSGI (a2wsgi)", "unix": "unix sockets"}
+
+
+def _add_option(group: Any, s: Setting) -> None:
+    default = s.default if s.name != "workers" else None
+    shown = "" if default in (None, "", ()) else f" (default: {_shown(default)})"
+    text = s.help.replace("%", "%%") + shown
+    if s.kind == "bool":
+        group.add_argument(*s.flags, s.flag, action=argparse.BooleanOptionalAction, dest=s.name,
+                           help=text)
+        return
+    kwargs: dict[str, Any] = {"dest": s.name, "help": text,
+                              "metavar": s.metavar or "|".join(s.choices) or "VALUE"}
+    if s.kind == "list":
+        kwargs["action"] = "append"
+    elif s.kind in ("int", "float"):
+        kwargs["type"] = int if s.kind == "int" else float
+    group.add_argument(*s.flags, s.flag, **kwargs)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def gather(argv: Sequence[str], environ: Mapping[str, str],

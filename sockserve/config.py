@@ -7,19 +7,17 @@ message that names the key and the bad value.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, make_dataclass, replace
 from typing import Any
+
+from .access import ACCESS_FIELDS, format_access_line
+from .settings import BY_NAME, SETTINGS, worker_keys
 
 # Exit codes systemd sees (LSB / systemd's EXIT_* names in brackets).
 EXIT_OK = 0
 EXIT_FAILURE = 1  # runtime failure [EXIT_FAILURE]
 EXIT_USAGE = 2  # bad CLI or config value [EXIT_INVALIDARGUMENT]
 EXIT_APP = 6  # the application cannot be loaded [EXIT_NOTCONFIGURED]
-
-POLICIES = ("rr", "shared", "reuseport")
-INTERFACES = ("auto", "asgi", "wsgi", "stream")
-LOG_TARGETS = ("auto", "journal", "stderr")
-LOG_LEVELS = ("debug", "info", "warning", "error")
 
 # A stop past graceful_timeout (or a fast stop): the worker cancels what is left and runs the
 # ASGI lifespan shutdown within this many seconds of its own (uvicorn runs it on every stop);
@@ -69,38 +67,20 @@ def parse_address(text: str) -> Address:
     return Address("tcp", host=host, port=int(port))
 
 
-@dataclass(frozen=True)
-class Config:
-    app: str | None = None  # module:attr; None = built-in hello app
-    bind: tuple[str, ...] = ("127.0.0.1:8000",)
-    workers: int = 0  # not given: one per CPU (make_config)
-    policy: str = "rr"
-    interface: str = "auto"
-    backlog: int = 511
-    graceful_timeout: float = 30.0  # seconds a disconnecting worker may drain
-    worker_timeout: float = 30.0  # seconds without heartbeat before a kill
-    boot_timeout: float = 30.0  # seconds for a new worker to listen
-    rr_window: int = 8  # un-acked hand-offs per worker (Node: 1); one full NewConn batch
-    restart_delay_max: float = 30.0  # cap of the per-slot back-off
-    stable_after: float = 10.0  # a worker alive this long resets its slot's back-off
-    hooks: str | None = None  # module:attr called with the Master before start
-    worker_python: str | None = None  # interpreter for workers; None = the master's own
-    control_socket: str | None = None  # path; None = $RUNTIME_DIRECTORY/control.sock if set
-    log_target: str = "auto"
-    log_level: str = "info"
-    config_file: str | None = None  # where file values came from (for messages)
-
-    def addresses(self) -> tuple[Address, ...]:
+def _config_namespace() -> dict[str, Any]:
+    def addresses(self: Any) -> tuple[Address, ...]:
         return tuple(parse_address(b) for b in self.bind)
 
-    def for_worker(self, generation: int, keys: tuple[str, ...]) -> dict[str, Any]:
+    def for_worker(self: Any, generation: int, keys: tuple[str, ...]) -> dict[str, Any]:
         """What a worker of ``generation`` is told (SOCKSERVE_WORKER_CONFIG)."""
-        return {"app": self.app, "interface": self.interface, "keys": list(keys),
-                "graceful_timeout": self.graceful_timeout, "heartbeat_interval": self.heartbeat_interval(),
-                "generation": generation, "backlog": self.backlog, "log_target": self.log_target,
-                "log_level": self.log_level, "shutdown_budget": SHUTDOWN_BUDGET}
+        told = {key: getattr(self, key) for key in worker_keys()}
+        return told | {"keys": list(keys), "heartbeat_interval": self.heartbeat_interval(),
+                       "generation": generation}
 
-    def drain_kill_after(self) -> float:
+    def heartbeat_interval(self: Any) -> float:
+        return max(0.05, min(1.0, self.worker_timeout / 4))
+
+    def drain_kill_after(self: Any) -> float:
         """Seconds after Disconnect before the master SIGKILLs a worker still running.
 
         graceful_timeout to drain, then the worker's own SHUTDOWN_BUDGET to cancel what is
@@ -108,13 +88,19 @@ class Config:
         """
         return self.graceful_timeout + SHUTDOWN_BUDGET + EXIT_SLACK
 
-    def heartbeat_interval(self) -> float:
-        return max(0.05, min(1.0, self.worker_timeout / 4))
+    return {"addresses": addresses, "for_worker": for_worker, "heartbeat_interval": heartbeat_interval,
+            "drain_kill_after": drain_kill_after,
+            "__doc__": "Every setting of settings.SETTINGS as a frozen attribute, plus config_file."}
 
 
-KEYS = {f.name for f in fields(Config)} - {"config_file"}
-TEXT_KEYS = {"app", "hooks", "control_socket", "config_file", "worker_python"}  # kept as given
-CHOICES = {"policy": POLICIES, "interface": INTERFACES, "log_target": LOG_TARGETS, "log_level": LOG_LEVELS}
+# The fields are the rows of settings.SETTINGS (one source for Config, --help and the docs).
+Config = make_dataclass(
+    "Config", [(s.name, Any, field(default=s.default)) for s in SETTINGS]
+    + [("config_file", Any, field(default=None))],  # where file values came from (for messages)
+    frozen=True, namespace=_config_namespace())
+
+KEYS = set(BY_NAME)
+CHOICES = {s.name: s.choices for s in SETTINGS if s.choices}
 
 
 def make_config(values: dict[str, Any], cpu_count: int = 1) -> Config:
@@ -129,23 +115,32 @@ def make_config(values: dict[str, Any], cpu_count: int = 1) -> Config:
     return config
 
 
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off"}
+
+
 def _coerce(key: str, value: Any) -> Any:
-    default = getattr(Config, key, None)
+    kind = BY_NAME[key].kind if key in BY_NAME else "text"
     try:
-        if key == "bind":
+        if kind == "list":
             items = [value] if isinstance(value, str) else list(value)
             return tuple(str(v).strip() for item in items for v in str(item).split(",") if v.strip())
-        if key in TEXT_KEYS:
+        if kind == "text":
             return str(value)
-        if isinstance(default, int):
-            if isinstance(value, float) and not value.is_integer():
+        if kind == "bool":
+            word = str(value).strip().lower()
+            if isinstance(value, bool) or word in TRUE_WORDS | FALSE_WORDS:
+                return value if isinstance(value, bool) else word in TRUE_WORDS
+            raise ValueError
+        if kind == "int":
+            if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
                 raise ValueError
             return int(value)
-        if isinstance(default, float):
+        if kind == "float":
             return float(value)
         return str(value).strip().lower()
     except (TypeError, ValueError):
-        raise ConfigError(f"{key}: {value!r} is not a valid {type(default).__name__}") from None
+        raise ConfigError(f"{key}: {value!r} is not a valid {kind}") from None
 
 
 def _validate(c: Config) -> None:
@@ -165,6 +160,33 @@ def _validate(c: Config) -> None:
     for key in ("app", "hooks"):
         spec = getattr(c, key)
         _check(spec is None or _is_import_spec(spec), f"{key}: {spec!r} is not MODULE:ATTRIBUTE")
+    _validate_http(c)
+
+
+def _validate_http(c: Any) -> None:
+    """Keys of the logging, HTTP, TLS, WSGI and unix-socket blocks."""
+    _check(c.timeout_keep_alive > 0, f"timeout_keep_alive: must be positive, got {c.timeout_keep_alive}")
+    _check(c.limit_concurrency >= 0,
+           f"limit_concurrency: must be 0 (none) or more, got {c.limit_concurrency}")
+    _check(1 <= c.threads <= 1024, f"threads: must be 1..1024, got {c.threads}")
+    _check(c.ssl_keyfile is None or c.ssl_certfile is not None, "ssl_keyfile: needs ssl_certfile too")
+    _check(c.ssl_cert_reqs == "none" or c.ssl_ca_certs is not None,
+           f"ssl_cert_reqs: {c.ssl_cert_reqs} needs ssl_ca_certs (the CAs that sign client certificates)")
+    _check(c.root_path == "" or (c.root_path.startswith("/") and not c.root_path.endswith("/")),
+           f"root_path: {c.root_path!r} must start with / and not end with one (e.g. /api)")
+    mode = c.unix_socket_mode
+    _check(mode is None or (mode.isdigit() and set(mode) <= set("01234567") and int(mode, 8) <= 0o777),
+           f"unix_socket_mode: {mode!r} is not an octal mode such as 0660")
+    owner = c.unix_socket_owner
+    _check(owner is None or (owner.strip(":") != "" and owner.count(":") <= 1),
+           f"unix_socket_owner: {owner!r} is not USER, USER:GROUP or :GROUP")
+    try:
+        format_access_line(c.access_log_format)
+    except KeyError as exc:
+        raise ConfigError(f"access_log_format: {c.access_log_format!r}: unknown field {exc.args[0]!r} "
+                          f"(fields: {', '.join(ACCESS_FIELDS)})") from None
+    except (ValueError, IndexError, TypeError) as exc:
+        raise ConfigError(f"access_log_format: {c.access_log_format!r}: {exc}") from None
 
 
 # ------------------------------------------------------------ start and reload (one path)
@@ -185,14 +207,16 @@ def validate_for_start(config: Config, *, inherited: bool, explicit_bind: bool) 
                           "not sockets passed by systemd; use rr or shared")
 
 
-RESTART_KEYS = ("bind", "control_socket", "hooks")  # a running master cannot change these
+# a running master cannot change these: its listening sockets (and their unix file mode/owner),
+# its control socket, its hooks
+RESTART_KEYS = ("bind", "unix_socket_mode", "unix_socket_owner", "control_socket", "hooks")
 
 
 def validate_reload(running: Config, new: Config) -> None:
     """What a reload cannot apply, only a restart can; ConfigError naming the key.
 
-    The listening sockets, the control socket and the hooks are the master's from its
-    start; reuseport listeners are the workers' own, the others the master's, so
+    The listening sockets (unix file mode and owner too), the control socket and the hooks
+    are the master's from its start; reuseport listeners are the workers' own, the others the master's, so
     ``policy`` may not switch to or from ``reuseport`` either.
     """
     for key in RESTART_KEYS:

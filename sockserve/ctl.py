@@ -1,4 +1,11 @@
-"""``sockserve status`` and ``sockserve reload [--wait]``: talk to a running master."""
+"""``sockserve status`` and ``sockserve reload [--wait]``: talk to a running master.
+
+Without ``--control-socket`` they find the master where it puts its control
+socket by default (master.control.default_control_path): under systemd
+``$RUNTIME_DIRECTORY``, else ``/run/sockserve`` as root (the packaged
+sockserve.service; ``--instance NAME`` for ``sockserve@NAME.service``) or
+``$XDG_RUNTIME_DIR/sockserve`` for other users.
+"""
 
 from __future__ import annotations
 
@@ -22,9 +29,19 @@ def _parser() -> argparse.ArgumentParser:
                         help="return when the new generation serves and the old one drained (default)")
     reload.add_argument("--no-wait", dest="wait", action="store_false", help="only start the reload")
     for command in (status, reload):
-        command.add_argument("--control-socket", metavar="PATH")
-        command.add_argument("--timeout", type=float, default=120.0, metavar="S")
+        where = command.add_mutually_exclusive_group()
+        where.add_argument("--control-socket", metavar="PATH", help="the master's control socket "
+                           "(default: $RUNTIME_DIRECTORY/control.sock, else /run/sockserve/control.sock "
+                           "as root, $XDG_RUNTIME_DIR/sockserve/control.sock otherwise)")
+        where.add_argument("--instance", metavar="NAME", help="the master of sockserve@NAME.service "
+                           "(/run/sockserve-NAME/control.sock)")
+        command.add_argument("--timeout", type=float, default=120.0, metavar="S",
+                             help="seconds to wait for the answer (default 120)")
     return p
+
+
+def _is_instance_name(name: str) -> bool:
+    return bool(name) and "/" not in name and name not in (".", "..")
 
 
 def main(argv: Sequence[str]) -> int:
@@ -32,10 +49,13 @@ def main(argv: Sequence[str]) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exc:
         return EXIT_USAGE if exc.code else EXIT_OK
-    path = args.control_socket or default_control_path(os.environ)
+    if args.instance is not None and not _is_instance_name(args.instance):
+        print(f"sockserve: error: --instance {args.instance!r}: not a unit instance name", file=sys.stderr)
+        return EXIT_USAGE
+    path = args.control_socket or default_control_path(os.environ, args.instance)
     if not path:
         print("sockserve: error: no control socket: pass --control-socket PATH "
-              "(under systemd RUNTIME_DIRECTORY names it)", file=sys.stderr)
+              "(XDG_RUNTIME_DIR is not set)", file=sys.stderr)
         return EXIT_USAGE
     payload = {"cmd": args.command} | ({"wait": args.wait} if args.command == "reload" else {})
     try:

@@ -7,10 +7,13 @@ like the key of Node's ``queryServer``.
 from __future__ import annotations
 
 import contextlib
+import grp
 import os
+import pwd
 import socket
 import stat
 from dataclasses import dataclass
+from typing import Any
 
 from .config import Address, ConfigError, parse_address
 
@@ -24,27 +27,62 @@ class Listener:
     sock: socket.socket
     listening: bool = True  # False: bound only (reuseport reserves the address)
     inherited: bool = False  # passed by systemd: its queue outlives us, never shut it down
+    path_identity: tuple[int, int] | None = None  # (dev, ino) of a unix socket file we created
 
 
-def bind_all(addresses: tuple[Address, ...], backlog: int, reuseport: bool) -> list[Listener]:
-    """Bind every address or raise ConfigError naming the one that failed."""
+def bind_config(config: Any) -> list[Listener]:
+    """``bind_all`` for ``config``'s addresses, backlog, policy and unix socket mode/owner."""
+    mode = int(config.unix_socket_mode, 8) if config.unix_socket_mode else None
+    return bind_all(config.addresses(), config.backlog, config.policy == "reuseport", mode=mode,
+                    owner=config.unix_socket_owner)
+
+
+def remove_socket_files(listeners: list[Listener]) -> None:
+    """Unlink the unix socket files sockserve created, if they are still the same files (clean stop).
+
+    Sockets passed by systemd are the socket unit's to remove; a file someone
+    replaced since is left alone.
+    """
+    for listener in listeners:
+        path = listener.address[5:]
+        if listener.path_identity is None or not listener.address.startswith("unix:/"):
+            continue
+        with contextlib.suppress(OSError):
+            st = os.stat(path)
+            if (st.st_dev, st.st_ino) == listener.path_identity and stat.S_ISSOCK(st.st_mode):
+                os.unlink(path)
+
+
+def bind_all(addresses: tuple[Address, ...], backlog: int, reuseport: bool, *,
+             mode: int | None = None, owner: str | None = None) -> list[Listener]:
+    """Bind every address or raise ConfigError naming the one that failed.
+
+    ``mode`` (e.g. 0o660) and ``owner`` (``USER[:GROUP]`` or ``:GROUP``) apply
+    to unix socket files, before they listen (gunicorn/uvicorn leave them to
+    the umask; nginx as another user then gets EACCES).
+    """
     listeners: list[Listener] = []
     try:
         for address in addresses:
-            listeners.append(_bind(address, backlog, reuseport))
+            listeners.append(_bind(address, backlog, reuseport, mode, owner))
     except ConfigError:
         for listener in listeners:
             listener.sock.close()
+        remove_socket_files(listeners)
         raise
     return listeners
 
 
-def _bind(address: Address, backlog: int, reuseport: bool) -> Listener:
+def _bind(address: Address, backlog: int, reuseport: bool, mode: int | None = None,
+          owner: str | None = None) -> Listener:
+    identity = None
     try:
         sock = _socket_for(address)
         if address.family == "unix":
             _unlink_stale(address.path)
             sock.bind(address.path)
+            if not address.path.startswith("@"):
+                identity = _set_mode_owner(address, mode, owner)
         else:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if reuseport:
@@ -55,7 +93,37 @@ def _bind(address: Address, backlog: int, reuseport: bool) -> Listener:
     except OSError as exc:
         raise ConfigError(f"bind {address}: {exc.strerror or exc}") from None
     printable = _printable(sock, address)
-    return Listener(key=printable, address=printable, sock=sock, listening=not reuseport)
+    return Listener(key=printable, address=printable, sock=sock, listening=not reuseport,
+                    path_identity=identity)
+
+
+def _set_mode_owner(address: Address, mode: int | None, owner: str | None) -> tuple[int, int]:
+    """chmod/chown the fresh socket file; its (dev, ino).  ConfigError for an unknown user or group."""
+    try:
+        if owner:
+            os.chown(address.path, *_owner_ids(owner))
+        if mode is not None:
+            os.chmod(address.path, mode)
+    except (OSError, ConfigError) as exc:
+        os.unlink(address.path)
+        why = str(exc) if isinstance(exc, ConfigError) else f"cannot set mode/owner: {exc.strerror or exc}"
+        raise ConfigError(f"bind {address}: {why}") from None
+    st = os.stat(address.path)
+    return (st.st_dev, st.st_ino)
+
+
+def _owner_ids(owner: str) -> tuple[int, int]:
+    """(uid, gid) for ``USER[:GROUP]`` or ``:GROUP`` (-1: unchanged); names or numbers."""
+    user, _, group = owner.partition(":")
+    try:
+        uid = -1 if not user else int(user) if user.isdigit() else pwd.getpwnam(user).pw_uid
+    except KeyError:
+        raise ConfigError(f"unix_socket_owner: no such user {user!r}") from None
+    try:
+        gid = -1 if not group else int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ConfigError(f"unix_socket_owner: no such group {group!r}") from None
+    return uid, gid
 
 
 def _socket_for(address: Address) -> socket.socket:

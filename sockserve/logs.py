@@ -4,14 +4,21 @@ Structured data rides on log records as upper-case attributes (``extra=``):
 python-systemd's ``JournalHandler`` sends every record attribute as a journal
 field, so ``SOCKSERVE_EVENT``, ``WORKER_ID``, ``MESSAGE_ID``... arrive as-is.
 On stderr the same records become ``<6>sockserve[worker 3]: message`` lines
-(sd-daemon(3) priority prefixes, which journald understands on a stream).
+(sd-daemon(3) priority prefixes, which journald understands on a stream); on
+a terminal ``2026-11-30 13:56:03 INFO sockserve[worker 3]: message``
+(time and level name, as uvicorn and gunicorn print them).  ``log_config``
+(``--log-config FILE``: JSON/TOML for ``dictConfig``, else INI for
+``fileConfig``, as uvicorn's ``--log-config``) is applied last.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import logging.config
 import os
 import sys
+import tomllib
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -86,17 +93,24 @@ class _DefaultFields(logging.Filter):
 
 
 class PrefixFormatter(logging.Formatter):
-    """``<6>sockserve[worker 3]: message`` (every line prefixed; prefix optional)."""
+    """``<6>sockserve[worker 3]: message``, every line prefixed.
+
+    ``priority_prefix=False`` (a terminal): ``2026-11-30 13:56:03 INFO
+    sockserve[worker 3]: message`` on the first line, the tag on the others.
+    """
 
     def __init__(self, worker_id: int | None, priority_prefix: bool = True) -> None:
-        super().__init__("%(message)s")
+        super().__init__("%(message)s", datefmt="%Y-%m-%d %H:%M:%S")
         self.tag = f"{IDENTIFIER}[worker {worker_id}]" if worker_id is not None else IDENTIFIER
         self.priority_prefix = priority_prefix
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        prefix = f"<{syslog_priority(record.levelno)}>" if self.priority_prefix else ""
-        return "\n".join(f"{prefix}{self.tag}: {line}" for line in text.splitlines() or [""])
+        lines = super().format(record).splitlines() or [""]
+        if self.priority_prefix:
+            prefix = f"<{syslog_priority(record.levelno)}>"
+            return "\n".join(f"{prefix}{self.tag}: {line}" for line in lines)
+        head = f"{self.formatTime(record, self.datefmt)} {record.levelname} {self.tag}: {lines[0]}"
+        return "\n".join([head, *(f"{self.tag}: {line}" for line in lines[1:])])
 
 
 def stderr_is_journal(environ: Mapping[str, str] = os.environ, fd: int = 2) -> bool:
@@ -155,8 +169,12 @@ def _worker_defaults(worker_id: int | None) -> dict[str, Any]:
     return {} if worker_id is None else {"WORKER_ID": worker_id, "WORKER_PID": os.getpid()}
 
 
-def setup_logging(target: str, level: str, worker_id: int | None = None) -> None:
-    """Configure the ``sockserve`` logger for ``target`` (auto|journal|stderr)."""
+def setup_logging(target: str, level: str, worker_id: int | None = None,
+                  log_config: str | None = None) -> None:
+    """Configure the ``sockserve`` logger for ``target`` (auto|journal|stderr), then ``log_config``.
+
+    Raises ``LogConfigError`` (one line) when ``log_config`` cannot be applied.
+    """
     logger = logging.getLogger(LOGGER_NAME)
     for old in list(logger.handlers):
         logger.removeHandler(old)
@@ -170,3 +188,35 @@ def setup_logging(target: str, level: str, worker_id: int | None = None) -> None
     logger.propagate = False
     if target == "journal" and resolved != "journal":
         logger.warning("log target journal: python-systemd is not installed; logging to stderr")
+    if log_config:
+        apply_log_config(log_config)
+
+
+class LogConfigError(ValueError):
+    """A --log-config file that cannot be read or applied; ``str()`` is one line."""
+
+
+def apply_log_config(path: str) -> None:
+    """Apply ``path``: ``.json``/``.toml`` through ``dictConfig``, anything else ``fileConfig`` (INI).
+
+    Loggers sockserve already made stay enabled unless the file says
+    ``disable_existing_loggers``.  The access log is the ``sockserve.access``
+    logger; app errors are on ``uvicorn.error``.
+    """
+    try:
+        if path.endswith((".json", ".toml")):
+            with open(path, "rb") as f:
+                data = json.load(f) if path.endswith(".json") else tomllib.load(f)
+            if not isinstance(data, dict):
+                raise ValueError("the file must hold a dictConfig mapping")
+            data.setdefault("version", 1)
+            data.setdefault("disable_existing_loggers", False)
+            logging.config.dictConfig(data)
+        else:
+            open(path, "rb").close()  # fileConfig reports a missing file as a KeyError
+            logging.config.fileConfig(path, disable_existing_loggers=False)
+    except OSError as exc:
+        raise LogConfigError(f"log_config {path}: {exc.strerror or exc}") from None
+    except Exception as exc:  # json/toml/configparser/dictConfig errors
+        text = " ".join(str(exc).split())
+        raise LogConfigError(f"log_config {path}: {type(exc).__name__}: {text}") from None

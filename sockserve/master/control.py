@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import socket
 import struct
@@ -25,10 +26,48 @@ class ControlError(Exception):
     """The control socket cannot be used; ``str()`` is a one-line reason."""
 
 
-def default_control_path(environ: Mapping[str, str]) -> str | None:
-    """``$RUNTIME_DIRECTORY/control.sock`` (first directory if several), else None."""
+def default_control_path(environ: Mapping[str, str], instance: str | None = None,
+                         uid: int | None = None) -> str | None:
+    """Where the control socket is when no path is given; None when there is no such place.
+
+    Under systemd ``$RUNTIME_DIRECTORY/control.sock`` (the first directory if
+    several; the units say ``RuntimeDirectory=sockserve`` or ``sockserve-%i``).
+    Otherwise ``/run/sockserve/control.sock`` for root (the packaged service's
+    own; ``/run/sockserve-INSTANCE/control.sock`` for ``sockserve@INSTANCE``)
+    and ``$XDG_RUNTIME_DIR/sockserve/control.sock`` for other users, as
+    systemd's runtime directories are laid out.
+    """
+    name = f"sockserve-{instance}" if instance else "sockserve"
     runtime = environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
-    return os.path.join(runtime, SOCKET_NAME) if runtime else None
+    if runtime and not instance:
+        return os.path.join(runtime, SOCKET_NAME)
+    if (os.getuid() if uid is None else uid) == 0:
+        return os.path.join("/run", name, SOCKET_NAME)
+    xdg = environ.get("XDG_RUNTIME_DIR", "")
+    return os.path.join(xdg, name, SOCKET_NAME) if xdg.startswith("/") else None
+
+
+async def start_control(server: ControlServer, explicit: bool,
+                        loop: asyncio.AbstractEventLoop) -> ControlServer | None:
+    """Start ``server``; an explicit path that fails is a ConfigError (exit 2), a default one a warning.
+
+    A default path's directory is made (mode 0700) when missing; when another
+    sockserve holds it, this one runs without a control socket.
+    """
+    from ..config import ConfigError
+
+    try:
+        if not explicit:
+            os.makedirs(os.path.dirname(server.path), mode=0o700, exist_ok=True)
+        await server.start(loop)
+    except (ControlError, OSError) as exc:
+        if explicit:
+            raise ConfigError(str(exc)) from None
+        logging.getLogger("sockserve.master").warning(
+            "%s; running without a control socket (sockserve status|reload need --control-socket "
+            "then)", exc)
+        return None
+    return server
 
 
 def peer_uid(sock: socket.socket) -> int:

@@ -19,9 +19,9 @@ from typing import Any
 
 from ..config import EXIT_APP, EXIT_FAILURE, EXIT_OK, EXIT_SLACK, SHUTDOWN_BUDGET, Config, ConfigError
 from ..eventloop import new_event_loop
-from ..listeners import Listener, bind_all, migrate_req_enabled
+from ..listeners import Listener, bind_config, migrate_req_enabled
 from ..systemd import Notifier, extend_timeout_line, log_event, reloading_lines, scrub_env
-from .control import ControlServer, default_control_path
+from .control import ControlServer, default_control_path, start_control
 from .events import Emitter
 from .handoff import Dispatcher
 from .pool import BootFailure, Pool
@@ -75,8 +75,7 @@ class Master:
     # ------------------------------------------------------------ lifecycle
     async def _main(self) -> int:
         self.loop = asyncio.get_running_loop()
-        listeners = self._listeners or bind_all(self.config.addresses(), self.config.backlog,
-                                                self.config.policy == "reuseport")
+        listeners = self._listeners or bind_config(self.config)
         self.dispatcher = Dispatcher(self.loop, listeners, self.config.policy, self.config.rr_window, {})
         self.pool = Pool(self.loop, self.config, self.dispatcher, self.emitter, self._env, self._changed)
         self._stopped: asyncio.Future[int] = self.loop.create_future()
@@ -84,7 +83,7 @@ class Master:
         try:
             self._install_signals()
             if control:
-                await control.start(self.loop)
+                control = await start_control(control, bool(self.config.control_socket), self.loop)
             self._load_hooks()
             code = await self._start()
             if code == EXIT_OK:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..config import Config, ConfigError, validate_for_start, validate_reload
-from ..listeners import Listener, bind_all
+from ..listeners import Listener, bind_config, remove_socket_files
+from ..logs import LogConfigError
 from ..systemd import ListenFdsError, listen_fds, setup_logging
+from ..tls import check_tls
 from .master import Master
 
 Reread = Callable[[], tuple[Config, bool]]  # a fresh (config, explicit_bind), or ConfigError
@@ -18,16 +20,22 @@ def serve(config: Config, *, explicit_bind: bool, reread: Reread) -> int:
     ``reread`` reads the configuration again (cli.py); a reload gets it wrapped by
     ``checked_reread``, so it refuses what this start would refuse.
     """
-    setup_logging(config.log_target, config.log_level)
+    try:
+        setup_logging(config.log_target, config.log_level, log_config=config.log_config)
+    except LogConfigError as exc:
+        raise ConfigError(str(exc)) from None
     try:
         inherited = listen_fds()
     except ListenFdsError as exc:
         raise ConfigError(str(exc)) from None
-    validate_for_start(config, inherited=bool(inherited), explicit_bind=explicit_bind)
+    start_checks(config, inherited=bool(inherited), explicit_bind=explicit_bind)
     again = checked_reread(config, bool(inherited), reread)
     if not inherited:
-        listeners = bind_all(config.addresses(), config.backlog, config.policy == "reuseport")
-        return Master(config, listeners, reread=again).run()
+        listeners = bind_config(config)
+        try:
+            return Master(config, listeners, reread=again).run()
+        finally:
+            remove_socket_files(listeners)
     connected = [s for s in inherited if not s.listening]
     if connected:
         from ..systemd.inetd import serve_connections
@@ -37,13 +45,21 @@ def serve(config: Config, *, explicit_bind: bool, reread: Reread) -> int:
     return Master(config, listeners, reread=again).run()
 
 
+def start_checks(config: Config, *, inherited: bool, explicit_bind: bool) -> None:
+    """What a start refuses before it binds, with its one-line ConfigError: the values and
+    what socket activation forbids (``config.validate_for_start``), then the TLS files
+    (``tls.check_tls``).  Start, reload and ``sockserve check`` all run this."""
+    validate_for_start(config, inherited=inherited, explicit_bind=explicit_bind)
+    check_tls(config)
+
+
 def checked_reread(started: Config, inherited: bool, reread: Reread) -> Callable[[], Config]:
-    """The one function a reload calls for its configuration: read it again, validate it as
-    this start was validated (same one-line messages), then refuse what only a restart can
+    """The one function a reload calls for its configuration: read it again, check it as
+    this start was checked (same one-line messages), then refuse what only a restart can
     change (``validate_reload``).  Raises ConfigError; returns the Config to run."""
     def again() -> Config:
         config, explicit_bind = reread()
-        validate_for_start(config, inherited=inherited, explicit_bind=explicit_bind)
+        start_checks(config, inherited=inherited, explicit_bind=explicit_bind)
         validate_reload(started, config)
         return config
     return again

@@ -28,7 +28,7 @@ def serve_connections(config: Config, socks: list[socket.socket]) -> int:
 async def _serve(config: Config, socks: list[socket.socket]) -> int:
     loop = asyncio.get_running_loop()
     try:
-        adapter = apps.load_adapter(config.app, config.interface, 0, loop)
+        adapter = apps.load_adapter(config.app, config.interface, 0, loop, config.for_worker(0, ()))
         await adapter.startup()
     except (apps.AppLoadError, apps.AppStartupError) as exc:
         app = config.app or "the built-in app"
@@ -36,7 +36,7 @@ async def _serve(config: Config, socks: list[socket.socket]) -> int:
         return EXIT_APP
     for sock in socks:
         sock.setblocking(False)
-        await loop.connect_accepted_socket(adapter.protocol_factory, sock)
+        await loop.connect_accepted_socket(adapter.protocol_factory, sock, ssl=adapter.ssl)
     while adapter.busy():  # the client decides; uvicorn closes an idle keep-alive after 5 s
         await asyncio.sleep(drain.POLL)
     await adapter.shutdown()

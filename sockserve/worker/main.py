@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 from ..cluster import protocol
 from ..config import EXIT_APP, EXIT_FAILURE
 from ..eventloop import new_event_loop
-from ..logs import setup_logging
+from ..logs import LogConfigError, apply_log_config, setup_logging
 from . import apps
 from .runtime import Worker
 
@@ -37,9 +37,9 @@ def main() -> None:
     asyncio.set_event_loop(loop)
     spec = config.get("app")
     try:
-        adapter = apps.load_adapter(spec, str(config.get("interface", "auto")), worker_id, loop,
-                                    access_log=bool(config.get("access_log", False)))
+        adapter = apps.load_adapter(spec, str(config.get("interface", "auto")), worker_id, loop, config)
     except apps.AppLoadError as exc:
+        logging.getLogger("sockserve.worker").debug("cannot load app %r", spec, exc_info=exc.__cause__)
         boot_failed(sock, worker_id, f"cannot load app '{spec}': {exc}")
     worker = Worker(worker_id, config, sock, adapter, loop)
     code = loop.run_until_complete(worker.run())
@@ -117,3 +117,8 @@ def _setup_logging(config: dict[str, Any], worker_id: int) -> None:
     theirs.handlers = list(ours.handlers)
     theirs.setLevel(ours.level)
     theirs.propagate = False
+    if config.get("log_config"):  # last, so it may reconfigure both (the master checked it)
+        try:
+            apply_log_config(str(config["log_config"]))
+        except LogConfigError as exc:
+            ours.warning("%s; keeping sockserve's logging", exc)

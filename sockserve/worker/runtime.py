@@ -183,7 +183,8 @@ class Worker:
 
     async def _serve_accepted(self, sock: socket.socket) -> None:
         try:
-            await self.loop.connect_accepted_socket(self.adapter.protocol_factory, sock)
+            await self.loop.connect_accepted_socket(self.adapter.protocol_factory, sock,
+                                                   ssl=self.adapter.ssl)
         except OSError as exc:  # the client left before we could start
             sock.close()
             log.debug("handed-over connection failed: %s", exc)
@@ -219,7 +220,7 @@ class Worker:
         backlog = int(self.config.get("backlog", 511))  # listen() again: keep the master's value
         try:
             server = await self.loop.create_server(self.adapter.protocol_factory, sock=sock,
-                                                   backlog=backlog)
+                                                   backlog=backlog, ssl=self.adapter.ssl)
         except OSError as exc:
             sock.close()
             self.event("server_error", "cannot serve %s: %s", key, exc, level=logging.ERROR)

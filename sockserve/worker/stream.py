@@ -36,9 +36,11 @@ class StreamAdapter:
     interface = "stream"
     idle_grace = 0.0  # a stream connection is the handler's until it returns
 
-    def __init__(self, handler: Callable[..., Any], loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, handler: Callable[..., Any], loop: asyncio.AbstractEventLoop,
+                 ssl: Any = None) -> None:
         self.handler = handler
         self.loop = loop
+        self.ssl = ssl  # an ssl.SSLContext: the handler reads and writes plain text over TLS
         self.open = 0
         self.served = 0
         self.live: dict[_StreamProtocol, asyncio.BaseTransport] = {}

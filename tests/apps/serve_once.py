@@ -17,7 +17,7 @@ async def serve_once(http: type[asyncio.Protocol] | None) -> str:
     loop = asyncio.get_running_loop()
     adapter = apps.load_adapter(None, "auto", 1, loop)
     if http is not None:
-        adapter = apps.AsgiAdapter(adapter.config.app, loop, http=http)
+        adapter = apps.AsgiAdapter(adapter.config.app, loop, protocol=http)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = await loop.create_server(adapter.protocol_factory, sock=sock)

@@ -146,7 +146,7 @@ def test_peer_of_another_uid_is_refused():
 def test_default_control_path_uses_the_first_runtime_directory():
     assert default_control_path({"RUNTIME_DIRECTORY": "/run/sockserve"}) == "/run/sockserve/control.sock"
     assert default_control_path({"RUNTIME_DIRECTORY": "/run/a:/run/b"}) == "/run/a/control.sock"
-    assert default_control_path({}) is None
+    assert default_control_path({}, uid=1000) is None  # not root, no XDG_RUNTIME_DIR
 
 
 def test_status_table_lists_every_worker():

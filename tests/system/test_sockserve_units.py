@@ -92,6 +92,40 @@ def test_reload_with_broken_app_fails_and_old_workers_keep_serving(box):
     box.run("systemctl", "reload", SERVICE)
 
 
+def test_status_and_reload_without_flags_as_root(box):
+    """An admin's `sockserve status|reload`: the packaged service's /run/sockserve/control.sock."""
+    get(box)
+    status = box.run("sockserve", "status", check=False)
+    assert status.returncode == 0 and "policy rr" in status.stdout, status.stdout + status.stderr
+    reload = box.run("sockserve", "reload", check=False, timeout=90)
+    assert reload.returncode == 0, reload.stdout + reload.stderr
+
+
+def test_access_log_reaches_the_journal_with_fields(box):
+    original = box.path(CONFIG).read_text()
+    box.path(CONFIG).write_text(original + "\naccess_log = true\n")
+    try:
+        box.run("systemctl", "reload", SERVICE)
+        with box.connect(("127.0.0.1", 8000), timeout=20) as sock:
+            sock.sendall(b"GET /journal?probe=1 HTTP/1.1\r\nHost: box\r\nConnection: close\r\n\r\n")
+            while sock.recv(65536):
+                pass
+
+        def access_entries():
+            out = box.journal("-u", SERVICE, "SOCKSERVE_EVENT=access", "-o", "json")
+            return [e for e in map(json.loads, out.splitlines()) if e.get("QUERY_STRING") == "probe=1"]
+
+        entry = wait_until(access_entries, 15, "an access entry in the journal")[0]
+        assert (entry["REQUEST_METHOD"], entry["REQUEST_PATH"], entry["HTTP_STATUS"]) == \
+            ("GET", "/journal?probe=1", "200")
+        assert int(entry["DURATION_US"]) > 0 and int(entry["RESPONSE_BYTES"]) > 0
+        assert int(entry["WORKER_ID"]) >= 1 and entry["REMOTE_ADDR"].startswith("127.0.0.1:")
+        assert '"GET /journal?probe=1 HTTP/1.1" 200' in entry["MESSAGE"]
+    finally:
+        box.path(CONFIG).write_text(original)
+    box.run("systemctl", "reload", SERVICE)
+
+
 def test_restart_under_load_refuses_nothing(box):
     old = main_pid(box)
     load = BackgroundLoad(box, count=3000, seconds=40)

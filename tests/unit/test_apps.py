@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from sockserve.worker import apps
+from sockserve.worker import apps, http
+from sockserve.worker.wsgi import wrap_wsgi
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(20)
@@ -89,14 +90,14 @@ def test_multiline_errors_are_folded_into_one_line(tmp_path, monkeypatch) -> Non
 def test_h11_is_used_when_httptools_cannot_be_imported(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "httptools", None)  # import httptools -> ImportError
     monkeypatch.delitem(sys.modules, "uvicorn.protocols.http.httptools_impl", raising=False)
-    assert apps.http_protocol_class().__name__ == "H11Protocol"
+    assert http.protocol_class().__name__ == "H11Protocol"
 
 
 def test_wsgi_falls_back_to_uvicorns_adapter_without_a2wsgi(sample, monkeypatch) -> None:
     from uvicorn.middleware import wsgi  # its own, or a2wsgi's when uvicorn >= 0.30 finds it
 
     monkeypatch.setitem(sys.modules, "a2wsgi", None)
-    assert isinstance(apps.wrap_wsgi(sample.wsgi_app), wsgi.WSGIMiddleware)
+    assert isinstance(wrap_wsgi(sample.wsgi_app).app, wsgi.WSGIMiddleware)
 
 
 # ---------------------------------------------------------------- serving on loopback
@@ -123,7 +124,7 @@ def test_hello_app_answers_through_uvicorns_protocol(http) -> None:
         if http == "h11":
             from uvicorn.protocols.http.h11_impl import H11Protocol
 
-            adapter = apps.AsgiAdapter(adapter.config.app, loop, http=H11Protocol)
+            adapter = apps.AsgiAdapter(adapter.config.app, loop, protocol=H11Protocol)
         await adapter.startup()
         server, address = await _serve(adapter)
         reader, writer = await asyncio.open_connection(*address)

@@ -69,6 +69,8 @@ def test_validate_for_start_checks_the_values_of_a_hand_made_config():
     ({"policy": "reuseport"}, {"policy": "shared"}, "policy: reuseport -> shared needs a restart"),
     ({}, {"control_socket": "/run/x.sock"}, "control_socket: .* needs a restart"),
     ({}, {"hooks": "a:b"}, "hooks: .* needs a restart"),
+    ({}, {"unix_socket_mode": "0660"}, "unix_socket_mode: .* needs a restart"),
+    ({}, {"ssl_certfile": "/etc/x.pem", "log_level": "debug", "threads": 4}, None),
 ])
 def test_validate_reload_refuses_what_only_a_restart_changes(before, after, why):
     from sockserve.config import validate_reload
@@ -79,3 +81,29 @@ def test_validate_reload_refuses_what_only_a_restart_changes(before, after, why)
         return
     with pytest.raises(ConfigError, match=why):
         validate_reload(running, new)
+
+
+@pytest.mark.parametrize("given, expected", [("yes", True), ("0", False), (True, True), ("OFF", False)])
+def test_booleans_from_env_and_toml(given, expected):
+    assert make_config({"access_log": given}).access_log is expected
+
+
+@pytest.mark.parametrize("values, why", [
+    ({"access_log": "maybe"}, "access_log: 'maybe' is not a valid bool"),
+    ({"ssl_keyfile": "/k.pem"}, "ssl_keyfile: needs ssl_certfile"),
+    ({"ssl_certfile": "/c.pem", "ssl_cert_reqs": "required"}, "needs ssl_ca_certs"),
+    ({"unix_socket_mode": "0999"}, "not an octal mode"),
+    ({"root_path": "api/"}, "root_path: 'api/' must start with /"),
+    ({"access_log_format": "{nope}"}, "access_log_format:"),
+    ({"http": "h2"}, "http: 'h2' is not one of auto, h11, httptools"),
+    ({"threads": 0}, "threads: must be 1..1024"),
+])
+def test_bad_http_values(values, why):
+    with pytest.raises(ConfigError, match=why):
+        make_config(values)
+
+
+def test_worker_is_told_every_worker_setting():
+    told = make_config({"threads": 3, "root_path": "/api"}).for_worker(2, ("k",))
+    assert told["threads"] == 3 and told["root_path"] == "/api" and told["generation"] == 2
+    assert "workers" not in told and told["keys"] == ["k"]

@@ -7,6 +7,7 @@ replaced by a recorder that has ``systemd.journal.send``'s signature.
 import io
 import logging
 import os
+import re
 import tempfile
 import uuid
 
@@ -112,10 +113,36 @@ class Terminal(io.StringIO):
         return True
 
 
-def test_terminal_lines_have_no_priority_prefix():
+def test_terminal_lines_have_time_and_level_and_no_priority_prefix():
     out = Terminal()
     capture_logger(make_stderr_handler(2, out), "sockserve.test-tty").error("oops")
-    assert out.getvalue() == "sockserve[worker 2]: oops\n"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ERROR sockserve\[worker 2\]: oops\n", out.getvalue())
+
+
+@pytest.mark.parametrize("name, text", [
+    ("log.json", '{"loggers": {"sockserve.test-lc": {"level": "ERROR"}}}'),
+    ("log.toml", '[loggers."sockserve.test-lc"]\nlevel = "ERROR"\n'),
+    ("log.ini", "[loggers]\nkeys=root,lc\n[handlers]\nkeys=\n[formatters]\nkeys=\n[logger_root]\n"
+                "handlers=\n[logger_lc]\nqualname=sockserve.test-lc\nlevel=ERROR\nhandlers=\n"),
+])
+def test_log_config_file_is_applied(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    logging.getLogger("sockserve.test-lc").setLevel(logging.DEBUG)
+    logs.apply_log_config(str(path))
+    assert logging.getLogger("sockserve.test-lc").level == logging.ERROR
+    assert not logging.getLogger("sockserve").disabled  # sockserve's loggers stay enabled
+
+
+@pytest.mark.parametrize("text, why", [(None, "No such file"), ("{", "JSONDecodeError"),
+                                       ('{"handlers": {"h": {"class": "nope.Nope"}}}', "ValueError")])
+def test_bad_log_config_is_one_line(tmp_path, text, why):
+    path = tmp_path / "log.json"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(logs.LogConfigError, match=why) as info:
+        logs.apply_log_config(str(path))
+    assert "\n" not in str(info.value) and str(info.value).startswith(f"log_config {path}: ")
 
 
 def test_journal_stream_must_match_stderr_device_and_inode():

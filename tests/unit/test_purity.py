@@ -5,8 +5,8 @@ import pathlib
 
 import pytest
 
-PURE = ["cluster/protocol", "cluster/peer", "config", "master/round_robin", "master/shared",
-        "master/backoff", "master/events", "master/deadlines"]
+PURE = ["cluster/protocol", "cluster/peer", "config", "settings", "access", "master/round_robin",
+        "master/shared", "master/backoff", "master/events", "master/deadlines"]
 FORBIDDEN = {"os", "socket", "signal", "time", "asyncio", "subprocess", "select"}
 ROOT = pathlib.Path(__file__).resolve().parents[2] / "sockserve"
 

@@ -1,0 +1,136 @@
+"""The settings table: one row per key, the single source of ``Config``, ``--help`` and the docs.
+
+Like gunicorn's ``config.py``: each ``Setting`` names the key (as in the TOML
+file and ``SOCKSERVE_<KEY>``), its default, the command-line flag derived
+from it (``graceful_timeout`` -> ``--graceful-timeout``; booleans get
+``--x/--no-x``), its help line and its choices.  ``config.Config`` is built
+from ``SETTINGS``; ``cli.py`` builds the parser from it; tests check that the
+man page, the packaged TOML file and docs/options.md name the same keys.
+
+To add a key: one ``Setting`` row in the block of its section.  Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+POLICIES = ("rr", "shared", "reuseport")
+INTERFACES = ("auto", "asgi", "wsgi", "stream")
+LOG_TARGETS = ("auto", "journal", "stderr")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+HTTP_IMPLEMENTATIONS = ("auto", "h11", "httptools")  # uvicorn's --http
+CERT_REQS = ("none", "optional", "required")  # ssl.CERT_NONE / CERT_OPTIONAL / CERT_REQUIRED
+
+# access log line: the fields of access.ACCESS_FIELDS, in str.format syntax
+ACCESS_LOG_FORMAT = '{client} - "{method} {path} HTTP/{http_version}" {status} {bytes} {duration_ms:.1f}ms'
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configuration key.
+
+    ``kind``: ``int``, ``float``, ``bool``, ``text`` (a string kept as given,
+    ``None`` = not set), ``word`` (lower-cased; with ``choices``) or ``list``
+    (comma-separated or repeated).  ``worker``: sent to workers in
+    ``SOCKSERVE_WORKER_CONFIG``.  ``flags``: extra short flags (``-w``).
+    """
+
+    name: str
+    kind: str
+    default: Any
+    help: str
+    metavar: str = ""
+    choices: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()
+    worker: bool = False
+    section: str = "server"
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+S = Setting
+SETTINGS: tuple[Setting, ...] = (
+    # ---------------------------------------------------------------- server / cluster
+    S("app", "text", None, "MODULE:ATTR of the app (default: built-in hello app)", "MODULE:ATTR",
+      worker=True),
+    S("bind", "list", ("127.0.0.1:8000",), "HOST:PORT, [IPv6]:PORT or unix:/PATH (repeatable; "
+      "not with sockets passed by systemd)", "ADDR", flags=("-b",)),
+    S("workers", "int", 0, "worker processes (default: one per CPU)", "N", flags=("-w",)),
+    S("policy", "word", "rr", "how connections reach workers", choices=POLICIES),
+    S("interface", "word", "auto", "how to call the app", choices=INTERFACES, worker=True),
+    S("backlog", "int", 511, "listen backlog of sockets sockserve binds", "N", worker=True),
+    S("graceful_timeout", "float", 30.0, "seconds a stopping worker may drain", "S", worker=True),
+    S("worker_timeout", "float", 30.0, "seconds without heartbeat before a kill", "S"),
+    S("boot_timeout", "float", 30.0, "seconds for new workers to load the app and listen", "S"),
+    S("rr_window", "int", 8, "rr: un-acked hand-offs per worker (1..64)", "N"),
+    S("restart_delay_max", "float", 30.0, "cap of the back-off between restarts of a slot", "S"),
+    S("stable_after", "float", 10.0, "seconds alive that reset a slot's back-off", "S"),
+    S("hooks", "text", None, "function called with the Master before start", "MODULE:ATTR"),
+    S("worker_python", "text", None, "interpreter for workers (default: the master's)", "PATH"),
+    S("control_socket", "text", None, "control socket (default: $RUNTIME_DIRECTORY/control.sock, "
+      "else $XDG_RUNTIME_DIR/sockserve/control.sock, or /run/sockserve/control.sock as root)",
+      "PATH", section="control"),
+    # ---------------------------------------------------------------- logging
+    S("log_target", "word", "auto", "where logs go (auto: the journal when stderr is connected "
+      "to it)", choices=LOG_TARGETS, worker=True, section="logging"),
+    S("log_level", "word", "info", "minimum level logged", choices=LOG_LEVELS, worker=True,
+      section="logging"),
+    S("log_config", "text", None, "logging configuration file: .json/.toml (dictConfig) or INI "
+      "(fileConfig), applied after sockserve's own", "FILE", worker=True, section="logging"),
+    S("access_log", "bool", False, "one line (journald: fields) per HTTP request", worker=True,
+      section="logging"),
+    S("access_log_format", "text", ACCESS_LOG_FORMAT, "access line, str.format fields: client, "
+      "method, path, query, http_version, status, bytes, duration_ms, duration_us, worker_id",
+      "FORMAT", worker=True, section="logging"),
+    # ---------------------------------------------------------------- HTTP (uvicorn's options)
+    S("http", "word", "auto", "HTTP/1.1 implementation (auto: httptools when usable)",
+      choices=HTTP_IMPLEMENTATIONS, worker=True, section="http"),
+    S("proxy_headers", "bool", True, "trust X-Forwarded-For/-Proto from forwarded_allow_ips",
+      worker=True, section="http"),
+    S("forwarded_allow_ips", "text", "127.0.0.1", "comma-separated addresses (or *) whose proxy "
+      "headers are trusted", "IPS", worker=True, section="http"),
+    S("root_path", "text", "", "ASGI root_path (the app is mounted below this URL prefix)", "PATH",
+      worker=True, section="http"),
+    S("timeout_keep_alive", "float", 5.0, "seconds an idle keep-alive connection stays open", "S",
+      worker=True, section="http"),
+    S("limit_concurrency", "int", 0, "per worker: connections+requests past which it answers 503 "
+      "(0: no limit)", "N", worker=True, section="http"),
+    S("server_header", "bool", True, "send 'server: uvicorn'", worker=True, section="http"),
+    S("date_header", "bool", True, "send a Date header", worker=True, section="http"),
+    # ---------------------------------------------------------------- TLS (stdlib ssl via uvicorn)
+    S("ssl_certfile", "text", None, "PEM certificate (chain); enables TLS", "FILE", worker=True,
+      section="tls"),
+    S("ssl_keyfile", "text", None, "PEM private key (default: in the certfile)", "FILE", worker=True,
+      section="tls"),
+    S("ssl_keyfile_password", "text", None, "password of the private key", "PASSWORD", worker=True,
+      section="tls"),
+    S("ssl_ca_certs", "text", None, "CA certificates to verify client certificates", "FILE",
+      worker=True, section="tls"),
+    S("ssl_cert_reqs", "word", "none", "client certificate: none, optional or required",
+      choices=CERT_REQS, worker=True, section="tls"),
+    S("ssl_ciphers", "text", "TLSv1", "OpenSSL cipher list", "CIPHERS", worker=True, section="tls"),
+    # ---------------------------------------------------------------- WSGI (a2wsgi)
+    S("threads", "int", 10, "WSGI: threads per worker running the app", "N", worker=True,
+      section="wsgi"),
+    # ---------------------------------------------------------------- unix sockets
+    S("unix_socket_mode", "text", None, "octal mode of unix: sockets sockserve binds (e.g. 0660; "
+      "default: from the umask)", "MODE", section="unix"),
+    S("unix_socket_owner", "text", None, "USER[:GROUP] or :GROUP owning unix: sockets sockserve "
+      "binds", "OWNER", section="unix"),
+)
+del S
+
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+def defaults() -> dict[str, Any]:
+    """Every key's default value."""
+    return {s.name: s.default for s in SETTINGS}
+
+
+def worker_keys() -> tuple[str, ...]:
+    """The keys a worker is told."""
+    return tuple(s.name for s in SETTINGS if s.worker)
