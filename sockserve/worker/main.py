@@ -54,8 +54,7 @@ def check_app() -> NoReturn:
     config = json.loads(os.environ.get("SOCKSERVE_WORKER_CONFIG", "{}"))
     spec = config.get("app")
     try:
-        apps.load_adapter(spec, str(config.get("interface", "auto")), 0, new_event_loop(),
-                          access_log=bool(config.get("access_log", False)))
+        apps.load_adapter(spec, str(config.get("interface", "auto")), 0, new_event_loop(), config)
     except apps.AppLoadError as exc:
         _die(f"sockserve: error: cannot load app '{spec}': {exc}", EXIT_APP)
     os._exit(0)

@@ -51,6 +51,9 @@ def test_good_configuration_is_ok(tmp_path):
     ([], "", {"LISTEN_FDS": "x"}, "LISTEN_FDS='x' is not a non-negative number"),
     (["--hooks", "no_such_hooks_xyz:setup"], "", {}, "hooks: cannot load 'no_such_hooks_xyz:setup'"),
     (["--worker-python", "/nonexistent/python3"], "", {}, "worker_python: cannot run '/nonexistent/python3'"),
+    (["--ssl-certfile", "/nonexistent/cert.pem"], "", {},
+     "ssl_certfile /nonexistent/cert.pem: cannot load the certificate and key"),
+    (["--log-config", "/nonexistent/log.json"], "", {}, "log_config /nonexistent/log.json: No such file"),
 ])
 def test_what_a_start_refuses_is_exit_2_with_its_line(tmp_path, args, toml, env, message):
     conf = tmp_path / "sockserve.toml"
