@@ -28,7 +28,7 @@ def mark(event: str) -> None:
             os.close(fd)
 
 
-async def lifespan(receive: Any, send: Any, stuck: bool = False) -> None:
+async def lifespan(receive: Any, send: Any, stuck: bool = False, slow: bool = False) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
@@ -37,6 +37,8 @@ async def lifespan(receive: Any, send: Any, stuck: bool = False) -> None:
             mark("lifespan.shutdown")
             if stuck:
                 time.sleep(60)
+            if slow:
+                await asyncio.sleep(60)
             await send({"type": "lifespan.shutdown.complete"})
             return
 
@@ -58,6 +60,14 @@ async def slow_start(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "lifespan.startup.complete"})
         await receive()
         await send({"type": "lifespan.shutdown.complete"})
+    else:
+        await app(scope, receive, send)
+
+
+async def slow_shutdown(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Its lifespan shutdown awaits 60 s (the event loop runs: the worker's budget cuts it)."""
+    if scope["type"] == "lifespan":
+        await lifespan(receive, send, slow=True)
     else:
         await app(scope, receive, send)
 

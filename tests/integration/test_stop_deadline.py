@@ -125,6 +125,16 @@ def test_sigint_cancels_at_once_and_runs_lifespan_shutdown(start_server, tmp_pat
     assert "SIGKILL" not in server.stderr(), server.stderr()
 
 
+def test_lifespan_shutdown_that_awaits_too_long_is_cut_by_the_workers_own_budget(start_server, tmp_path):
+    server, code, _, total = stop_with_running_request(
+        start_server, tmp_path, "/slow?s=10", "--graceful-timeout", "1",
+        app="tests.apps.stopping:slow_shutdown")
+    assert code == 0
+    assert events(tmp_path) == ["request", "http.disconnect", "lifespan.shutdown"]
+    assert_exited_by_itself(server)  # at graceful_timeout + budget, before the master's SIGKILL
+    assert total < 10, total
+
+
 def test_lifespan_shutdown_that_blocks_is_killed_after_the_budget(start_server, tmp_path):
     """The one case left to SIGKILL: the worker's loop is blocked, so it cannot keep its own deadline."""
     server, code, _, total = stop_with_running_request(
