@@ -2,8 +2,9 @@
 
 The settings go through the start's checks (``master.serve.start_checks``: the values, what
 the environment forbids: ``bind`` or ``reuseport`` beside sockets passed by systemd, the TLS
-files), and its ``log_config``.  Then what a start loads: the hooks (in this process, as the
-master does) and the app (in a subprocess with the worker's interpreter, as a worker does).
+files), and its ``log_config``.  Then what a start loads: chdir, env_file, virtualenv, app_dir
+and the hooks (in this process, as the master does), and the app (in a subprocess started as
+a worker is).
 One line, and the exit code a start would give: 0 ``sockserve: configuration ok``; 2 a bad
 setting; 6 the app cannot load.
 Not checked: that the addresses can be bound (the running service holds them).
@@ -12,13 +13,13 @@ Not checked: that the addresses can be bound (the running service holds them).
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 
+from . import apploader
 from .cli import gather, serve_parser
 from .config import EXIT_APP, EXIT_OK, EXIT_USAGE, Config, ConfigError, make_config
 from .logs import LogConfigError, apply_log_config
@@ -46,12 +47,15 @@ def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
         start_checks(config, inherited=activated, explicit_bind="bind" in values)
         if config.log_config:
             apply_log_config(config.log_config)  # as the start does (here it configures nothing kept)
-        import_hooks(config.hooks)
+        env = dict(environ)
+        apploader.prepare(config, env)  # chdir, env_file, virtualenv, app_dir: this process is ours
+        if config.hooks:
+            apploader.load_hooks(config.hooks)
     except LogConfigError as exc:
         return _error(str(exc), EXIT_USAGE)
     except ConfigError as exc:
         return _error(str(exc), EXIT_USAGE)
-    failure = app_failure(config, environ)
+    failure = app_failure(config, env)
     if failure is not None:
         return _error(*failure)
     print(OK_LINE)
@@ -70,26 +74,15 @@ def socket_activated(environ: Mapping[str, str]) -> bool:
         raise ConfigError(str(exc)) from None
 
 
-def import_hooks(spec: str | None) -> None:
-    """Import ``--hooks`` as the master does at start (it calls it too; that is not checked)."""
-    if not spec:
-        return
-    module_name, _, attr = spec.partition(":")
-    try:
-        target: object = importlib.import_module(module_name)
-        for part in attr.split("."):
-            target = getattr(target, part)
-    except Exception as exc:  # the user's code: any error is a bad setting, as at start
-        raise ConfigError(f"hooks: cannot load {spec!r}: {type(exc).__name__}: {exc}") from None
-
-
 def app_failure(config: Config, environ: Mapping[str, str]) -> tuple[str, int] | None:
-    """Load the app as a worker would (``python -m sockserve.worker --check``); (line, code)."""
+    """Load the app as a worker would (its interpreter and argv, ``SOCKSERVE_WORKER_CHECK=1``:
+    load, no channel); None, or (line, exit code)."""
     python = config.worker_python or sys.executable
     env = {k: v for k, v in environ.items() if not k.startswith(("LISTEN_", "NOTIFY_", "WATCHDOG_"))}
     env["SOCKSERVE_WORKER_CONFIG"] = json.dumps(config.for_worker(0, ()))
+    env["SOCKSERVE_WORKER_CHECK"] = "1"
     try:
-        done = subprocess.run([python, "-m", "sockserve.worker", "--check"], env=env,
+        done = subprocess.run(apploader.worker_argv(config.worker_python), env=env,
                               stdin=subprocess.DEVNULL, capture_output=True, text=True,
                               timeout=config.boot_timeout)
     except OSError as exc:

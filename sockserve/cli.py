@@ -1,6 +1,7 @@
 """Command line: argv, environment and TOML file become a Config; the only sys.exit.
 
-Precedence: command line > environment (SOCKSERVE_<KEY>) > config file > defaults.
+Precedence: command line > environment (SOCKSERVE_<KEY>) > config file > defaults
+(for workers, WEB_CONCURRENCY comes just before the default, as in gunicorn and uvicorn).
 Every error is one line on stderr and an exit code systemd understands:
 2 for a bad setting, 6 when the application cannot be loaded, 1 otherwise.
 """
@@ -14,12 +15,13 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
-from . import __version__
+from . import __version__, apploader
 from .config import EXIT_FAILURE, EXIT_USAGE, Config, ConfigError, make_config
 from .settings import BY_NAME, SETTINGS, Setting
 
 ENV_PREFIX = "SOCKSERVE_"
-ENV_INTERNAL = {"SOCKSERVE_WORKER_ID", "SOCKSERVE_CHANNEL_FD", "SOCKSERVE_WORKER_CONFIG", "SOCKSERVE_CONFIG"}
+ENV_INTERNAL = {"SOCKSERVE_WORKER_ID", "SOCKSERVE_CHANNEL_FD", "SOCKSERVE_WORKER_CONFIG", "SOCKSERVE_CONFIG",
+                "SOCKSERVE_WORKER_CHECK"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,7 +60,8 @@ def serve_parser() -> argparse.ArgumentParser:
 
 SECTION_TITLES = {"server": "server and cluster", "control": "control socket", "logging": "logging",
                   "http": "HTTP (uvicorn's protocol options)", "tls": "TLS (stdlib ssl)",
-                  "wsgi": "WSGI (a2wsgi)", "unix": "unix sockets"}
+                  "wsgi": "WSGI (a2wsgi)", "unix": "unix sockets",
+                  "app": "app loading (where the app and hooks are imported from)"}
 
 
 def _add_option(group: Any, s: Setting) -> None:
@@ -86,17 +89,36 @@ def _shown(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def gather(argv: Sequence[str], environ: Mapping[str, str],
+def gather(argv: Sequence[str], environ: Mapping[str, str], base: str | None = None,
            parser: argparse.ArgumentParser | None = None) -> dict[str, Any]:
-    """Settings from every source, merged by precedence (not yet validated)."""
+    """Settings from every source, merged by precedence (not yet validated).
+
+    ``base``: the directory a relative config file path is relative to (the start
+    directory, so a reload after ``chdir`` reads the same file)."""
     cli = vars((parser or serve_parser()).parse_args(argv))
     path = cli.pop("config_file", None) or environ.get("SOCKSERVE_CONFIG")
+    if path and base:
+        path = os.path.join(base, path)
     values = read_file(path) if path else {}
     values.update(from_env(environ))
     values.update(cli)
+    if values.get("workers") is None and environ.get("WEB_CONCURRENCY", "").strip():
+        values["workers"] = web_concurrency(environ["WEB_CONCURRENCY"])
     if path:
         values["config_file"] = path
     return values
+
+
+def web_concurrency(text: str) -> int:
+    """WEB_CONCURRENCY as the default worker count (gunicorn's and uvicorn's convention):
+    below --workers, SOCKSERVE_WORKERS and the file's ``workers``; ConfigError naming it."""
+    try:
+        count = int(text)
+    except ValueError:
+        raise ConfigError(f"WEB_CONCURRENCY: {text!r} is not a whole number of workers") from None
+    if not 1 <= count <= 1024:
+        raise ConfigError(f"WEB_CONCURRENCY: must be 1..1024 workers, got {count}")
+    return count
 
 
 def read_file(path: str) -> dict[str, Any]:
@@ -118,14 +140,18 @@ def from_env(environ: Mapping[str, str]) -> dict[str, Any]:
             if name.startswith(ENV_PREFIX) and name not in ENV_INTERNAL and value != ""}
 
 
-def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Config, dict[str, Any]]:
-    values = gather(argv, environ)
+def load_config(argv: Sequence[str], environ: Mapping[str, str],
+                base: str | None = None) -> tuple[Config, dict[str, Any]]:
+    values = gather(argv, environ, base)
     return make_config(values, os.cpu_count() or 1), values
 
 
-def reread(argv: Sequence[str]) -> tuple[Config, bool]:
-    """The settings again (for a reload): (config, whether ``bind`` was given)."""
-    config, values = load_config(argv, os.environ)
+def reread(argv: Sequence[str], base: str) -> tuple[Config, bool]:
+    """The settings again, for a reload: (config, whether ``bind`` was given).  serve() wraps
+    it in the start's checks (``checked_reread``): a reload refuses what a start would refuse,
+    so ``systemctl reload`` fails and the old workers keep serving, rather than the next start
+    failing with the port then closed by systemd's start limit."""
+    config, values = load_config(argv, os.environ, base)
     return config, "bind" in values
 
 
@@ -142,8 +168,10 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     from .master.serve import serve
 
     try:
+        base = os.getcwd()
         config, values = load_config(argv, os.environ)
-        code = serve(config, explicit_bind="bind" in values, reread=lambda: reread(argv))
+        apploader.prepare(config)
+        code = serve(config, explicit_bind="bind" in values, reread=lambda: reread(argv, base))
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
     except KeyboardInterrupt:

@@ -7,6 +7,7 @@ message that names the key and the bad value.
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass, field, make_dataclass, replace
 from typing import Any
 
@@ -109,6 +110,10 @@ def make_config(values: dict[str, Any], cpu_count: int = 1) -> Config:
     if unknown:
         raise ConfigError(f"unknown setting {sorted(unknown)[0]!r}")
     config = Config(**{k: _coerce(k, v) for k, v in values.items() if v is not None})
+    if config.virtualenv and values.get("worker_python") is None:  # the venv's interpreter
+        config = replace(config, worker_python=posixpath.join(config.virtualenv, "bin", "python"))
+    elif config.virtualenv:
+        raise ConfigError("virtualenv: set either virtualenv or worker_python, not both")
     if values.get("workers") is None:  # not given: one per CPU
         config = replace(config, workers=max(1, cpu_count))
     _validate(config)
@@ -161,6 +166,30 @@ def _validate(c: Config) -> None:
         spec = getattr(c, key)
         _check(spec is None or _is_import_spec(spec), f"{key}: {spec!r} is not MODULE:ATTRIBUTE")
     _validate_http(c)
+    _validate_app_loading(c)
+
+
+PATH_KEYS = ("app_dir", "chdir", "virtualenv", "env_file", "worker_python")
+
+
+def _validate_app_loading(c: Any) -> None:
+    """Keys of the app-loading block (their paths are checked by apploader, with I/O)."""
+    for key in PATH_KEYS:
+        _check(getattr(c, key) != "", f"{key}: empty path (leave it out for the default)")
+    _check(not c.factory or c.app is not None, "factory: needs an app (MODULE:ATTRIBUTE of the factory)")
+
+
+def bind_under_systemd(config_file: str | None) -> str:
+    """The one-line error for ``bind`` when systemd passed the sockets: where the address goes.
+
+    ``/etc/sockserve/NAME.toml`` belongs to ``sockserve@NAME.socket`` (``sockserve.toml``
+    to ``sockserve.socket``), the packaged units' convention."""
+    name = posixpath.splitext(posixpath.basename(config_file or ""))[0]
+    unit = "sockserve.socket" if name in ("", "sockserve") else f"sockserve@{name}.socket"
+    where = f"from {config_file}" if config_file else "(--bind/SOCKSERVE_BIND)"
+    return (f"bind: under systemd the socket unit sets the address: remove bind {where} and set "
+            f"ListenStream= in {unit} (systemctl edit {unit}: [Socket] ListenStream= then "
+            "ListenStream=HOST:PORT); see sockserve(8)")
 
 
 def _validate_http(c: Any) -> None:
@@ -200,8 +229,7 @@ def validate_for_start(config: Config, *, inherited: bool, explicit_bind: bool) 
     """
     _validate(config)  # the values themselves (make_config ran it; a hand-made Config did not)
     if inherited and explicit_bind:
-        raise ConfigError("bind: cannot be combined with sockets passed by systemd (LISTEN_FDS); "
-                          "remove --bind/SOCKSERVE_BIND/bind= or the socket unit")
+        raise ConfigError(bind_under_systemd(config.config_file))
     if inherited and config.policy == "reuseport":
         raise ConfigError("policy: reuseport needs sockserve to bind the address itself, "
                           "not sockets passed by systemd; use rr or shared")

@@ -73,6 +73,17 @@ SETTINGS: tuple[Setting, ...] = (
     S("control_socket", "text", None, "control socket (default: $RUNTIME_DIRECTORY/control.sock, "
       "else $XDG_RUNTIME_DIR/sockserve/control.sock, or /run/sockserve/control.sock as root)",
       "PATH", section="control"),
+    # ---------------------------------------------------------------- app loading (apploader.py)
+    S("app_dir", "text", None, "look for the app and hooks here first (default: the working "
+      "directory; uvicorn's --app-dir)", "DIR", worker=True, section="app"),
+    S("chdir", "text", None, "change to this directory before loading anything (gunicorn's "
+      "--chdir)", "DIR", section="app"),
+    S("virtualenv", "text", None, "workers run VENV/bin/python, the venv's packages first, "
+      "sockserve's after them", "VENV", section="app"),
+    S("factory", "bool", False, "APP is a factory: serve what calling it returns (uvicorn's "
+      "--factory)", worker=True, section="app"),
+    S("env_file", "text", None, "KEY=VALUE lines added to the app's environment, not overriding "
+      "it (uvicorn's --env-file)", "FILE", section="app"),
     # ---------------------------------------------------------------- logging
     S("log_target", "word", "auto", "where logs go (auto: the journal when stderr is connected "
       "to it)", choices=LOG_TARGETS, worker=True, section="logging"),

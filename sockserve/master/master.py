@@ -10,13 +10,13 @@ the loop.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import os
 import signal
 from collections.abc import Callable
 from typing import Any
 
+from .. import apploader
 from ..config import EXIT_APP, EXIT_FAILURE, EXIT_OK, EXIT_SLACK, SHUTDOWN_BUDGET, Config, ConfigError
 from ..eventloop import new_event_loop
 from ..listeners import Listener, bind_config, migrate_req_enabled
@@ -129,17 +129,8 @@ class Master:
         self.dispatcher.close()
 
     def _load_hooks(self) -> None:
-        if not self.config.hooks:
-            return
-        module_name, _, attr = self.config.hooks.partition(":")
-        try:
-            target: Any = importlib.import_module(module_name)
-            for part in attr.split("."):
-                target = getattr(target, part)
-        except Exception as exc:  # the user's code: any error is a bad setting
-            why = f"{type(exc).__name__}: {exc}"
-            raise ConfigError(f"hooks: cannot load {self.config.hooks!r}: {why}") from None
-        target(self)
+        if self.config.hooks:  # from app_dir / the current directory, as the app (apploader)
+            apploader.load_hooks(self.config.hooks)(self)
 
     # ------------------------------------------------------------ signals
     def _install_signals(self) -> None:

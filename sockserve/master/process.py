@@ -11,16 +11,17 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .. import apploader
 from ..config import EXIT_APP
 
 
 def worker_argv(python: str | None = None) -> tuple[str, ...]:
-    """``python -m sockserve.worker``, with the master's interpreter unless told otherwise."""
-    return (python or sys.executable, "-m", "sockserve.worker")
+    """``python -m sockserve.worker``, with the master's interpreter unless told otherwise
+    (a venv's: see ``apploader.worker_argv``)."""
+    return apploader.worker_argv(python)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .. import apploader
 from ..config import Config, ConfigError, validate_for_start, validate_reload
 from ..listeners import Listener, bind_config, remove_socket_files
 from ..logs import LogConfigError
@@ -60,6 +61,7 @@ def checked_reread(started: Config, inherited: bool, reread: Reread) -> Callable
     def again() -> Config:
         config, explicit_bind = reread()
         start_checks(config, inherited=inherited, explicit_bind=explicit_bind)
+        apploader.check(config)  # what the start's apploader.prepare and hooks import refuse
         validate_reload(started, config)
         return config
     return again

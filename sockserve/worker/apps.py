@@ -12,13 +12,12 @@ through wsgi.py into asgi.py).  Every adapter offers ``protocol_factory``
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
 import logging
 import os
-import sys
 from typing import Any
 
+from .. import apploader
 from . import hello
 from .accesslog import AccessLogMiddleware
 from .asgi import AppStartupError, AsgiAdapter
@@ -36,17 +35,12 @@ class AppLoadError(Exception):
 
 
 # ---------------------------------------------------------------- loading
-def import_app(spec: str) -> Any:
-    """The object named by ``module:attr`` (attr may be dotted), cwd on sys.path."""
-    module_name, sep, attrs = spec.partition(":")
-    if not sep or not module_name or not attrs:
-        raise ValueError(f"{spec!r} is not MODULE:ATTRIBUTE")
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    obj: Any = importlib.import_module(module_name)
-    for attr in attrs.split("."):
-        obj = getattr(obj, attr)
-    return obj
+def import_app(spec: str, app_dir: str | None = None, factory: bool = False) -> Any:
+    """The object named by ``module:attr`` (attr may be dotted), looked up first in ``app_dir``
+    (None: the current directory); with ``factory``, what calling it returns (apploader)."""
+    apploader.add_to_path(app_dir)
+    obj = apploader.import_object(spec)
+    return apploader.call_factory(obj, spec) if factory else obj
 
 
 def detect_interface(app: Any) -> str:
@@ -65,6 +59,9 @@ def detect_interface(app: Any) -> str:
     if not is_async and count in (2, -1):
         return "wsgi"
     kind = "coroutine function" if is_async else "function"
+    if count == 0:
+        raise TypeError(f"a {kind} taking no arguments is not an app: if it is an app factory, "
+                        "set factory = true (--factory)")
     raise TypeError(f"a {kind} taking {count} arguments is not a stream handler "
                     "(reader, writer), an ASGI app (scope, receive, send) or a WSGI app "
                     "(environ, start_response)")
@@ -88,11 +85,12 @@ def load_adapter(spec: str | None, interface: str, worker_id: int, loop: asyncio
     """The adapter for the app ``spec`` (None: built-in hello); raises AppLoadError.
 
     ``options``: the worker's settings (settings.worker_keys(): HTTP, TLS,
-    threads, access log).
+    threads, access log, app_dir and factory).
     """
     options = options or {}
     try:
-        app = hello.make_hello_app(worker_id, os.getpid()) if spec is None else import_app(spec)
+        app = (hello.make_hello_app(worker_id, os.getpid()) if spec is None
+               else import_app(spec, options.get("app_dir"), bool(options.get("factory"))))
         kind = detect_interface(app) if interface == "auto" else interface
         if not callable(app):
             raise TypeError(f"a {type(app).__name__} object is not callable")

@@ -27,7 +27,7 @@ PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 def main() -> None:
     """Entry of ``python -m sockserve.worker``; never returns."""
-    if sys.argv[1:] == ["--check"]:
+    if os.environ.get("SOCKSERVE_WORKER_CHECK") == "1":
         check_app()
     worker_id, sock, config = _read_environment()
     set_parent_death_signal(signal.SIGKILL)  # backstop; channel EOF is the main path

@@ -12,8 +12,10 @@ from conftest import ROOT, free_port, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 OK = "sockserve: configuration ok"
-BIND_UNDER_SYSTEMD = ("sockserve: error: bind: cannot be combined with sockets passed by systemd "
-                      "(LISTEN_FDS); remove --bind/SOCKSERVE_BIND/bind= or the socket unit")
+BIND_UNDER_SYSTEMD = ("sockserve: error: bind: under systemd the socket unit sets the address: remove "
+                      "bind (--bind/SOCKSERVE_BIND) and set ListenStream= in sockserve.socket (systemctl "
+                      "edit sockserve.socket: [Socket] ListenStream= then ListenStream=HOST:PORT); see "
+                      "sockserve(8)")
 
 
 def check(*args: str, env: dict | None = None) -> tuple[int, str, str]:
@@ -46,7 +48,7 @@ def test_good_configuration_is_ok(tmp_path):
     ([], "graceful_timeout = -1\n", {}, "graceful_timeout: must be a positive"),
     ([], 'colour = "blue"\n', {}, "unknown setting 'colour'"),
     (["--bind", "127.0.0.1:9000"], "", {"LISTEN_FDS": "1"}, BIND_UNDER_SYSTEMD[len("sockserve: error: "):]),
-    ([], 'bind = "127.0.0.1:9000"\n', {"LISTEN_FDS": "1"}, "bind: cannot be combined with sockets"),
+    ([], 'bind = "127.0.0.1:9000"\n', {"LISTEN_FDS": "1"}, "socket unit sets the address: remove bind from"),
     (["--policy", "reuseport"], "", {"LISTEN_FDS": "1"}, "policy: reuseport needs sockserve to bind"),
     ([], "", {"LISTEN_FDS": "x"}, "LISTEN_FDS='x' is not a non-negative number"),
     (["--hooks", "no_such_hooks_xyz:setup"], "", {}, "hooks: cannot load 'no_such_hooks_xyz:setup'"),

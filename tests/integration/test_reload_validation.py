@@ -17,8 +17,7 @@ from conftest import ROOT, free_port, http_get, wait_for
 from sockserve.master.control import ControlError, request
 
 pytestmark = pytest.mark.timeout(90)
-BIND_UNDER_SYSTEMD = ("bind: cannot be combined with sockets passed by systemd (LISTEN_FDS); "
-                      "remove --bind/SOCKSERVE_BIND/bind= or the socket unit")  # the start's line
+BIND_UNDER_SYSTEMD = "bind: under systemd the socket unit sets the address: remove bind from "  # the start's
 
 
 def reload(control: str) -> dict:

@@ -1,12 +1,15 @@
 """Fixtures for system tests: one booted systemd (sdbox) per test module.
 
-Boxes live under their own state dir (``/run/sockserve-sdbox``), which is cleared
-at session start and end. A failing test prints the status and journal of the
+Boxes live under a state dir of this pytest process (``/run/sockserve-sdbox-runs/PID``),
+cleared at session end; at session start only the dirs of pytest processes that are
+gone are cleared, so concurrent runs on one machine never tear down each other's
+boxes. A failing test prints the status and journal of the
 units its module registered (``box.watch``) before the box goes away.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +19,7 @@ from harness import STATE_DIR_ENV, Box, cannot_boot_reason
 
 REPO = Path(__file__).resolve().parents[2]
 SRC_IN_BOX = "/opt/sockserve-src"
-STATE_DIR = "/run/sockserve-sdbox"
+STATE_ROOT = Path("/run/sockserve-sdbox-runs")
 WRAPPER = f"""#!/bin/sh
 # test wrapper: run sockserve from the read-only bind of the source tree with Debian's python3
 export PYTHONPATH={SRC_IN_BOX} PYTHONDONTWRITEBYTECODE=1
@@ -46,14 +49,34 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 @pytest.fixture(scope="session")
 def sdbox_session() -> Iterator[None]:
-    """A distinct state dir for this suite's boxes; leftovers removed before and after."""
+    """A state dir for this run's boxes; leftovers of dead runs removed before, ours after."""
     reason = cannot_boot_reason()
     if reason:
         pytest.skip(reason)
-    os.environ[STATE_DIR_ENV] = STATE_DIR
+    for stale in STATE_ROOT.glob("*"):
+        if stale.is_dir() and not _pid_alive(stale.name):
+            _down_all_in(stale)
+    ours = STATE_ROOT / str(os.getpid())
+    os.environ[STATE_DIR_ENV] = str(ours)
     Box.down_all()
     yield
-    Box.down_all()
+    _down_all_in(ours)
+
+
+def _pid_alive(name: str) -> bool:
+    return name.isdigit() and Path(f"/proc/{name}").exists()
+
+
+def _down_all_in(state_dir: Path) -> None:
+    saved = os.environ.get(STATE_DIR_ENV)
+    os.environ[STATE_DIR_ENV] = str(state_dir)
+    try:
+        Box.down_all()
+    finally:
+        if saved is not None:
+            os.environ[STATE_DIR_ENV] = saved
+    with contextlib.suppress(OSError):
+        state_dir.rmdir()
 
 
 @pytest.fixture(scope="module")

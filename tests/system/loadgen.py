@@ -35,7 +35,8 @@ def one_request(host: str, port: int, timeout: float) -> bytes:
 class Tally:
     """Thread-safe counters of outcomes."""
 
-    def __init__(self) -> None:
+    def __init__(self, expect: bytes = b"hello world") -> None:
+        self.expect = expect  # in the body of a good answer
         self.lock = threading.Lock()
         self.ok = self.refused = self.bad_status = 0
         self.errors: dict[str, int] = {}
@@ -48,7 +49,7 @@ class Tally:
             elif error is not None:
                 name = type(error).__name__
                 self.errors[name] = self.errors.get(name, 0) + 1
-            elif response.startswith(b"HTTP/1.1 200") and b"hello world" in response:
+            elif response.startswith(b"HTTP/1.1 200") and self.expect in response:
                 self.ok += 1
                 self.pids.update(int(m) for m in PID_RE.findall(response))
             else:
@@ -76,10 +77,11 @@ class BackgroundLoad:
     """Host side: run this script in a box's netns in the background; ``finish()`` -> summary."""
 
     def __init__(self, box, port: int = 8000, count: int = 3000, seconds: float = 30.0,
-                 concurrency: int = 4):
+                 concurrency: int = 4, expect: str = "hello world"):
         self.stop_file = os.path.join(tempfile.mkdtemp(prefix="sockserve-load-"), "stop")
         argv = [sys.executable, __file__, "--port", str(port), "--count", str(count),
-                "--seconds", str(seconds), "--concurrency", str(concurrency), "--stop-file", self.stop_file]
+                "--seconds", str(seconds), "--concurrency", str(concurrency), "--stop-file", self.stop_file,
+                "--expect", expect]
         self.proc = subprocess.Popen(box.net_cmd(*argv), stdout=subprocess.PIPE, text=True)
         self.seconds = seconds
 
@@ -103,8 +105,9 @@ def main() -> None:
     parser.add_argument("--pause", type=float, default=0.005, help="sleep between requests")
     parser.add_argument("--timeout", type=float, default=15.0, help="per request")
     parser.add_argument("--stop-file", help="stop early once this path exists")
+    parser.add_argument("--expect", default="hello world", help="text a good answer's body holds")
     args = parser.parse_args()
-    tally, budget = Tally(), [args.count]
+    tally, budget = Tally(args.expect.encode()), [args.count]
     deadline = time.monotonic() + args.seconds
     threads = [threading.Thread(target=worker, args=(args, tally, budget, deadline))
                for _ in range(args.concurrency)]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from sockserve.config import ConfigError, make_config, parse_address
+from sockserve.config import ConfigError, bind_under_systemd, make_config, parse_address
 
 
 def test_defaults():
@@ -21,6 +21,10 @@ def test_defaults():
     ({"app": "not a spec"}, "MODULE:ATTRIBUTE"),
     ({"graceful_timeout": -1}, "graceful_timeout: must be a positive"),
     ({"colour": "red"}, "unknown setting 'colour'"),
+    ({"factory": "maybe"}, "factory: 'maybe' is not a valid bool"),
+    ({"factory": True}, "factory: needs an app"),
+    ({"virtualenv": "/srv/v", "worker_python": "/usr/bin/python3"}, "virtualenv: set either"),
+    ({"app_dir": ""}, "app_dir: empty path"),
 ])
 def test_bad_values_give_one_line_errors(values, why):
     with pytest.raises(ConfigError, match=why) as info:
@@ -35,7 +39,7 @@ def test_addresses():
 
 
 @pytest.mark.parametrize(("values", "inherited", "explicit_bind", "why"), [
-    ({"bind": "127.0.0.1:9"}, True, True, "bind: cannot be combined with sockets passed by systemd"),
+    ({"bind": "127.0.0.1:9"}, True, True, "bind: under systemd the socket unit sets the address"),
     ({"policy": "reuseport"}, True, False, "policy: reuseport needs sockserve to bind"),
     ({"policy": "reuseport"}, False, False, None),
     ({"bind": "127.0.0.1:9"}, False, True, None),
@@ -81,6 +85,22 @@ def test_validate_reload_refuses_what_only_a_restart_changes(before, after, why)
         return
     with pytest.raises(ConfigError, match=why):
         validate_reload(running, new)
+
+
+def test_app_loading_keys():
+    c = make_config({"app": "m:a", "virtualenv": "/srv/app/venv", "factory": "yes", "app_dir": "/srv/app"})
+    assert c.worker_python == "/srv/app/venv/bin/python" and c.factory is True
+    told = c.for_worker(1, ("http",))
+    assert (told["app_dir"], told["factory"]) == ("/srv/app", True)
+    assert make_config({"factory": "0", "app": "m:a"}).factory is False
+
+
+def test_bind_under_systemd_names_the_socket_unit_to_edit():
+    line = bind_under_systemd("/etc/sockserve/web.toml")
+    assert "remove bind from /etc/sockserve/web.toml" in line
+    assert "systemctl edit sockserve@web.socket" in line
+    assert "systemctl edit sockserve.socket" in bind_under_systemd("/etc/sockserve/sockserve.toml")
+    assert "\n" not in line
 
 
 @pytest.mark.parametrize("given, expected", [("yes", True), ("0", False), (True, True), ("OFF", False)])
