@@ -41,7 +41,7 @@ def check_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     """Run the checks; print one line; the exit code."""
     try:
-        values = gather(argv, environ, check_parser())
+        values = gather(argv, environ, parser=check_parser())
         activated = bool(values.pop("socket_activated", False)) or socket_activated(environ)
         config = make_config(values, os.cpu_count() or 1)
         start_checks(config, inherited=activated, explicit_bind="bind" in values)
