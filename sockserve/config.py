@@ -236,15 +236,16 @@ def validate_for_start(config: Config, *, inherited: bool, explicit_bind: bool) 
 
 
 # a running master cannot change these: its listening sockets (and their unix file mode/owner),
-# its control socket, its hooks
-RESTART_KEYS = ("bind", "unix_socket_mode", "unix_socket_owner", "control_socket", "hooks")
+# its control socket, its hooks, its working directory and environment (workers inherit them)
+RESTART_KEYS = ("bind", "unix_socket_mode", "unix_socket_owner", "control_socket", "hooks", "chdir",
+                "env_file")
 
 
 def validate_reload(running: Config, new: Config) -> None:
     """What a reload cannot apply, only a restart can; ConfigError naming the key.
 
-    The listening sockets (unix file mode and owner too), the control socket and the hooks
-    are the master's from its start; reuseport listeners are the workers' own, the others the master's, so
+    The listening sockets (unix file mode and owner too), the control socket, the hooks, the
+    working directory and the env file's variables are the master's from its start; reuseport listeners are the workers' own, the others the master's, so
     ``policy`` may not switch to or from ``reuseport`` either.
     """
     for key in RESTART_KEYS:

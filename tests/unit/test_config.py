@@ -74,6 +74,8 @@ def test_validate_for_start_checks_the_values_of_a_hand_made_config():
     ({}, {"control_socket": "/run/x.sock"}, "control_socket: .* needs a restart"),
     ({}, {"hooks": "a:b"}, "hooks: .* needs a restart"),
     ({}, {"unix_socket_mode": "0660"}, "unix_socket_mode: .* needs a restart"),
+    ({}, {"chdir": "/srv"}, "chdir: .* needs a restart"),
+    ({}, {"app_dir": "/srv/app", "virtualenv": "/srv/venv"}, None),  # told to new workers
     ({}, {"ssl_certfile": "/etc/x.pem", "log_level": "debug", "threads": 4}, None),
 ])
 def test_validate_reload_refuses_what_only_a_restart_changes(before, after, why):
