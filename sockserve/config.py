@@ -245,8 +245,9 @@ def validate_reload(running: Config, new: Config) -> None:
     """What a reload cannot apply, only a restart can; ConfigError naming the key.
 
     The listening sockets (unix file mode and owner too), the control socket, the hooks, the
-    working directory and the env file's variables are the master's from its start; reuseport listeners are the workers' own, the others the master's, so
-    ``policy`` may not switch to or from ``reuseport`` either.
+    working directory and the env file's variables are the master's from its start;
+    reuseport listeners are the workers' own, the others the master's, so ``policy`` may
+    not switch to or from ``reuseport`` either.
     """
     for key in RESTART_KEYS:
         if getattr(new, key) != getattr(running, key):
