@@ -166,7 +166,17 @@ def _validate(c: Config) -> None:
         spec = getattr(c, key)
         _check(spec is None or _is_import_spec(spec), f"{key}: {spec!r} is not MODULE:ATTRIBUTE")
     _validate_http(c)
+    _validate_limits(c)
     _validate_app_loading(c)
+
+
+def _validate_limits(c: Any) -> None:
+    """The HTTP limits block (worker/limits.py)."""
+    for key in ("idle_timeout", "headers_timeout"):
+        value = getattr(c, key)
+        _check(0 < value < 86400, f"{key}: must be a positive number of seconds, got {value}")
+    _check(1024 <= c.max_header_size <= 1 << 20,
+           f"max_header_size: must be 1024..1048576 bytes, got {c.max_header_size}")
 
 
 PATH_KEYS = ("app_dir", "chdir", "virtualenv", "env_file", "worker_python")

@@ -79,7 +79,7 @@ def _bind(address: Address, backlog: int, reuseport: bool, mode: int | None = No
     try:
         sock = _socket_for(address)
         if address.family == "unix":
-            _unlink_stale(address.path)
+            unlink_stale(address.path)
             sock.bind(address.path)
             if not address.path.startswith("@"):
                 identity = _set_mode_owner(address, mode, owner)
@@ -138,8 +138,12 @@ def _socket_for(address: Address) -> socket.socket:
     return sock
 
 
-def _unlink_stale(path: str) -> None:
-    """Remove a leftover socket file nobody listens on (never a regular file)."""
+def unlink_stale(path: str) -> None:
+    """Remove a leftover socket file nobody listens on (never a regular file).
+
+    Raises OSError: EEXIST when ``path`` is not a socket, EADDRINUSE when something listens
+    on it (also used for the control socket, master/control.py).
+    """
     if path.startswith("@") or not os.path.exists(path):
         return
     if not _is_socket_file(path):

@@ -109,6 +109,14 @@ SETTINGS: tuple[Setting, ...] = (
       worker=True, section="http"),
     S("limit_concurrency", "int", 0, "per worker: connections+requests past which it answers 503 "
       "(0: no limit)", "N", worker=True, section="http"),
+    # --- HTTP limits per connection (worker/limits.py; docs/reliability.md) ---
+    S("idle_timeout", "float", 10.0, "seconds a new connection may stay silent before its first "
+      "byte; then closed", "S", worker=True, section="http"),
+    S("headers_timeout", "float", 60.0, "seconds from a request's first byte to the end of its "
+      "head (Node's headersTimeout); then 408", "S", worker=True, section="http"),
+    S("max_header_size", "int", 16384, "bytes of one request head (Node's 16 KiB); then 431 "
+      "(h11: 400)", "BYTES", worker=True, section="http"),
+    # --- end of HTTP limits ---
     S("server_header", "bool", True, "send 'server: uvicorn'", worker=True, section="http"),
     S("date_header", "bool", True, "send a Date header", worker=True, section="http"),
     # ---------------------------------------------------------------- TLS (stdlib ssl via uvicorn)

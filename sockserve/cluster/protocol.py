@@ -108,10 +108,15 @@ class Disconnect(Message):
 
 @dataclass(frozen=True, slots=True)
 class Heartbeat(Message):
+    """Every heartbeat_interval: open connections, requests served, and ``paused``: the
+    worker takes no new connections for lack of fds (its RLIMIT_NOFILE; worker/fdpressure.py).
+    A record without ``paused`` (an older worker) decodes as False."""
+
     code: ClassVar[int] = 9
     sender: ClassVar[str] = "worker"
     open: int
     served: int
+    paused: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,9 +172,11 @@ def encode(msg: Message) -> bytes:
     return record
 
 
-def decode(record: bytes, nfds: int, sender: str) -> Message:
+def decode(record: bytes, nfds: int, sender: str, fds_lost: bool = False) -> Message:
     """The message in ``record`` that came with ``nfds`` fds from ``sender``.
 
+    ``fds_lost``: the kernel dropped fds the record carried (MSG_CTRUNC: the receiver's
+    fd table is full), so fewer than the message's count may have come.
     Any defect raises ProtocolError; nothing else escapes.
     """
     if not record:
@@ -186,7 +193,7 @@ def decode(record: bytes, nfds: int, sender: str) -> Message:
     except (ValueError, RecursionError) as exc:
         raise ProtocolError(f"{cls.__name__}: body is not JSON: {exc}") from None
     msg = _build(cls, values)
-    if msg.nfds() != nfds:
+    if msg.nfds() != nfds and not (fds_lost and msg.nfds() > nfds):
         raise ProtocolError(f"{cls.__name__} carries {msg.nfds()} fds, got {nfds}")
     return msg
 

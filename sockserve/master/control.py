@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -16,10 +17,13 @@ import struct
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from ..listeners import unlink_stale
+
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 MAX_REQUEST = 64 * 1024  # bytes in one request line
 READ_TIMEOUT = 10.0  # seconds a client may take to send its request
 SOCKET_NAME = "control.sock"
+log = logging.getLogger("sockserve.master")
 
 
 class ControlError(Exception):
@@ -105,6 +109,9 @@ class ControlServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             response = await self._answer(reader, writer.get_extra_info("socket"))
+            if "error" in response:  # one line per refused request, never a traceback
+                log.warning("control request refused: %s", response["error"],
+                            extra={"SOCKSERVE_EVENT": "control_refused"})
             writer.write(json.dumps(response).encode() + b"\n")
             await writer.drain()
         except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
@@ -122,25 +129,33 @@ class ControlServer:
             return {"ok": False, "error": f"permission denied for uid {uid}"}
         try:
             request = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # not UTF-8, not JSON, nested too deep, huge ints
             return {"ok": False, "error": "request is not JSON"}
         if not isinstance(request, dict):
             return {"ok": False, "error": "request must be a JSON object"}
+        if not isinstance(request.get("cmd"), str):
+            return {"ok": False, "error": "request needs \"cmd\": a string"}
         try:
             return await self.handler(request)
         except Exception as exc:  # a handler bug must not kill the master
-            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            return {"ok": False, "error": " ".join(f"{type(exc).__name__}: {exc}".split())}
 
 
 def _bind_private(path: str) -> socket.socket:
-    """A listening Unix socket at ``path`` that only our user can open (mode 0600)."""
-    _remove_stale(path)
+    """A listening Unix socket at ``path`` that only our user can open (mode 0600).
+
+    Only a stale socket at ``path`` is replaced (listeners.unlink_stale, as for ``unix:``
+    binds); anything else there, a live socket, a path too long: ControlError, nothing removed.
+    """
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old_umask = os.umask(0o177)
     try:
+        unlink_stale(path)
         sock.bind(path)
     except OSError as exc:
         sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ControlError(f"control socket {path} is in use by another running sockserve") from None
         raise ControlError(f"control socket {path}: cannot bind: {exc.strerror or exc}") from None
     finally:
         os.umask(old_umask)
@@ -148,19 +163,6 @@ def _bind_private(path: str) -> socket.socket:
     sock.listen(16)
     sock.setblocking(False)
     return sock
-
-
-def _remove_stale(path: str) -> None:
-    """Unlink a socket left by a dead master; refuse to steal a live one."""
-    if not os.path.exists(path):
-        return
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        try:
-            probe.connect(path)
-        except OSError:
-            os.unlink(path)
-            return
-    raise ControlError(f"control socket {path} is in use by another running sockserve")
 
 
 def request(path: str, payload: dict[str, Any], timeout: float) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import logging
 import os
 import socket
 
-from ..cluster.protocol import MAX_FDS, Ack, NewConn, QueryServer, ServerReply
+from ..cluster.protocol import MAX_FDS, Ack, Heartbeat, NewConn, QueryServer, ServerReply
 from ..listeners import Listener
 from ..systemd import log_event
 from .round_robin import Action, Handoff
@@ -60,6 +60,26 @@ class Dispatcher:
 
     def worker_gone(self, worker: WorkerHandle) -> None:
         self._apply(self.policy.remove(worker.id))
+
+    def heartbeat(self, worker: WorkerHandle, beat: Heartbeat, now: float, bound: float) -> bool:
+        """Back-pressure: a worker paused for lack of fds gets no hand-off until it says it has
+        room (the policy's own ``stop`` / ``add``).  True when it has been paused longer than
+        ``bound`` seconds: the caller replaces it."""
+        worker.counters.open, worker.counters.served = beat.open, beat.served
+        if beat.paused and worker.paused_since is None:
+            worker.paused_since = now
+            self._apply(self.policy.stop(worker.id))
+        elif not beat.paused and worker.paused_since is not None:
+            worker.paused_since = None
+            if worker.listening and worker.disconnect_at is None and not worker.peer.closed:
+                self._apply(self.policy.add(worker.id))
+        if (worker.paused_since is None or now - worker.paused_since <= bound
+                or worker.disconnect_at is not None):
+            return False
+        log_event(log, logging.WARNING, "worker_fd_pressure", f"worker {worker.id} (pid {worker.pid}) "
+                  f"out of fds for over {bound:g}s (worker_timeout); replacing it",
+                  worker_id=worker.id, pid=worker.pid, generation=worker.generation)
+        return True
 
     def ack(self, worker: WorkerHandle, ack: Ack) -> None:
         """Raises ProtocolError for an ack the worker had no reason to send."""

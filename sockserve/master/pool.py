@@ -224,8 +224,10 @@ class Pool:
     def _dispatch(self, worker: WorkerHandle, msg: Message) -> None:
         if isinstance(msg, protocol.Ack):
             self.dispatcher.ack(worker, msg)
-        elif isinstance(msg, protocol.Heartbeat):
-            worker.counters.open, worker.counters.served = msg.open, msg.served
+        elif isinstance(msg, protocol.Heartbeat) and self.dispatcher.heartbeat(
+                worker, msg, self.loop.time(), self.config.worker_timeout):  # out of fds too long
+            worker.disconnect(self.loop.time())
+            self.manage_workers()
         elif isinstance(msg, protocol.QueryServer):
             self.dispatcher.reply(worker, msg)
         elif isinstance(msg, protocol.Listening):

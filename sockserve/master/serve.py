@@ -6,10 +6,12 @@ from collections.abc import Callable
 
 from .. import apploader
 from ..config import Config, ConfigError, validate_for_start, validate_reload
+from ..fdlimit import check_startup
 from ..listeners import Listener, bind_config, remove_socket_files
 from ..logs import LogConfigError
 from ..systemd import ListenFdsError, listen_fds, setup_logging
 from ..tls import check_tls
+from .control import ControlError
 from .master import Master
 
 Reread = Callable[[], tuple[Config, bool]]  # a fresh (config, explicit_bind), or ConfigError
@@ -34,7 +36,7 @@ def serve(config: Config, *, explicit_bind: bool, reread: Reread) -> int:
     if not inherited:
         listeners = bind_config(config)
         try:
-            return Master(config, listeners, reread=again).run()
+            return _run(Master(config, listeners, reread=again))
         finally:
             remove_socket_files(listeners)
     connected = [s for s in inherited if not s.listening]
@@ -43,14 +45,24 @@ def serve(config: Config, *, explicit_bind: bool, reread: Reread) -> int:
 
         return serve_connections(config, [s.sock for s in connected])
     listeners = [Listener(key=s.key, address=s.address, sock=s.sock, inherited=True) for s in inherited]
-    return Master(config, listeners, reread=again).run()
+    return _run(Master(config, listeners, reread=again))
+
+
+def _run(master: Master) -> int:
+    """The master's exit code; a control socket it cannot bind is a bad setting (exit 2)."""
+    try:
+        return master.run()
+    except ControlError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def start_checks(config: Config, *, inherited: bool, explicit_bind: bool) -> None:
     """What a start refuses before it binds, with its one-line ConfigError: the values and
-    what socket activation forbids (``config.validate_for_start``), then the TLS files
-    (``tls.check_tls``).  Start, reload and ``sockserve check`` all run this."""
+    what socket activation forbids (``config.validate_for_start``), the fd limit
+    (``fdlimit.check_startup``), the TLS files (``tls.check_tls``).  Start, reload and
+    ``sockserve check`` all run this."""
     validate_for_start(config, inherited=inherited, explicit_bind=explicit_bind)
+    check_startup(config, len(config.bind))
     check_tls(config)
 
 

@@ -44,6 +44,7 @@ class WorkerHandle:
     killed: bool = False  # the master sent a kill
     timed_out: bool = False
     fault: str | None = None  # protocol error that got it replaced
+    paused_since: float | None = None  # loop time it said it is out of fds (handoff.py)
     exit: ExitReason | None = None
 
     @property
@@ -82,4 +83,5 @@ class WorkerHandle:
             "handed": c.handed, "accepted": c.accepted, "rejected": c.rejected,
             "rehanded": c.rehanded, "open": c.open, "served": c.served,
             "restarts": self.restarts, "last_exit": self.exit.text if self.exit else "",
+            "fd_paused": self.paused_since is not None,  # out of fds: takes no connection
         }

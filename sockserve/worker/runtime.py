@@ -23,7 +23,8 @@ from ..cluster.channel import Channel
 from ..cluster.protocol import Message
 from ..config import EXIT_APP, EXIT_FAILURE, EXIT_OK, SHUTDOWN_BUDGET, ConfigError
 from ..listeners import bind_reuseport
-from . import apps, drain
+from . import apps, drain, limits
+from .fdpressure import RESUME_AT, Acceptor, FdBudget
 
 log = logging.getLogger("sockserve.worker")
 
@@ -48,15 +49,19 @@ class Worker:
         self.generation = int(config.get("generation", 0))
         self.config = config
         self.adapter = adapter
+        limits.apply(adapter, limits.HttpLimits.from_worker_config(config))  # HTTP bounds
         self.loop = loop
         self.keys: tuple[str, ...] = tuple(config.get("keys", ()))
         self.disconnecting = False
-        self._channel = Channel(sock, "master", self._on_message, self._on_channel_close)
+        self._channel = Channel(sock, "master", self._on_message, self._on_channel_close,
+                                on_fds_lost=self._on_fds_lost)
+        self.fds = FdBudget(self._paused)  # fd pressure: see fdpressure.py
         self._listeners: dict[str, list[Callable[..., Any]]] = {}
         self._rr_keys: set[str] = set()
-        self._acks: dict[bool, list[int]] = {True: [], False: []}  # seqs to ack, by verdict
+        # (seq, socket) to ack, by verdict; a socket is served once its ack is sent
+        self._acks: dict[bool, list[tuple[int, socket.socket | None]]] = {True: [], False: []}
         self._answered: set[str] = set()
-        self._servers: list[asyncio.AbstractServer] = []
+        self._servers: list[Acceptor] = []
         self._started = asyncio.Event()
         self._hurry = asyncio.Event()  # a fast stop: cancel now instead of draining
         self._exit: asyncio.Future[int] = loop.create_future()
@@ -142,11 +147,44 @@ class Worker:
     async def _heartbeats(self) -> None:
         interval = float(self.config.get("heartbeat_interval", 1.0))
         while True:
+            if self.fds.paused:
+                if self.fds.may_resume(self.adapter.open):
+                    self._resume()
+            else:
+                self.fds.refresh(self.adapter.open)  # the app's own fds count too
             self._beat()
             await asyncio.sleep(interval)
 
     def _beat(self) -> None:
-        self._channel.send(protocol.Heartbeat(self.adapter.open, self.adapter.served))
+        self._channel.send(protocol.Heartbeat(self.adapter.open, self.adapter.served, self.fds.paused))
+
+    # ------------------------------------------------------------ fd pressure
+    def _paused(self) -> None:
+        """Out of fds: take no connection until some are free; tell the master now."""
+        for server in self._servers:
+            server.stop()
+        self.event("fd_pressure", "worker %d paused: near its fd limit (%d open connections); "
+                   "taking no new connection until %d fds are free", self.id, self.adapter.open,
+                   RESUME_AT, level=logging.WARNING)
+        self._beat()
+
+    def _resume(self) -> None:
+        self.event("fd_pressure_end", "worker %d takes connections again", self.id)
+        for server in self._servers:
+            server.start()
+
+    def _on_fds_lost(self, msg: Message, fds: list[int]) -> None:
+        """A record whose fds did not fit in our fd table (MSG_CTRUNC): reject, never die."""
+        for fd in fds:
+            os.close(fd)
+        self.fds.exhausted()
+        if isinstance(msg, protocol.NewConn):
+            for seq in msg.seqs:
+                self._ack_later(seq, None)
+        else:
+            self.event("server_error", "cannot receive %s's fd: the fd table is full",
+                       type(msg).__name__, level=logging.ERROR)
+            self.finish(EXIT_FAILURE)
 
     # ------------------------------------------------------------ messages
     def _on_message(self, msg: Message, fds: list[int]) -> None:
@@ -162,29 +200,42 @@ class Worker:
     def _on_newconn(self, msg: protocol.NewConn, fds: list[int]) -> None:
         """Take the handed connections (or refuse them when disconnecting); acks go out batched."""
         taking = not self.disconnecting and msg.key in self._rr_keys
+        if taking and self.fds.low(self.adapter.open + len(fds), taking=0):
+            taking = False  # near the fd limit: reject, the master re-hands them
         for seq, fd in zip(msg.seqs, fds, strict=True):
             sock = None
             if taking:
                 with contextlib.suppress(OSError):  # not a socket: refuse it
                     sock = socket.socket(fileno=fd)
-            if not self._acks[True] and not self._acks[False]:
-                self.loop.call_soon(self._send_acks)  # one Ack for all records read in this pass
-            self._acks[sock is not None].append(seq)
             if sock is None:
                 os.close(fd)
-            else:
-                self.loop.create_task(self._serve_accepted(sock))
+            self._ack_later(seq, sock)
+
+    def _ack_later(self, seq: int, sock: socket.socket | None) -> None:
+        if not self._acks[True] and not self._acks[False]:
+            self.loop.call_soon(self._send_acks)  # one Ack for all records read in this pass
+        self._acks[sock is not None].append((seq, sock))
 
     def _send_acks(self) -> None:
-        for accepted, seqs in self._acks.items():
-            for start in range(0, len(seqs), protocol.MAX_FDS):
-                self._channel.send(protocol.Ack(tuple(seqs[start:start + protocol.MAX_FDS]), accepted))
-            seqs.clear()
+        """Acks go ahead of anything queued; a connection is read only once its ack is sent
+        (a worker dying before that leaves it untouched for the master to re-hand)."""
+        for accepted, pending in self._acks.items():
+            for start in range(0, len(pending), protocol.MAX_FDS):
+                chunk = pending[start:start + protocol.MAX_FDS]
+                socks = [sock for _, sock in chunk if sock is not None]
+                self._channel.send(protocol.Ack(tuple(seq for seq, _ in chunk), accepted), urgent=True,
+                                   on_sent=lambda socks=socks: self._serve_all(socks))
+            pending.clear()
+
+    def _serve_all(self, socks: list[socket.socket]) -> None:
+        for sock in socks:
+            self.loop.create_task(self._serve_accepted(sock))
 
     async def _serve_accepted(self, sock: socket.socket) -> None:
         try:
-            await self.loop.connect_accepted_socket(self.adapter.protocol_factory, sock,
-                                                   ssl=self.adapter.ssl)
+            await self.loop.connect_accepted_socket(  # idle_timeout bounds a TLS handshake too
+                self.adapter.protocol_factory, sock, ssl=self.adapter.ssl, ssl_handshake_timeout=(
+                    float(self.config.get("idle_timeout", 10.0)) if self.adapter.ssl else None))
         except OSError as exc:  # the client left before we could start
             sock.close()
             log.debug("handed-over connection failed: %s", exc)
@@ -217,19 +268,23 @@ class Worker:
         await self._serve(key, sock)
 
     async def _serve(self, key: str, sock: socket.socket) -> None:
+        """Accept on ``sock`` ourselves, so that fd pressure can pause it (fdpressure.py)."""
         backlog = int(self.config.get("backlog", 511))  # listen() again: keep the master's value
         try:
-            server = await self.loop.create_server(self.adapter.protocol_factory, sock=sock,
-                                                   backlog=backlog, ssl=self.adapter.ssl)
+            sock.setblocking(False)
+            sock.listen(backlog)
         except OSError as exc:
             sock.close()
             self.event("server_error", "cannot serve %s: %s", key, exc, level=logging.ERROR)
             self.finish(EXIT_FAILURE)
             return
+        server = Acceptor(self.loop, sock, self.fds, lambda: self.adapter.open,
+                          lambda conn: self.loop.create_task(self._serve_accepted(conn)))
         if self.disconnecting:
             server.close()
             return
         self._servers.append(server)
+        server.start()
         self._listening(key)
 
     def _listening(self, key: str) -> None:

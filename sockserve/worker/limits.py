@@ -1,0 +1,132 @@
+"""HTTP limits: what one client may hold in a worker, and for how long.
+
+uvicorn's protocol classes parse (httptools or h11); this module only adds timers and
+a byte count around them, and sets h11's own head-size knob.  uvicorn's
+``timeout_keep_alive`` and ``limit_concurrency`` are passed by worker/http.py.
+
+| setting | default | past it | from |
+|---|---|---|---|
+| ``idle_timeout`` | 10 s | a connection silent since it opened is closed | nginx ``client_header_timeout`` |
+| ``headers_timeout`` | 60 s | ``408 Request Timeout``, close | Node ``server.headersTimeout`` |
+| ``max_header_size`` | 16 KiB | ``431`` (h11: its own ``400``), close | Node ``--max-http-header-size`` |
+| ``timeout_keep_alive`` | 5 s | an idle keep-alive connection is closed | uvicorn ``timeout_keep_alive`` |
+| ``limit_concurrency`` | none | ``503 Service Unavailable`` | uvicorn ``limit_concurrency`` |
+
+``headers_timeout`` runs from the first byte of each request (a keep-alive
+connection's later requests too) until its head is parsed; bytes trickling in
+(slowloris) do not extend it. Stream (``reader, writer``) apps get none of these:
+sockserve does not know their protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger("sockserve.worker")
+TIMEOUT_408 = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+TOO_LARGE_431 = (b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n"
+                 b"connection: close\r\n\r\n")
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    idle_timeout: float = 10.0  # seconds before a new connection's first byte
+    headers_timeout: float = 60.0  # seconds from a request's first byte to the end of its head
+    max_header_size: int = 16 * 1024  # bytes of one request head
+
+    @classmethod
+    def from_worker_config(cls, config: dict[str, Any]) -> HttpLimits:
+        """The limits in SOCKSERVE_WORKER_CONFIG (absent keys: the defaults)."""
+        return cls(**{k: config[k] for k in cls.__dataclass_fields__ if config.get(k) is not None})
+
+
+def apply(adapter: Any, limits: HttpLimits) -> None:
+    """Bound an ``AsgiAdapter``'s connections: h11's head size, the protocol class wrapped.
+
+    A ``StreamAdapter`` (no ``protocol_class``) is left as it is.
+    """
+    if not hasattr(adapter, "protocol_class"):
+        return
+    config = adapter.config
+    if "h11_max_incomplete_event_size" in inspect.signature(type(config)).parameters:
+        config.h11_max_incomplete_event_size = limits.max_header_size  # uvicorn >= 0.20
+    adapter.protocol_class = guarded(adapter.protocol_class, limits)
+
+
+def guarded(protocol_class: type[asyncio.Protocol], limits: HttpLimits) -> type[asyncio.Protocol]:
+    """A subclass of uvicorn's ``protocol_class`` that enforces ``limits`` on each connection.
+
+    Uses only what both uvicorn protocols have: ``transport``, and ``cycle`` (set when a
+    request head is parsed; ``cycle.response_complete`` once answered).
+    """
+
+    class Guarded(protocol_class):  # type: ignore[valid-type, misc]
+        _limit_timer: asyncio.TimerHandle | None = None
+        _head_of: Any = None  # the cycle before the head being read (a sentinel while idle)
+        _head_bytes = 0
+        _in_head = False
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm(limits.idle_timeout, self._idle_expired)
+
+        def data_received(self, data: bytes) -> None:
+            if not self._in_head and (self.cycle is None or self.cycle.response_complete):
+                self._in_head, self._head_of, self._head_bytes = True, self.cycle, 0
+                self._arm(limits.headers_timeout, self._head_expired)
+            super().data_received(data)
+            if self._limit_timer is not None and self._handed_over():
+                self._disarm()  # upgraded (WebSocket): the connection is not ours to time any more
+            if not self._in_head or self.transport.is_closing() or self._limit_timer is None:
+                return
+            if self.cycle is not self._head_of:  # the head is parsed
+                self._in_head = False
+                self._disarm()
+            else:
+                self._head_bytes += len(data)
+                if self._head_bytes > limits.max_header_size:
+                    self._refuse(TOO_LARGE_431, "request head over max_header_size "
+                                 f"({limits.max_header_size} bytes)")
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self, seconds: float, callback: Any) -> None:
+            self._disarm()
+            self._limit_timer = asyncio.get_running_loop().call_later(seconds, callback)
+
+        def _disarm(self) -> None:
+            if self._limit_timer is not None:
+                self._limit_timer.cancel()
+                self._limit_timer = None
+
+        def _handed_over(self) -> bool:
+            get = getattr(self.transport, "get_protocol", None)
+            return get is not None and get() is not self
+
+        def _idle_expired(self) -> None:
+            self._limit_timer = None
+            if self._handed_over() or self._in_head or self.cycle is not None:
+                return
+            if not self.transport.is_closing():
+                self.transport.close()  # nothing was asked: nothing to answer
+
+        def _head_expired(self) -> None:
+            self._limit_timer = None
+            if not self._handed_over() and self._in_head and self.cycle is self._head_of:
+                self._refuse(TIMEOUT_408, f"request head not complete in {limits.headers_timeout:g}s")
+
+        def _refuse(self, answer: bytes, why: str) -> None:
+            log.debug("closing a connection: %s", why)
+            self._disarm()
+            if not self.transport.is_closing():
+                self.transport.write(answer)
+                self.transport.close()
+
+    Guarded.__name__ = Guarded.__qualname__ = f"Limited{protocol_class.__name__}"
+    return Guarded
