@@ -15,6 +15,8 @@ import asyncio
 import logging
 from typing import Any, Protocol
 
+from ..config import SHUTDOWN_BUDGET
+
 log = logging.getLogger("sockserve.worker")
 
 POLL = 0.05  # seconds between checks for open connections
@@ -38,7 +40,7 @@ class Drainable(Protocol):
     async def shutdown(self) -> None: ...
 
 
-async def drain(adapter: Drainable, timeout: float, budget: float,
+async def drain(adapter: Drainable, timeout: float, budget: float = SHUTDOWN_BUDGET,
                 hurry: asyncio.Event | None = None) -> int:
     """Let open connections finish within ``timeout`` seconds, then stop (see ``stop``).
 
@@ -58,6 +60,10 @@ async def drain(adapter: Drainable, timeout: float, budget: float,
             idle_until = None
         await asyncio.sleep(POLL)
     left = adapter.open
+    if left:
+        when = "at a fast stop" if hurry.is_set() else f"after {timeout:g}s (graceful_timeout)"
+        log.warning("%d connections still open %s: closing them", left, when,
+                    extra={"SOCKSERVE_EVENT": "drain_timeout"})
     # the lifespan shutdown may use what is left of graceful_timeout, plus the budget
     end = (loop.time() if hurry.is_set() else max(deadline, loop.time())) + budget
     await stop(adapter, end)

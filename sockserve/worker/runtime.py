@@ -21,7 +21,7 @@ from typing import Any
 from ..cluster import protocol
 from ..cluster.channel import Channel
 from ..cluster.protocol import Message
-from ..config import EXIT_APP, EXIT_FAILURE, EXIT_OK, SHUTDOWN_BUDGET, ConfigError
+from ..config import EXIT_APP, EXIT_FAILURE, EXIT_OK, ConfigError
 from ..listeners import bind_reuseport
 from . import apps, drain, limits
 from .fdpressure import RESUME_AT, Acceptor, FdBudget
@@ -122,26 +122,13 @@ class Worker:
         self.loop.create_task(self._drain())
 
     def quit(self) -> None:
-        """Fast stop (SIGQUIT: the master's SIGINT/SIGQUIT): cancel what runs now, run the
-        lifespan shutdown within the shutdown budget, exit 0.  A second SIGQUIT exits at
-        once (uvicorn's second Ctrl-C)."""
-        if self._hurry.is_set():
-            logging.shutdown()
-            os._exit(EXIT_OK)
+        """Fast stop (SIGQUIT, on the master's SIGINT): drain.py's stop, at once."""
         self._hurry.set()
         self.disconnect()
 
     async def _drain(self) -> None:
-        """Drain within graceful_timeout, then cancel what is left and run the lifespan
-        shutdown within the budget (drain.py): this worker exits before the master's SIGKILL."""
-        await self._started.wait()
-        timeout = float(self.config.get("graceful_timeout", 30.0))
-        budget = float(self.config.get("shutdown_budget", SHUTDOWN_BUDGET))
-        left = await drain.drain(self.adapter, timeout, budget, self._hurry)
-        if left:
-            when = "at a fast stop" if self._hurry.is_set() else f"after {timeout:g}s (graceful_timeout)"
-            self.event("drain_timeout", "%d connections still open %s: closed and cancelled", left,
-                       when, level=logging.WARNING)
+        await self._started.wait()  # then drain, cancel, lifespan shutdown: before the master's SIGKILL
+        await drain.drain(self.adapter, float(self.config.get("graceful_timeout", 30.0)), hurry=self._hurry)
         self.finish(EXIT_OK)
 
     async def _heartbeats(self) -> None:
