@@ -55,6 +55,19 @@ def test_sigterm_refuses_new_connections_at_once_and_finishes_in_flight(start_se
     assert server.proc.wait(15) == 0
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_shared_workers_meet_the_shut_down_socket_quietly(start_server, sig):
+    """The master shuts the shared socket down under the workers' accept loops: no EINVAL spin."""
+    server = start_server("tests.apps.sample:slow_app", "--workers", "2", "--policy", "shared")
+    slow = in_background(http_get, server.port, "/?s=1")
+    time.sleep(0.3)
+    server.signal(sig)
+    assert server.proc.wait(15) == 0
+    slow["thread"].join(10)
+    err = server.stderr()  # (a request cancelled at SIGINT is logged by uvicorn, as uvicorn does)
+    assert "Invalid argument" not in err and "_accept" not in err, err
+
+
 def test_connection_queued_before_sigterm_is_served(start_server):
     """Left in the kernel's queue (the worker's rr window was full): handed out, not reset."""
     import os
