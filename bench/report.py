@@ -9,6 +9,7 @@ from wrkload import WrkResult
 
 REF_NODE = "node cluster rr"
 REF_UVICORN = "uvicorn --workers"
+REF_SHARED = "sockserve shared"
 _ERR_LETTERS = {"connect": "c", "read": "r", "write": "w", "timeout": "t", "status": "n"}
 
 
@@ -71,14 +72,14 @@ def load_table(case: str, by_server: dict[str, list[WrkResult]], master_us: dict
     rows = []
     for name, runs in by_server.items():
         if not runs:
-            rows.append([name, f"n/a: {missing.get(name, 'no run succeeded')}"] + [""] * 7)
+            rows.append([name, f"n/a: {missing.get(name, 'no run succeeded')}"] + [""] * 8)
             continue
         rows.append([name, spread([r.rps for r in runs]), ratio(rps[name], rps.get(REF_NODE)),
-                     ratio(rps[name], rps.get(REF_UVICORN)),
+                     ratio(rps[name], rps.get(REF_UVICORN)), ratio(rps[name], rps.get(REF_SHARED)),
                      spread([r.p50_us / 1000 for r in runs], "{:.2f}"),
                      spread([r.p99_us / 1000 for r in runs], "{:.2f}"),
                      errors_text(runs), split_text(runs), spread(master_us.get(name, []), "{:.1f}")])
-    header = ["server", "req/s median (min–max)", "× node rr", "× uvicorn", "p50 ms", "p99 ms",
+    header = ["server", "req/s median (min–max)", "× node rr", "× uvicorn", "× shared", "p50 ms", "p99 ms",
               "errors", "split % per worker", "master CPU µs/req"]
     return f"### {case}\n\n" + table(header, rows)
 

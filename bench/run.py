@@ -12,6 +12,7 @@ the targets are reported as met / missed, never asserted.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import sys
@@ -83,9 +84,13 @@ def measure(args: argparse.Namespace, specs: list[ServerSpec], res: Results, wor
                      RELOAD_LOADS, args.reload_seconds, workdir)
     if not args.no_handoff:
         print("hand-off micro-benchmark", file=sys.stderr)
+        variants = (("1", "C path, forked workers (master-only CPU)"),
+                    ("0", "Python path, forked workers (master-only CPU)"))
         for _ in range(args.runs):
-            for fork, variant in ((False, "in-process workers"), (True, "forked workers (master-only CPU)")):
-                res.handoff[variant].append(handoff.run(seconds=2.0 if args.quick else 3.0, fork=fork))
+            for native, variant in variants:  # native.py reads SOCKSERVE_NATIVE at each Dispatcher
+                os.environ["SOCKSERVE_NATIVE"] = native
+                res.handoff[variant].append(handoff.run(seconds=2.0 if args.quick else 3.0, fork=True))
+        os.environ.pop("SOCKSERVE_NATIVE", None)
 
 
 def render(args: argparse.Namespace, res: Results) -> str:

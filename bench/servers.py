@@ -34,14 +34,27 @@ class ServerSpec:
     missing: str = ""  # why it cannot run here, '' if it can
 
 
-def _sockserve(policy: str, *extra: str, label: str = "") -> ServerSpec:
+def _sockserve(policy: str, *extra: str, label: str = "", native: bool = True) -> ServerSpec:
+    """sockserve with ``policy``; ``native=False``: the pure-Python hand-off path (SOCKSERVE_NATIVE=0)."""
     exe = VENV_BIN / "sockserve"
     argv = (str(exe), "--workers", "{workers}", "--policy", policy, "--bind", "127.0.0.1:{port}",
             "--log-target", "stderr", *extra)
     env = {"PYTHONPATH": str(REPO)}  # this checkout's sockserve, whatever the venv installed
     missing = "" if _sockserve_ready(exe, env) else f"`{exe} --help` fails (sockserve.cli missing?)"
-    return ServerSpec(f"sockserve {policy}{label}", argv, env, reload_signal=signal.SIGHUP, notifies=True,
-                      missing=missing)
+    name = f"sockserve {policy}{label}"
+    if not native:
+        env["SOCKSERVE_NATIVE"] = "0"
+        name += " (python)"
+    elif policy == "rr" and not missing and not _native_built(env):
+        missing = "sockserve.master._native is not built (pip install -e . with a C compiler)"
+    return ServerSpec(name, argv, env, reload_signal=signal.SIGHUP, notifies=True, missing=missing)
+
+
+def _native_built(env: dict[str, str]) -> bool:
+    check = "import sys, sockserve.master.native as n; sys.exit(0 if n.available() else 1)"
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, timeout=10,
+                          env={**os.environ, **env})
+    return done.returncode == 0
 
 
 def _sockserve_ready(exe: Path, env: dict[str, str]) -> bool:
@@ -86,11 +99,19 @@ def _gunicorn() -> ServerSpec:
                       missing=missing)
 
 
+def _granian() -> ServerSpec:
+    exe = VENV_BIN / "granian"
+    argv = (str(exe), "--interface", "asgi", "--workers", "{workers}", "--loop", "uvloop", "--no-ws",
+            "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warning", "apps:app")
+    missing = "" if exe.exists() else "granian not installed in the venv (pip install -e '.[bench]')"
+    return ServerSpec("granian --workers", argv, {"PYTHONPATH": str(BENCH)}, missing=missing)
+
+
 def all_specs() -> list[ServerSpec]:
     """Every server of the benchmark, sockserve first."""
-    return [_sockserve("rr"), _sockserve("shared"), _sockserve("reuseport"),
+    return [_sockserve("rr"), _sockserve("rr", native=False), _sockserve("shared"), _sockserve("reuseport"),
             _sockserve("rr", "--access-log", label=" +access-log"),  # a line per request to the log file
-            _node("rr"), _node("none"), _uvicorn(), _uvicorn(access_log=True), _gunicorn()]
+            _node("rr"), _node("none"), _uvicorn(), _uvicorn(access_log=True), _granian(), _gunicorn()]
 
 
 class Server:

@@ -14,7 +14,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=$ROOT/dist
 VERSION=""
 LINTIAN=0
-BUILD_DEPS=(debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools dpkg-dev)
+BUILD_DEPS=(debhelper dh-python pybuild-plugin-pyproject python3-all-dev python3-setuptools dpkg-dev gcc)
 
 die() { echo "build-deb.sh: $*" >&2; exit 1; }
 while [ $# -gt 0 ]; do
@@ -78,7 +78,7 @@ if ! (cd "$W/sockserve" && PATH=/usr/sbin:/usr/bin:/sbin:/bin dpkg-buildpackage 
     die "dpkg-buildpackage failed (last 60 lines above)"
 fi
 mkdir -p "$OUT"
-DEB=$(cd "$W" && ls sockserve_*_all.deb)
+DEB=$(cd "$W" && ls sockserve_*_"$(dpkg-architecture -qDEB_HOST_ARCH)".deb)  # Architecture: any (the C extension)
 mv "$W/$DEB" "$OUT/$DEB"
 if [ "$LINTIAN" = 1 ]; then
     lintian --fail-on error,warning --info "$OUT/$DEB" >&2 || die "lintian found errors or warnings in $OUT/$DEB"

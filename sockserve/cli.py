@@ -20,8 +20,9 @@ from .config import EXIT_FAILURE, EXIT_USAGE, Config, ConfigError, make_config
 from .settings import BY_NAME, SETTINGS, Setting
 
 ENV_PREFIX = "SOCKSERVE_"
-ENV_INTERNAL = {"SOCKSERVE_WORKER_ID", "SOCKSERVE_CHANNEL_FD", "SOCKSERVE_WORKER_CONFIG", "SOCKSERVE_CONFIG",
-                "SOCKSERVE_WORKER_CHECK"}
+ENV_INTERNAL = {"SOCKSERVE_WORKER_ID", "SOCKSERVE_CHANNEL_FD", "SOCKSERVE_WORKER_CONFIG", "SOCKSERVE_CONFIG"}
+ENV_INTERNAL |= {"SOCKSERVE_NATIVE"}  # 0: the pure-Python hand-off path (master/native.py), not a setting
+ENV_INTERNAL |= {"SOCKSERVE_WORKER_CHECK"}  # sockserve check's app probe (check.py), not a setting
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,7 +62,8 @@ def serve_parser() -> argparse.ArgumentParser:
 SECTION_TITLES = {"server": "server and cluster", "control": "control socket", "logging": "logging",
                   "http": "HTTP (uvicorn's protocol options)", "tls": "TLS (stdlib ssl)",
                   "wsgi": "WSGI (a2wsgi)", "unix": "unix sockets",
-                  "app": "app loading (where the app and hooks are imported from)"}
+                  "app": "app loading (where the app and hooks are imported from)",
+                  "guards": "guards: recycling, request timeout, metrics, reload, idle exit"}
 
 
 def _add_option(group: Any, s: Setting) -> None:

@@ -167,6 +167,7 @@ def _validate(c: Config) -> None:
         _check(spec is None or _is_import_spec(spec), f"{key}: {spec!r} is not MODULE:ATTRIBUTE")
     _validate_http(c)
     _validate_limits(c)
+    _validate_guards(c)
     _validate_app_loading(c)
 
 
@@ -277,3 +278,23 @@ def _is_import_spec(spec: str) -> bool:
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
+
+
+# ---------------------------------------------------------------- guards (issue 13)
+GUARD_SECONDS = ("request_timeout", "max_worker_lifetime", "max_worker_lifetime_jitter", "exit_idle_time")
+
+
+def _validate_guards(c: Any) -> None:
+    for key in GUARD_SECONDS:
+        value = getattr(c, key)
+        _check(0 <= value < 86400 * 365, f"{key}: must be 0 (off) or a number of seconds, got {value}")
+    for key in ("max_requests", "max_requests_jitter"):
+        _check(getattr(c, key) >= 0, f"{key}: must be 0 (off) or more, got {getattr(c, key)}")
+    _check(0 <= c.max_worker_rss < 2**40, f"max_worker_rss: must be 0 (off) or MiB, got {c.max_worker_rss}")
+    if c.metrics is not None:
+        try:
+            tcp = parse_address(c.metrics).family == "tcp"
+        except ConfigError:
+            tcp = False
+        _check(tcp, f"metrics: {c.metrics!r}: expected HOST:PORT or [IPv6]:PORT")
+    _check(not (c.reload and c.exit_idle_time), "reload: cannot be combined with exit_idle_time")

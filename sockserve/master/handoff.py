@@ -4,6 +4,11 @@ rr: accept while the workers have room in their windows, hand each fd to the
 policy's choice with NewConn, close our copy on an accepted ack, re-hand on a
 reject or a death.  Connections that do not fit stay in the kernel's accept
 queue, which survives a restart of the master when systemd owns the socket.
+
+When the C extension is built (native.py), the policy is its RoundRobin and the
+two hot calls (accept, ack) run in C: accept4, the policy, sendmsg of NewConn
+records, close.  What C cannot send (a channel with records queued, closed, or
+a failed send) comes back as actions for the Python path (``_apply``).
 """
 
 from __future__ import annotations
@@ -15,15 +20,17 @@ import logging
 import os
 import socket
 
-from ..cluster.protocol import MAX_FDS, Ack, Heartbeat, NewConn, QueryServer, ServerReply
+from ..cluster.protocol import MAX_FDS, Ack, Heartbeat, NewConn, ProtocolError, QueryServer, ServerReply
 from ..listeners import Listener
 from ..systemd import log_event
+from . import native
 from .round_robin import Action, Handoff
 from .shared import make_policy
 from .workers import WorkerHandle
 
 log = logging.getLogger("sockserve.master")
 ACCEPT_BATCH = 64  # accepts per wake-up, so one busy listener cannot starve the loop
+READ_BATCH = 64  # records read per wake-up of a worker's channel (as Channel does)
 FD_EXHAUSTED_PAUSE = 0.5  # seconds accept pauses on EMFILE/ENFILE
 FD_EXHAUSTED_LOG_EVERY = 10.0
 MAX_QUEUED = 65536  # accept() calls to empty a queue at stop (backlog is at most 65535)
@@ -34,13 +41,37 @@ class Dispatcher:
                  window: int, workers: dict[int, WorkerHandle]) -> None:
         self.loop = loop
         self.listeners = {listener.key: listener for listener in listeners}
-        self.policy = make_policy(policy, window)
+        for listener in listeners:  # accept until EAGAIN: a blocking socket (systemd's) would hang us
+            if listener.listening:
+                listener.sock.setblocking(False)
+        self.policy = native.round_robin(window) if policy == "rr" else make_policy(policy, window)
+        self.native = native.is_native(self.policy)  # the C hot path (accept, ack) is on
+        self._key_index = {key: self.policy.key(key, native.newconn_prefix(key))
+                           for key in self.listeners} if self.native else {}
+        self._listen_fd = -1  # native: the epoll set of the listeners, which C turns on and off
+        if self.native:  # the loop calls C directly; C calls these when Python has work
+            self.policy.hooks(self._native_event, self._channel_event, loop.time)
+            for key, listener in self.listeners.items():
+                self._listen_fd = self.policy.listen(listener.sock.fileno(), self._key_index[key])
         self.workers = workers
         self.accepting = False
         self._readers: set[str] = set()  # keys whose accept reader is on
         self._paused_until = 0.0
         self._last_fd_log = -FD_EXHAUSTED_LOG_EVERY
         self.fd_exhausted = 0  # accept failures for lack of fds
+
+    @property
+    def policy(self):  # noqa: ANN201 - RoundRobin, the C one, Shared, or master's PolicySwitch
+        return self._policy
+
+    @policy.setter
+    def policy(self, value) -> None:  # noqa: ANN001
+        """A policy set from outside (master.py's PolicySwitch) that is not the C engine runs the
+        Python path: the C hot path needs the engine itself as the policy."""
+        self._policy = value
+        if getattr(self, "native", False) and not native.is_native(value):
+            self.native = False
+            self._listen_fd = -1
 
     # ------------------------------------------------------------ server replies
     def reply(self, worker: WorkerHandle, query: QueryServer) -> None:
@@ -53,12 +84,36 @@ class Dispatcher:
 
     # ------------------------------------------------------------ workers come and go
     def worker_listening(self, worker: WorkerHandle) -> None:
+        if self.native:  # C may send NewConn on this channel itself (while it has nothing queued)
+            fd = worker.channel.sock.fileno()
+            self.policy.attach(worker.id, fd, worker.channel, worker.counters, worker)
+            self.loop.add_reader(fd, self.policy.on_channel, worker.id)  # instead of the channel's reader
         self._apply(self.policy.add(worker.id))
+
+    def _channel_event(self, worker_id: int, record: tuple[bytes, list[int], int] | None,
+                       state: int) -> None:
+        """From C's reading of a worker channel: a record that is not a plain ack (state 1),
+        EOF or an error (2), a worker being replaced (3): the channel's own path takes it."""
+        worker = self.workers.get(worker_id)
+        if worker is None or worker.channel.closed:
+            return
+        if record is not None:
+            worker.channel._deliver(*record)  # decode, the peer's state table, the pool
+        else:
+            worker.channel._read(1 if state == 2 else READ_BATCH)
+
+    def _native_event(self, spill: list[Action], err: int) -> None:
+        """From C's hot path: actions it could not do itself, an accept error; readers."""
+        self._apply(spill)
+        if err:
+            self._accept_failed(OSError(err, os.strerror(err)))
 
     def worker_closed(self, worker: WorkerHandle) -> None:
         self._apply(self.policy.stop(worker.id))
 
     def worker_gone(self, worker: WorkerHandle) -> None:
+        if self.native:
+            self.policy.detach(worker.id)
         self._apply(self.policy.remove(worker.id))
 
     def heartbeat(self, worker: WorkerHandle, beat: Heartbeat, now: float, bound: float) -> bool:
@@ -82,15 +137,27 @@ class Dispatcher:
         return True
 
     def ack(self, worker: WorkerHandle, ack: Ack) -> None:
-        """Raises ProtocolError for an ack the worker had no reason to send."""
+        """Raises ProtocolError for an ack the worker had no reason to send.
+
+        The seqs before the bad one still count: what they decided is done
+        (closed, handed on), so no connection waits on a hand-off never sent.
+        """
         if ack.accepted:
             worker.counters.accepted += len(ack.seqs)
         else:
             worker.counters.rejected += len(ack.seqs)
+        if self.native:
+            spill, error = self.policy.ack_many(worker.id, ack.seqs, ack.accepted)
+            self._apply(spill)
+            if error is not None:
+                raise ProtocolError(error)
+            return
         actions: list[Action] = []
-        for seq in ack.seqs:
-            actions += self.policy.ack(worker.id, seq, ack.accepted)
-        self._apply(actions)
+        try:
+            for seq in ack.seqs:
+                actions += self.policy.ack(worker.id, seq, ack.accepted)
+        finally:
+            self._apply(actions)
 
     # ------------------------------------------------------------ accepting
     def start_accepting(self) -> None:
@@ -102,8 +169,14 @@ class Dispatcher:
         self._update_readers()
 
     def _update_readers(self) -> None:
-        want = (self.accepting and self.policy.mode == "rr" and self.policy.capacity() > 0
-                and self.loop.time() >= self._paused_until)
+        want = self.accepting and self.policy.mode == "rr" and self.loop.time() >= self._paused_until
+        if self.native:  # C polls the listeners only while the workers have room, too
+            self.policy.set_accepting(want)
+            if want and not self._readers and self._listen_fd >= 0:
+                self.loop.add_reader(self._listen_fd, self.policy.on_listener)
+                self._readers.add("*")
+            return
+        want = want and self.policy.capacity() > 0
         for key, listener in self.listeners.items():
             if want and key not in self._readers:
                 self.loop.add_reader(listener.sock.fileno(), self._accept, listener)
@@ -124,14 +197,18 @@ class Dispatcher:
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    self._fd_exhausted(exc)
-                    break
                 if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
                     continue  # the client gave up before we accepted
-                raise
+                self._apply(actions)
+                self._accept_failed(exc)
+                return
             actions += self.policy.distribute((listener.key, fd))
         self._apply(actions)
+
+    def _accept_failed(self, exc: OSError) -> None:
+        if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+            raise exc
+        self._fd_exhausted(exc)
 
     def _fd_exhausted(self, exc: OSError) -> None:
         """Out of fds: pause accepting instead of spinning; log once per interval."""
@@ -216,5 +293,8 @@ class Dispatcher:
 
     def close(self) -> None:
         self.stop_accepting()
+        if "*" in self._readers:
+            self.loop.remove_reader(self._listen_fd)
+            self._readers.discard("*")
         for listener in self.listeners.values():
             listener.sock.close()

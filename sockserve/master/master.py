@@ -1,10 +1,10 @@
 """The master: one event loop that owns listeners, workers and the talk with systemd.
 
-Lifecycle: spawn a generation, READY=1 once every worker listens on every
-listener, STATUS= while it runs, rolling restart on SIGHUP (RELOADING=1 …
-READY=1), graceful stop on SIGTERM (STOPPING=1), fast stop on SIGINT/SIGQUIT,
-one worker more/less on SIGTTIN/SIGTTOU.  Signal handlers only start work on
-the loop.
+The lifecycle (start, READY=1, reload, resize, crash, stop; lifecycle.TABLE) is
+decided by the pure supervisor core; this shell turns signals (TERM graceful
+stop, INT/QUIT fast stop, HUP reload, TTIN/TTOU one worker more/less), control
+requests, worker messages, exits and loop timers into its events, and carries
+its actions out (shell.py).  No polling: deadlines are timers the core asks for.
 """
 
 from __future__ import annotations
@@ -17,36 +17,42 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import apploader
-from ..config import EXIT_APP, EXIT_FAILURE, EXIT_OK, EXIT_SLACK, SHUTDOWN_BUDGET, Config, ConfigError
+from ..config import Config
 from ..eventloop import new_event_loop
 from ..listeners import Listener, bind_config, migrate_req_enabled
-from ..systemd import Notifier, extend_timeout_line, log_event, reloading_lines, scrub_env
+from ..systemd import Notifier, log_event, scrub_env
+from . import lifecycle as L
 from .control import ControlServer, default_control_path, start_control
 from .events import Emitter
+from .guards import Guards
 from .handoff import Dispatcher
-from .pool import BootFailure, Pool
+from .policy_switch import PolicySwitch
+from .pool import Pool
+from .shared import make_policy
+from .shell import Shell
+from .supervisor import Supervisor
 from .workers import WorkerHandle
 
 log = logging.getLogger("sockserve.master")
-POLL = 0.01  # seconds between checks while waiting for workers to come or go
+REAP_AT_EXIT = 5.0  # seconds to reap workers still there when the master exits
 
 
-class Master:
+class Master(Shell):
     def __init__(self, config: Config, listeners: list[Listener] | None = None, *,
                  reread: Callable[[], Config] | None = None,
                  environ: dict[str, str] | None = None) -> None:
         environ = dict(os.environ if environ is None else environ)
         self.config = config
+        self.core = Supervisor(config)
         self.emitter = Emitter()
         self.notifier = Notifier.from_env(environ)
-        self.state = "starting"
         self._listeners = listeners
         self._reread = reread
         self._env = scrub_env(environ)
         self._control_path = config.control_socket or default_control_path(environ)
-        self._reload_task: asyncio.Task[tuple[bool, str]] | None = None
-        self._stop_task: asyncio.Task[None] | None = None
         self._status = ""
+        self._requests: dict[int, asyncio.Future[tuple[bool, str]]] = {}
+        self._next_request = 1
 
     # ------------------------------------------------------------ public API
     def on(self, event: str, callback: Callable[..., Any]) -> None:
@@ -57,14 +63,21 @@ class Master:
     def workers(self) -> dict[int, WorkerHandle]:
         return self.pool.workers
 
+    @property
+    def state(self) -> str:
+        return self.core.phase.value
+
     def statistics(self) -> dict[str, Any]:
+        """What is in effect: the serving generation and its policy, every live worker."""
         workers = [w.as_dict() for w in sorted(self.pool.workers.values(), key=lambda w: w.id)]
+        summary = self.core.summary()
         return {
-            "pid": os.getpid(), "state": self.state, "policy": self.config.policy,
-            "generation": self.pool.generation, "workers": workers,
+            "pid": os.getpid(), "state": summary["state"], "policy": summary["policy"],
+            "generation": summary["generation"], "workers": workers,
             "served": self.pool.served_by_dead + sum(w["served"] for w in workers),
             "listeners": list(self.dispatcher.listeners),
             "accept_paused": self.dispatcher.fd_exhausted, "spawn_failures": self.pool.spawn_failures,
+            **self.guards.statistics(),
         }
 
     def run(self) -> int:
@@ -72,60 +85,61 @@ class Master:
         with asyncio.Runner(loop_factory=new_event_loop) as runner:  # cancels leftover tasks
             return runner.run(self._main())
 
+    async def reload(self) -> tuple[bool, str]:
+        """Rolling restart; (ok, message) of this request's own reload."""
+        request, self._next_request = self._next_request, self._next_request + 1
+        future = self._requests[request] = self.loop.create_future()
+        self.feed(L.Reload(request))
+        return await future
+
     # ------------------------------------------------------------ lifecycle
     async def _main(self) -> int:
         self.loop = asyncio.get_running_loop()
         listeners = self._listeners or bind_config(self.config)
         self.dispatcher = Dispatcher(self.loop, listeners, self.config.policy, self.config.rr_window, {})
-        self.pool = Pool(self.loop, self.config, self.dispatcher, self.emitter, self._env, self._changed)
-        self._stopped: asyncio.Future[int] = self.loop.create_future()
+        window = self.config.rr_window
+        self.dispatcher.policy = PolicySwitch(  # type: ignore[assignment]  # a reload may change it
+            self.config.policy, lambda mode: make_policy(mode, window))
+        self.pool = Pool(self.loop, self.dispatcher, self.emitter, self._env, self.feed)
+        self.pool.on_ack = self._queue_checked
+        self._shell_init()
+        self.guards = Guards(self)
         control = ControlServer(self._control_path, self._control) if self._control_path else None
         try:
             self._install_signals()
             if control:
                 control = await start_control(control, bool(self.config.control_socket), self.loop)
             self._load_hooks()
-            code = await self._start()
-            if code == EXIT_OK:
-                ticker = self.loop.create_task(self._tick())
-                code = await self._stopped
-                ticker.cancel()
+            self.guards.start()
+            self._warn_reuseport()
+            self.notifier.notify(f"MAINPID={os.getpid()}")
+            self.feed(L.Start())
+            ticker = self.loop.create_task(self._tick())
+            code = await self._stopped
+            ticker.cancel()
             return code
         finally:
             await self._shutdown(control)
 
-    async def _start(self) -> int:
+    def _warn_reuseport(self) -> None:
         if self.config.policy == "reuseport" and migrate_req_enabled() is False:
             log_event(log, logging.WARNING, "reuseport_migrate_off",
                       "net.ipv4.tcp_migrate_req is 0: connections queued on a worker's socket are "
                       "reset when that worker leaves (set it to 1 for lossless reloads)")
-        self.notifier.notify(f"MAINPID={os.getpid()}", self._extend(self.config.boot_timeout))
-        self.pool.generation = 1
-        self.pool.start_generation(1, self.config)
-        self.dispatcher.start_accepting()
-        try:
-            await asyncio.wait_for(asyncio.shield(self.pool.generation_ready(1)), self.config.boot_timeout)
-        except BootFailure as exc:  # the worker's reason names the app and the error
-            log_event(log, logging.CRITICAL, "worker_boot_failure", str(exc))
-            return EXIT_APP
-        except TimeoutError:
-            log_event(log, logging.CRITICAL, "boot_timeout",
-                      f"workers did not listen within {self.config.boot_timeout:g}s (boot_timeout)")
-            return EXIT_FAILURE
-        self.state = "running"
-        self._changed()
-        self.notifier.notify("READY=1", f"STATUS={self._status}")
-        where = ", ".join(self.dispatcher.listeners)
-        log_event(log, logging.INFO, "ready", f"ready: {self._status} on {where}")
-        return EXIT_OK
 
     async def _shutdown(self, control: ControlServer | None) -> None:
-        """Leave nothing behind: workers, control socket, listeners."""
-        self.pool.size = 0
-        self.pool.retire_all(kill=True)
-        await self._until(lambda: not self.pool.workers, 5.0)
+        """Leave nothing behind: workers, timers, control socket, listeners."""
+        self._cancel_timers()
+        for future in self._requests.values():
+            if not future.done():
+                future.set_result((False, "stopping"))
+        try:
+            await asyncio.wait_for(self.pool.kill_all(), REAP_AT_EXIT)
+        except TimeoutError:
+            log_event(log, logging.ERROR, "reap_timeout", f"workers {sorted(self.pool.workers)} not reaped")
         if control:
             control.close()
+        await self.guards.close()
         self.dispatcher.close()
 
     def _load_hooks(self) -> None:
@@ -141,89 +155,19 @@ class Master:
             self.loop.add_signal_handler(signum, handler)
 
     def handle_term(self) -> None:
-        self._request_stop(graceful=True)
+        self.feed(L.Term(self.pool.hung(self.loop.time())))
 
     def handle_int(self) -> None:
-        self._request_stop(graceful=False)
+        self.feed(L.Int())
 
     def handle_hup(self) -> None:
-        self.loop.create_task(self.reload())
+        self.feed(L.Reload(None))
 
     def handle_ttin(self) -> None:
-        self.pool.resize(self.pool.size + 1)
-        self._changed()
+        self.feed(L.Ttin())
 
     def handle_ttou(self) -> None:
-        self.pool.resize(self.pool.size - 1)
-        self._changed()
-
-    # ------------------------------------------------------------ stop
-    def _request_stop(self, graceful: bool) -> None:
-        if self._stopped.done():
-            return
-        if self._stop_task is None or not graceful:
-            if self._stop_task is not None:
-                self._stop_task.cancel()
-            self._stop_task = self.loop.create_task(self._stop(graceful))
-
-    async def _stop(self, graceful: bool) -> None:
-        self.state = "stopping"
-        self.notifier.notify("STOPPING=1", self._extend(self.config.graceful_timeout))
-        log_event(log, logging.INFO, "stopping", "stopping " + ("gracefully" if graceful else "now"))
-        self.pool.size = 0
-        self.dispatcher.stop_listening()  # embedded mode: refuse new clients now; systemd's queue stays
-        if graceful:
-            await self._until(lambda: self.dispatcher.waiting() == 0, 5.0)  # hand out what we took
-            self.pool.retire_all(kill=False)
-            await self._until(lambda: not self.pool.workers, self.config.graceful_timeout + 5)
-        else:
-            self.pool.retire_all(kill=True, sig=signal.SIGQUIT)  # workers cancel, run lifespan shutdown
-            await self._until(lambda: not self.pool.workers, SHUTDOWN_BUDGET + EXIT_SLACK)
-        if not self._stopped.done():
-            self._stopped.set_result(EXIT_OK)
-
-    # ------------------------------------------------------------ reload
-    async def reload(self) -> tuple[bool, str]:
-        """Rolling restart; (ok, message).  Concurrent calls share one reload."""
-        if self.state not in ("running", "reloading"):
-            return False, f"cannot reload while {self.state}"
-        if self._reload_task is None or self._reload_task.done():
-            self._reload_task = self.loop.create_task(self._reload())
-        return await asyncio.shield(self._reload_task)
-
-    async def _reload(self) -> tuple[bool, str]:
-        self.state = "reloading"
-        self.notifier.notify(*reloading_lines(), "STATUS=reloading")
-        log_event(log, logging.INFO, "reload_start", "reload: starting a new generation")
-        try:
-            ok, message = await self._roll()
-        finally:
-            self.state = "running" if self.state == "reloading" else self.state
-            self._changed()
-            self.notifier.notify("READY=1", f"STATUS={self._status}")
-        event, level = ("reload_done", logging.INFO) if ok else ("reload_failed", logging.ERROR)
-        log_event(log, level, event, f"reload: {message}")
-        return ok, message
-
-    async def _roll(self) -> tuple[bool, str]:
-        try:
-            config = self._reread() if self._reread else self.config
-        except ConfigError as exc:
-            return False, f"configuration: {exc}"
-        old, new = self.pool.generation, self.pool.next_generation()
-        self.notifier.notify(self._extend(config.boot_timeout + config.graceful_timeout))
-        self.pool.start_generation(new, config)
-        try:
-            await asyncio.wait_for(asyncio.shield(self.pool.generation_ready(new)), config.boot_timeout)
-        except (BootFailure, TimeoutError) as exc:
-            self.pool.retire(new, kill=True)
-            why = str(exc) or f"workers did not listen within {config.boot_timeout:g}s"
-            return False, f"generation {new} failed, generation {old} keeps serving: {why}"
-        self.config = self.pool.config = config
-        self.pool.generation, self.pool.size = new, config.workers
-        self.pool.retire(old)
-        await self._until(lambda: not self.pool.members(old), config.graceful_timeout + 5)
-        return True, f"generation {new} serving, generation {old} drained"
+        self.feed(L.Ttou())
 
     # ------------------------------------------------------------ control socket
     async def _control(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -240,41 +184,19 @@ class Master:
 
     # ------------------------------------------------------------ periodic work
     async def _tick(self) -> None:
+        """Silence checks, the notify retry queue, WATCHDOG=1 while a worker serves, STATUS=."""
         watchdog = self.notifier.watchdog_interval()
         interval = min(self.config.heartbeat_interval(), watchdog or 1.0)
-        last_ping = self.loop.time()
+        last = last_ping = self.loop.time()
         while True:
             await asyncio.sleep(interval)
             now = self.loop.time()
-            self.pool.check_timeouts(now)
+            stalled = max(0.0, now - last - 2 * interval)  # the master itself did not run
+            last = now
+            self.pool.check_silence(now, stalled)
+            self.guards.tick(now)
             self.notifier.flush()  # what a busy receiver could not take yet
-            if watchdog and now - last_ping >= watchdog * 0.9:
+            if watchdog and now - last_ping >= watchdog * 0.9 and self.core.watchdog_ok():
                 self.notifier.notify("WATCHDOG=1")
                 last_ping = now
             self._changed()
-
-    def _changed(self) -> None:
-        """Recompute STATUS=; tell systemd when it changed."""
-        current = self.pool.members(self.pool.generation)
-        listening = sum(1 for w in current if w.listening)
-        served = self.pool.served_by_dead + sum(w.counters.served for w in self.pool.workers.values())
-        status = (f"{listening}/{self.pool.size} workers, {self.config.policy}, {served} served, "
-                  f"generation {self.pool.generation}")
-        if self.state == "reloading":
-            status = "reloading: " + status
-        if status != self._status:
-            self._status = status
-            if self.state in ("running", "reloading"):
-                self.notifier.notify(f"STATUS={status}")
-
-    def _extend(self, seconds: float) -> str:
-        return extend_timeout_line(seconds + 5)  # 5 s for our own start-up and exit
-
-    async def _until(self, done: Callable[[], bool], timeout: float) -> bool:
-        deadline = self.loop.time() + timeout
-        while not done():
-            if self.loop.time() >= deadline:
-                return False
-            await asyncio.sleep(POLL)
-            self.pool.check_timeouts(self.loop.time())
-        return True

@@ -1,9 +1,9 @@
-"""The worker pool: spawn, reap and replace workers; route their messages.
+"""The worker processes, I/O only: spawn, signal, reap, and turn what workers say into events.
 
-Workers live in numbered slots of a generation.  A crashed worker's slot is
-refilled after its back-off; a worker the master asked to leave is not.  A
-reload starts a new generation beside the current one and retires the old
-one once the new one listens (see master.py).
+The supervisor core (supervisor.py) decides; the pool carries out its Spawn,
+Disconnect and Kill actions and reports back through ``feed``: Online,
+Listening, BootError, Exited (classified by process.classify_exit), SpawnFailed
+(any OSError, EMFILE on socketpair() included) and Silent.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import signal
+import socket
 from collections.abc import Callable, Mapping
 
 from ..cluster import protocol
@@ -22,9 +23,8 @@ from ..cluster.peer import WorkerPeer, WorkerState
 from ..cluster.protocol import Message, ProtocolError
 from ..config import Config
 from ..systemd import log_event
+from . import lifecycle as L
 from . import process
-from .backoff import Backoff
-from .deadlines import overdue
 from .events import Emitter
 from .handoff import Dispatcher
 from .workers import WorkerHandle
@@ -32,126 +32,85 @@ from .workers import WorkerHandle
 log = logging.getLogger("sockserve.master")
 
 
-class BootFailure(Exception):
-    """A generation could not start: the app does not load."""
-
-
 class Pool:
-    def __init__(self, loop: asyncio.AbstractEventLoop, config: Config, dispatcher: Dispatcher,
-                 emitter: Emitter, env: Mapping[str, str], on_change: Callable[[], None]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, dispatcher: Dispatcher, emitter: Emitter,
+                 env: Mapping[str, str], feed: Callable[[L.Event], None]) -> None:
         self.loop = loop
-        self.config = config
         self.dispatcher = dispatcher
         self.emitter = emitter
         self.env = dict(env)
-        self.on_change = on_change
+        self.feed = feed
         self.workers: dict[int, WorkerHandle] = dispatcher.workers
-        self.generation = 0  # the serving generation
-        self.size = config.workers
+        self.configs: dict[int, Config] = {}  # worker id -> its generation's config
         self.served_by_dead = 0
         self.spawn_failures = 0
-        self._next_id = 1
-        self._last_generation = 0
-        self.active: set[int] = set()  # generations whose crashed workers are replaced
-        self._configs: dict[int, Config] = {}  # what each generation runs
-        self._backoffs: dict[tuple[int, int], Backoff] = {}  # (generation, slot)
-        self._restarts: dict[tuple[int, int], int] = {}
-        self._pending: set[tuple[int, int]] = set()  # slots waiting out a back-off
-        self._boot_errors: dict[int, str] = {}  # generation -> first reason
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self.on_ack: Callable[[], None] = lambda: None
+        self._gone: asyncio.Future[None] | None = None
 
-    # ------------------------------------------------------------ generations
-    def next_generation(self) -> int:
-        return self._last_generation + 1  # never reused, even after a failed reload
-
-    def start_generation(self, generation: int, config: Config) -> None:
-        """Spawn ``config.workers`` workers running ``config``'s app as ``generation``."""
-        self._last_generation = max(self._last_generation, generation)
-        self._configs[generation] = config
-        self.active.add(generation)
-        for slot in range(config.workers):
-            self.spawn_worker(generation, slot)
-
-    def members(self, generation: int) -> list[WorkerHandle]:
-        return [w for w in self.workers.values() if w.generation == generation]
-
-    def generation_ready(self, generation: int) -> asyncio.Future[None]:
-        """Resolves when every slot of ``generation`` listens; fails on a boot failure."""
-        future = self.loop.create_future()
-        self._waiters.append((generation, future))
-        self._check_waiters()
-        return future
-
-    def retire(self, generation: int, kill: bool = False, sig: int = signal.SIGKILL) -> None:
-        """Disconnect (or kill) every worker of ``generation``; none is replaced."""
-        self.active.discard(generation)
-        self._configs.pop(generation, None)
-        self._pending = {p for p in self._pending if p[0] != generation}
-        for table in (self._backoffs, self._restarts):
-            for key in [k for k in table if k[0] == generation]:
-                del table[key]
-        for worker in self.members(generation):
-            if kill:
-                worker.kill(sig)
-            else:
-                worker.disconnect(self.loop.time())
-
-    def retire_all(self, kill: bool, sig: int = signal.SIGKILL) -> None:
-        for generation in self.active | {w.generation for w in self.workers.values()}:
-            self.retire(generation, kill, sig)
-
-    def resize(self, size: int) -> None:
-        """TTIN/TTOU: grow or shrink the serving generation."""
-        self.size = max(1, size)
-        for worker in self.members(self.generation):
-            if worker.slot >= self.size:
-                worker.disconnect(self.loop.time())
-        self.manage_workers()
-
-    def manage_workers(self) -> None:
-        """Fill every empty slot of the serving generation (unless it waits out a back-off)."""
-        if self.generation in self._boot_errors or self.generation not in self.active:
+    # ------------------------------------------------------------ actions
+    def spawn(self, action: L.Spawn, restarts: int = 0) -> None:
+        """Start worker ``action.worker``; a failure (fds, exec) is fed back as SpawnFailed."""
+        config: Config = action.config
+        told = config.for_worker(action.generation, tuple(self.dispatcher.listeners))
+        env = {**self.env, "SOCKSERVE_WORKER_ID": str(action.worker),
+               "SOCKSERVE_WORKER_CONFIG": json.dumps(told)}
+        try:
+            master_end, worker_end = socketpair()
+        except OSError as exc:  # EMFILE: the slot is retried after its back-off
+            self._spawn_failed(action, exc)
             return
-        taken = {w.slot for w in self.members(self.generation) if w.disconnect_at is None}
-        for slot in range(self.size):
-            if slot not in taken and (self.generation, slot) not in self._pending:
-                self.spawn_worker(self.generation, slot)
-
-    # ------------------------------------------------------------ spawn and reap
-    def spawn_worker(self, generation: int, slot: int) -> WorkerHandle | None:
-        worker_id, self._next_id = self._next_id, self._next_id + 1
-        master_end, worker_end = socketpair()
-        config = self._configs.get(generation, self.config)
-        told = config.for_worker(generation, tuple(self.dispatcher.listeners))
-        env = {**self.env, "SOCKSERVE_WORKER_ID": str(worker_id), "SOCKSERVE_WORKER_CONFIG": json.dumps(told)}
         try:
             spawned = process.spawn_worker(env, worker_end, process.worker_argv(config.worker_python))
         except OSError as exc:
             master_end.close()
-            self.spawn_failures += 1
-            log_event(log, logging.ERROR, "spawn_failed", f"cannot start worker: {exc}",
-                      generation=generation)
-            self._respawn_later(generation, slot, 0.0)
-            return None
+            self._spawn_failed(action, exc)
+            return
         finally:
             worker_end.close()
+        self._started(action, config, spawned, master_end, restarts)
+
+    def _spawn_failed(self, action: L.Spawn, exc: OSError) -> None:
+        self.spawn_failures += 1
+        self.feed(L.SpawnFailed(action.worker, str(exc)))
+
+    def _started(self, action: L.Spawn, config: Config, spawned: process.Spawned,
+                 master_end: socket.socket, restarts: int) -> None:
         now = self.loop.time()
         worker = WorkerHandle(
-            id=worker_id, slot=slot, generation=generation, pid=spawned.pid, pidfd=spawned.pidfd,
-            channel=None,  # type: ignore[arg-type]  # set below: it needs the handle
-            peer=WorkerPeer(worker_id, tuple(self.dispatcher.listeners)), started=now,
-            last_seen=now, restarts=self._restarts.get((generation, slot), 0))
+            id=action.worker, slot=action.slot, generation=action.generation, pid=spawned.pid,
+            pidfd=spawned.pidfd, channel=None,  # type: ignore[arg-type]  # set below: it needs the handle
+            peer=WorkerPeer(action.worker, tuple(self.dispatcher.listeners)), started=now,
+            last_seen=now, restarts=restarts)
         worker.channel = Channel(master_end, "worker", lambda m, f: self._received(worker, m, f),
                                  lambda reason: self._channel_closed(worker, reason),
                                  lambda reason: self._fault(worker, reason))
         worker.channel.start(self.loop)
-        self.workers[worker_id] = worker
+        self.workers[worker.id] = worker
+        self.configs[worker.id] = config
+        self.dispatcher.policy.assign(worker.id, config.policy)  # type: ignore[union-attr]
         self.loop.add_reader(spawned.pidfd, self._reap, worker)
-        log_event(log, logging.INFO, "worker_spawn", f"worker {worker_id} started (pid {spawned.pid})",
-                  worker_id=worker_id, pid=spawned.pid, generation=generation)
+        log_event(log, logging.INFO, "worker_spawn", f"worker {worker.id} started (pid {spawned.pid})",
+                  worker_id=worker.id, pid=spawned.pid, generation=worker.generation)
         self.emitter.emit("fork", worker)
-        return worker
 
+    def disconnect(self, worker_id: int) -> None:
+        if worker := self.workers.get(worker_id):
+            worker.disconnect(self.loop.time())
+
+    def kill(self, worker_id: int, sig: int) -> None:
+        if worker := self.workers.get(worker_id):
+            worker.kill(sig)
+
+    def kill_all(self) -> asyncio.Future[None]:
+        """SIGKILL every worker left; resolves once the last is reaped."""
+        self._gone = self.loop.create_future()
+        for worker in list(self.workers.values()):
+            worker.kill(signal.SIGKILL)
+        if not self.workers:
+            self._gone.set_result(None)
+        return self._gone
+
+    # ------------------------------------------------------------ exits
     def _reap(self, worker: WorkerHandle) -> None:
         code = process.reap(worker.pid)
         if code is None:
@@ -168,6 +127,7 @@ class Pool:
         worker.exit = reason
         worker.peer.event("exit")
         del self.workers[worker.id]
+        self.configs.pop(worker.id, None)
         self.served_by_dead += worker.counters.served
         self.dispatcher.worker_gone(worker)
         level = logging.INFO if reason.kind == "disconnected" else logging.WARNING
@@ -175,33 +135,9 @@ class Pool:
                   worker_id=worker.id, pid=worker.pid, generation=worker.generation,
                   exit_kind=reason.kind, exit_code=code)
         self.emitter.emit("exit", worker, reason)
-        if reason.kind == "boot_failure":
-            self._boot_errors.setdefault(worker.generation, "cannot load the application (exit code 6)")
-        elif reason.respawn:
-            self._respawn_later(worker.generation, worker.slot, self.loop.time() - worker.started)
-        self._check_waiters()
-        self.on_change()
-
-    def _slot_wanted(self, generation: int, slot: int) -> bool:
-        return generation in self.active and not (generation == self.generation and slot >= self.size)
-
-    def _respawn_later(self, generation: int, slot: int, lived: float) -> None:
-        """Refill a crashed worker's slot after the slot's back-off."""
-        if not self._slot_wanted(generation, slot):
-            return
-        key = (generation, slot)
-        backoff = self._backoffs.setdefault(key, Backoff(self.config.restart_delay_max,
-                                                         self.config.stable_after))
-        delay = backoff.exited(lived, crashed=True)
-        self._restarts[key] = self._restarts.get(key, 0) + 1
-        self._pending.add(key)
-        self.loop.call_later(delay, self._respawn_due, key)
-
-    def _respawn_due(self, key: tuple[int, int]) -> None:
-        if key in self._pending:
-            self._pending.discard(key)
-            if self._slot_wanted(*key):
-                self.spawn_worker(*key)
+        self.feed(L.Exited(worker.id, reason.kind, code, reason.text, self.loop.time() - worker.started))
+        if not self.workers and self._gone is not None and not self._gone.done():
+            self._gone.set_result(None)
 
     # ------------------------------------------------------------ messages
     def _received(self, worker: WorkerHandle, msg: Message, fds: list[int]) -> None:
@@ -224,12 +160,12 @@ class Pool:
     def _dispatch(self, worker: WorkerHandle, msg: Message) -> None:
         if isinstance(msg, protocol.Ack):
             self.dispatcher.ack(worker, msg)
+            self.on_ack()
         elif isinstance(msg, protocol.Heartbeat) and self.dispatcher.heartbeat(
-                worker, msg, self.loop.time(), self.config.worker_timeout):  # out of fds too long
-            worker.disconnect(self.loop.time())
-            self.manage_workers()
+                worker, msg, self.loop.time(), self.configs[worker.id].worker_timeout):  # out of fds too long
+            self.feed(L.Silent(worker.id, "out of fds for over worker_timeout"))
         elif isinstance(msg, protocol.QueryServer):
-            self.dispatcher.reply(worker, msg)
+            self._reply(worker, msg)
         elif isinstance(msg, protocol.Listening):
             self.emitter.emit("listening", worker, msg.key)
         elif isinstance(msg, protocol.Close):
@@ -237,19 +173,28 @@ class Pool:
         elif isinstance(msg, protocol.UserMessage):
             self.emitter.emit("message", worker, msg.payload)
         elif isinstance(msg, protocol.BootError):
-            self._boot_errors.setdefault(worker.generation, msg.reason)
+            self.feed(L.BootError(worker.id, msg.reason))
+        elif isinstance(msg, protocol.Recycle):  # max_requests, request_timeout (worker/guards.py)
+            self.feed(L.Recycle(worker.id, msg.reason))
+
+    def _reply(self, worker: WorkerHandle, query: protocol.QueryServer) -> None:
+        """The server reply in the worker's own generation's policy (a reload may change it)."""
+        mode = self.configs[worker.id].policy
+        listener = self.dispatcher.listeners[query.key]
+        fds = [listener.sock.fileno()] if mode == "shared" else []
+        worker.channel.send(protocol.ServerReply(query.key, mode, listener.address), fds)
 
     def _state_changed(self, worker: WorkerHandle, state: WorkerState) -> None:
         if state is WorkerState.ONLINE:
             log_event(log, logging.DEBUG, "worker_online", f"worker {worker.id} online",
                       worker_id=worker.id, pid=worker.pid, generation=worker.generation)
             self.emitter.emit("online", worker)
+            self.feed(L.Online(worker.id))
         elif state is WorkerState.LISTENING:
             log_event(log, logging.INFO, "worker_listening", f"worker {worker.id} listening",
                       worker_id=worker.id, pid=worker.pid, generation=worker.generation)
             self.dispatcher.worker_listening(worker)
-            self._check_waiters()
-            self.on_change()
+            self.feed(L.Listening(worker.id))
 
     def _channel_closed(self, worker: WorkerHandle, reason: str | None) -> None:
         """EOF: the worker is exiting (its pidfd tells when).  Anything else: its fault."""
@@ -268,33 +213,30 @@ class Pool:
                   worker_id=worker.id, pid=worker.pid, generation=worker.generation)
         process.kill(worker.pid, signal.SIGKILL)
 
-    # ------------------------------------------------------------ readiness
-    def _check_waiters(self) -> None:
-        still = []
-        for generation, future in self._waiters:
-            if future.done():
-                continue
-            error = self._boot_errors.get(generation)
-            members = self.members(generation)
-            if error is not None:
-                future.set_exception(BootFailure(error))
-            elif len(members) >= self._configs[generation].workers and all(w.listening for w in members):
-                future.set_result(None)
-            else:
-                still.append((generation, future))
-        self._waiters = still
-
-    def check_timeouts(self, now: float) -> None:
-        """Kill workers that are overdue (see deadlines.py); a silent one is replaced."""
+    # ------------------------------------------------------------ silence
+    def check_silence(self, now: float, stalled: float) -> None:
+        """Read every channel dry first, forgive ``stalled`` seconds the master itself did not run,
+        then report serving workers silent past their worker_timeout."""
         for worker in list(self.workers.values()):
-            why = overdue(worker.state, started=worker.started, last_seen=worker.last_seen,
-                          disconnect_at=worker.disconnect_at, now=now, config=self.config)
-            if why is None or worker.killed or worker.timed_out:
-                continue
-            log_event(log, logging.ERROR, "worker_timeout", f"worker {worker.id} (pid {worker.pid}) {why}; "
-                      "killing it", worker_id=worker.id, pid=worker.pid, generation=worker.generation)
-            if worker.disconnect_at is not None:
-                worker.kill()
-            else:
+            worker.channel.read_remaining()
+            worker.last_seen += stalled
+        for worker in list(self.workers.values()):
+            timeout = self.configs[worker.id].worker_timeout
+            silent = now - worker.last_seen
+            if worker.state is WorkerState.LISTENING and silent > timeout and not worker.timed_out:
                 worker.timed_out = True
-                process.kill(worker.pid, signal.SIGKILL)
+                why = f"silent for {silent:.1f}s (worker_timeout {timeout:g}s)"
+                log_event(log, logging.ERROR, "worker_timeout",
+                          f"worker {worker.id} (pid {worker.pid}) {why}; killing it",
+                          worker_id=worker.id, pid=worker.pid, generation=worker.generation)
+                self.feed(L.Silent(worker.id, why))
+
+    def hung(self, now: float) -> tuple[int, ...]:
+        """Workers silent for three heartbeats with hand-offs they have not acked: at a stop they
+        are killed first, so their rr windows go to workers that still take connections."""
+        def unacked(w: WorkerHandle) -> int:
+            return w.counters.handed - w.counters.accepted - w.counters.rejected
+
+        return tuple(w.id for w in self.workers.values()
+                     if w.state is WorkerState.LISTENING and unacked(w) > 0
+                     and now - w.last_seen > 3 * self.configs[w.id].heartbeat_interval())

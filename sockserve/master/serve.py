@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from typing import Any
 
 from .. import apploader
 from ..config import Config, ConfigError, validate_for_start, validate_reload
 from ..fdlimit import check_startup
 from ..listeners import Listener, bind_config, remove_socket_files
 from ..logs import LogConfigError
+from ..settings import SETTINGS
 from ..systemd import ListenFdsError, listen_fds, setup_logging
 from ..tls import check_tls
 from .control import ControlError
+from .guards import check_listeners
 from .master import Master
 
+log = logging.getLogger("sockserve.master")
+SECRET = {"ssl_keyfile_password"}
 Reread = Callable[[], tuple[Config, bool]]  # a fresh (config, explicit_bind), or ConfigError
 
 
@@ -23,10 +29,12 @@ def serve(config: Config, *, explicit_bind: bool, reread: Reread) -> int:
     ``reread`` reads the configuration again (cli.py); a reload gets it wrapped by
     ``checked_reread``, so it refuses what this start would refuse.
     """
+    check_startup(config, len(config.bind))  # before anything opens fds: one line, exit 2
     try:
         setup_logging(config.log_target, config.log_level, log_config=config.log_config)
     except LogConfigError as exc:
         raise ConfigError(str(exc)) from None
+    log.debug("settings other than the defaults: %s", changed_settings(config) or "none")
     try:
         inherited = listen_fds()
     except ListenFdsError as exc:
@@ -58,10 +66,11 @@ def _run(master: Master) -> int:
 
 def start_checks(config: Config, *, inherited: bool, explicit_bind: bool) -> None:
     """What a start refuses before it binds, with its one-line ConfigError: the values and
-    what socket activation forbids (``config.validate_for_start``), the fd limit
-    (``fdlimit.check_startup``), the TLS files (``tls.check_tls``).  Start, reload and
-    ``sockserve check`` all run this."""
+    what socket activation forbids (``config.validate_for_start``, ``guards.check_listeners``),
+    the fd limit (``fdlimit.check_startup``), the TLS files (``tls.check_tls``).  Start,
+    reload and ``sockserve check`` all run this."""
     validate_for_start(config, inherited=inherited, explicit_bind=explicit_bind)
+    check_listeners(config, from_systemd=inherited)
     check_startup(config, len(config.bind))
     check_tls(config)
 
@@ -77,3 +86,12 @@ def checked_reread(started: Config, inherited: bool, reread: Reread) -> Callable
         validate_reload(started, config)
         return config
     return again
+
+
+def changed_settings(config: Config) -> str:
+    """``key=value`` for every setting not at its default (secrets masked), for ``--log-level debug``."""
+    def shown(name: str, value: Any) -> str:
+        return "***" if name in SECRET else repr(value)
+
+    return ", ".join(f"{s.name}={shown(s.name, getattr(config, s.name))}" for s in SETTINGS
+                     if getattr(config, s.name) != s.default)

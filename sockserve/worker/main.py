@@ -19,7 +19,7 @@ from ..cluster import protocol
 from ..config import EXIT_APP, EXIT_FAILURE
 from ..eventloop import new_event_loop
 from ..logs import LogConfigError, apply_log_config, setup_logging
-from . import apps
+from . import apps, guards
 from .runtime import Worker
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -42,6 +42,7 @@ def main() -> None:
         logging.getLogger("sockserve.worker").debug("cannot load app %r", spec, exc_info=exc.__cause__)
         boot_failed(sock, worker_id, f"cannot load app '{spec}': {exc}")
     worker = Worker(worker_id, config, sock, adapter, loop)
+    guards.install(worker, adapter)  # request timeout, max_requests (issue 13)
     code = loop.run_until_complete(worker.run())
     worker.event("exit", "worker %d exits with code %d", worker_id, code)
     logging.shutdown()

@@ -25,6 +25,7 @@ from ..config import EXIT_APP, EXIT_FAILURE, EXIT_OK, ConfigError
 from ..listeners import bind_reuseport
 from . import apps, drain, limits
 from .fdpressure import RESUME_AT, Acceptor, FdBudget
+from .handed import Handed
 
 log = logging.getLogger("sockserve.worker")
 
@@ -53,6 +54,7 @@ class Worker:
         self.loop = loop
         self.keys: tuple[str, ...] = tuple(config.get("keys", ()))
         self.disconnecting = False
+        self.handed = Handed(loop, adapter, config)  # rr: from our accept to a set-up protocol
         self._channel = Channel(sock, "master", self._on_message, self._on_channel_close,
                                 on_fds_lost=self._on_fds_lost)
         self.fds = FdBudget(self._paused)  # fd pressure: see fdpressure.py
@@ -74,6 +76,10 @@ class Worker:
     def send(self, payload: Any) -> None:
         """Send a JSON value to the master (its ``message`` event)."""
         self._channel.send(protocol.UserMessage(payload))
+
+    def recycle(self, reason: str) -> None:
+        """Ask the master to replace this worker (recycling.py); it serves on until disconnected."""
+        self._channel.send(protocol.Recycle(reason))
 
     # ------------------------------------------------------------ lifecycle
     async def run(self) -> int:
@@ -128,7 +134,9 @@ class Worker:
 
     async def _drain(self) -> None:
         await self._started.wait()  # then drain, cancel, lifespan shutdown: before the master's SIGKILL
-        await drain.drain(self.adapter, float(self.config.get("graceful_timeout", 30.0)), hurry=self._hurry)
+        timeout, began = float(self.config.get("graceful_timeout", 30.0)), self.loop.time()
+        await self.handed.settled(timeout)  # connections we acked are ours: set up first
+        await drain.drain(self.adapter, max(0.0, timeout - (self.loop.time() - began)), hurry=self._hurry)
         self.finish(EXIT_OK)
 
     async def _heartbeats(self) -> None:
@@ -196,6 +204,8 @@ class Worker:
                     sock = socket.socket(fileno=fd)
             if sock is None:
                 os.close(fd)
+            else:
+                self.handed.taken()
             self._ack_later(seq, sock)
 
     def _ack_later(self, seq: int, sock: socket.socket | None) -> None:
@@ -211,21 +221,8 @@ class Worker:
                 chunk = pending[start:start + protocol.MAX_FDS]
                 socks = [sock for _, sock in chunk if sock is not None]
                 self._channel.send(protocol.Ack(tuple(seq for seq, _ in chunk), accepted), urgent=True,
-                                   on_sent=lambda socks=socks: self._serve_all(socks))
+                                   on_sent=lambda socks=socks: self.handed.serve_all(socks))
             pending.clear()
-
-    def _serve_all(self, socks: list[socket.socket]) -> None:
-        for sock in socks:
-            self.loop.create_task(self._serve_accepted(sock))
-
-    async def _serve_accepted(self, sock: socket.socket) -> None:
-        try:
-            await self.loop.connect_accepted_socket(  # idle_timeout bounds a TLS handshake too
-                self.adapter.protocol_factory, sock, ssl=self.adapter.ssl, ssl_handshake_timeout=(
-                    float(self.config.get("idle_timeout", 10.0)) if self.adapter.ssl else None))
-        except OSError as exc:  # the client left before we could start
-            sock.close()
-            log.debug("handed-over connection failed: %s", exc)
 
     def _on_server_reply(self, msg: protocol.ServerReply, fds: list[int]) -> None:
         if msg.key not in self.keys or msg.key in self._answered or self.disconnecting:
@@ -266,7 +263,7 @@ class Worker:
             self.finish(EXIT_FAILURE)
             return
         server = Acceptor(self.loop, sock, self.fds, lambda: self.adapter.open,
-                          lambda conn: self.loop.create_task(self._serve_accepted(conn)))
+                          self.handed.accepted)
         if self.disconnecting:
             server.close()
             return

@@ -113,5 +113,6 @@ def test_debug_shows_the_import_traceback(start_server):
     loud = start_server("tests.apps.broken:app", "--workers", "1", "--log-level", "debug", ready=False)
     assert loud.proc.wait(30) == 6
     text = loud.stderr()
+    assert "settings other than the defaults: app='tests.apps.broken:app', bind=" in text
     assert "Traceback (most recent call last):" in text and 'tests/apps/broken.py", line' in text
     assert "RuntimeError: this app is broken on purpose" in text

@@ -71,7 +71,7 @@ def test_threads_sizes_the_wsgi_pool(start_server):
 
     def one() -> None:
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
-            s.sendall(b"GET /thread?s=0.3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            s.sendall(b"GET /thread?s=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             data = b""
             while part := s.recv(65536):
                 data += part

@@ -7,6 +7,7 @@ import json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rr_impls import IMPLS
 
 from sockserve.cluster import protocol
 from sockserve.cluster.peer import TRANSITIONS, WorkerPeer, WorkerState
@@ -120,10 +121,11 @@ def step(rr: RoundRobin, ledger: Ledger, op: str, worker: int, accepted: bool, p
         ledger.apply(getattr(rr, op)(worker))
 
 
+@IMPLS
 @settings(max_examples=300, deadline=None)
 @given(ops=OPS, window=st.integers(1, 3))
-def test_round_robin_never_loses_or_duplicates_a_connection(ops, window):
-    rr = RoundRobin(window)
+def test_round_robin_never_loses_or_duplicates_a_connection(make_rr, ops, window):
+    rr = make_rr(window)
     ledger = Ledger(rr)
     for op in ops:
         step(rr, ledger, *op)

@@ -6,7 +6,10 @@ import pathlib
 import pytest
 
 PURE = ["cluster/protocol", "cluster/peer", "config", "settings", "access", "master/round_robin",
-        "master/shared", "master/backoff", "master/events", "master/deadlines"]
+        "master/shared", "master/backoff", "master/events", "master/deadlines", "master/lifecycle",
+        "master/generations", "master/supervisor", "master/supervisor_stop",
+        "master/supervisor_workers", "master/policy_switch", "master/supervisor_recycle",
+        "recycling", "master/idle"]
 FORBIDDEN = {"os", "socket", "signal", "time", "asyncio", "subprocess", "select"}
 ROOT = pathlib.Path(__file__).resolve().parents[2] / "sockserve"
 

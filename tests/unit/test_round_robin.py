@@ -1,17 +1,19 @@
-"""rr policy: fairness, windows, and no accepted connection ever lost."""
+"""rr policy: fairness, windows, and no accepted connection ever lost (round_robin.py and the C one)."""
 
 import pytest
+from rr_impls import IMPLS
 
 from sockserve.cluster.protocol import ProtocolError
-from sockserve.master.round_robin import Handoff, Release, RoundRobin
+from sockserve.master.round_robin import Handoff, Release
 
 
 def handoffs(actions):
     return [a for a in actions if isinstance(a, Handoff)]
 
 
-def test_connections_rotate_evenly_between_workers():
-    rr = RoundRobin(window=1)
+@IMPLS
+def test_connections_rotate_evenly_between_workers(make_rr):
+    rr = make_rr(window=1)
     rr.add(1)
     rr.add(2)
     counts = {1: 0, 2: 0}
@@ -22,8 +24,9 @@ def test_connections_rotate_evenly_between_workers():
     assert counts == {1: 200, 2: 200}
 
 
-def test_window_limits_unacked_handoffs_and_queues_the_rest():
-    rr = RoundRobin(window=2)
+@IMPLS
+def test_window_limits_unacked_handoffs_and_queues_the_rest(make_rr):
+    rr = make_rr(window=2)
     rr.add(1)
     sent = [handoffs(rr.distribute(c)) for c in "abc"]
     assert [len(s) for s in sent] == [1, 1, 0]
@@ -34,8 +37,9 @@ def test_window_limits_unacked_handoffs_and_queues_the_rest():
     assert [(h.worker_id, h.conn) for h in handoffs(actions)] == [(1, "c")]
 
 
-def test_rejected_connection_is_rehanded_to_another_worker():
-    rr = RoundRobin(window=1)
+@IMPLS
+def test_rejected_connection_is_rehanded_to_another_worker(make_rr):
+    rr = make_rr(window=1)
     rr.add(1)
     rr.add(2)
     (h,) = handoffs(rr.distribute("c"))
@@ -43,8 +47,9 @@ def test_rejected_connection_is_rehanded_to_another_worker():
     assert again.conn == "c" and again.rehand and again.worker_id != h.worker_id
 
 
-def test_connections_of_a_worker_that_dies_before_acking_are_rehanded():
-    rr = RoundRobin(window=4)
+@IMPLS
+def test_connections_of_a_worker_that_dies_before_acking_are_rehanded(make_rr):
+    rr = make_rr(window=4)
     rr.add(1)
     held = [handoffs(rr.distribute(c))[0] for c in "xyz"]
     assert {h.worker_id for h in held} == {1}
@@ -54,8 +59,9 @@ def test_connections_of_a_worker_that_dies_before_acking_are_rehanded():
     assert [h.conn for h in again] == ["x", "y", "z"] and all(h.rehand for h in again)
 
 
-def test_stopped_worker_keeps_its_unacked_connections_until_it_acks():
-    rr = RoundRobin(window=1)
+@IMPLS
+def test_stopped_worker_keeps_its_unacked_connections_until_it_acks(make_rr):
+    rr = make_rr(window=1)
     rr.add(1)
     (h,) = handoffs(rr.distribute("c"))
     rr.stop(1)
@@ -63,8 +69,9 @@ def test_stopped_worker_keeps_its_unacked_connections_until_it_acks():
     assert rr.ack(1, h.seq, True) == [Release("c")]
 
 
-def test_ack_for_unknown_or_foreign_seq_is_a_protocol_error():
-    rr = RoundRobin()
+@IMPLS
+def test_ack_for_unknown_or_foreign_seq_is_a_protocol_error(make_rr):
+    rr = make_rr()
     rr.add(1)
     rr.add(2)
     (h,) = handoffs(rr.distribute("c"))
@@ -85,8 +92,9 @@ def _serve(rr, conns, full=()):
     return counts
 
 
-def test_a_worker_skipped_while_full_catches_up_once_it_has_room():
-    rr = RoundRobin(window=2)
+@IMPLS
+def test_a_worker_skipped_while_full_catches_up_once_it_has_room(make_rr):
+    rr = make_rr(window=2)
     rr.add(1)
     rr.add(2)
     _serve(rr, range(100), full={1})  # worker 1 stalls: 2 un-acked, the rest go to 2
@@ -97,8 +105,9 @@ def test_a_worker_skipped_while_full_catches_up_once_it_has_room():
     assert abs(handed[1] - handed[2]) <= 1, handed
 
 
-def test_a_joining_worker_starts_level_and_gets_no_burst():
-    rr = RoundRobin(window=4)
+@IMPLS
+def test_a_joining_worker_starts_level_and_gets_no_burst(make_rr):
+    rr = make_rr(window=4)
     rr.add(1)
     rr.add(2)
     _serve(rr, range(1000))

@@ -1,0 +1,75 @@
+"""A reload that changes ``policy`` (rr <-> shared), pure: each worker is scheduled by its own
+generation's policy, new connections by the policy in effect (the serving generation's).
+
+The Dispatcher holds one of these as its ``policy``: same contract as RoundRobin and Shared
+(round_robin.py, shared.py), plus ``assign`` (a worker's policy, told at spawn) and ``switch``
+(a generation was promoted).  A policy no worker uses any more hands what it still queues to
+the one in effect (or closes it, when that one accepts nothing in the master).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from .round_robin import Action, Release
+
+
+class PolicySwitch:
+    def __init__(self, mode: str, make: Callable[[str], Any]) -> None:
+        self._make = make
+        self.current = mode
+        self.policies: dict[str, Any] = {mode: make(mode)}
+        self._owner: dict[int, str] = {}  # worker -> its generation's policy
+
+    @property
+    def mode(self) -> str:
+        return self.current
+
+    def assign(self, worker_id: int, mode: str) -> None:
+        """``worker_id`` runs ``mode`` (its generation's policy); call before it listens."""
+        self._owner[worker_id] = mode
+        if mode not in self.policies:
+            self.policies[mode] = self._make(mode)
+
+    def switch(self, mode: str) -> list[Action]:
+        """``mode`` is in effect from now on (a reload's generation was promoted)."""
+        if mode not in self.policies:
+            self.policies[mode] = self._make(mode)
+        self.current = mode
+        return self._retire_unused()
+
+    def _of(self, worker_id: int) -> Any:
+        return self.policies.get(self._owner.get(worker_id, self.current), self.policies[self.current])
+
+    def add(self, worker_id: int) -> list[Action]:
+        return self._of(worker_id).add(worker_id)  # type: ignore[no-any-return]
+
+    def stop(self, worker_id: int) -> list[Action]:
+        return self._of(worker_id).stop(worker_id)  # type: ignore[no-any-return]
+
+    def remove(self, worker_id: int) -> list[Action]:
+        actions = list(self._of(worker_id).remove(worker_id))
+        self._owner.pop(worker_id, None)
+        return actions + self._retire_unused()
+
+    def _retire_unused(self) -> list[Action]:
+        actions: list[Action] = []
+        used = set(self._owner.values()) | {self.current}
+        for mode in [m for m in self.policies if m not in used]:
+            queue = getattr(self.policies.pop(mode), "_queue", None) or ()
+            for conn, _ in list(queue):
+                actions += self.distribute(conn) if self.current == "rr" else [Release(conn)]
+        return actions
+
+    def distribute(self, conn: Hashable) -> list[Action]:
+        return self.policies[self.current].distribute(conn)  # type: ignore[no-any-return]
+
+    def ack(self, worker_id: int, seq: int, accepted: bool) -> list[Action]:
+        return self._of(worker_id).ack(worker_id, seq, accepted)  # type: ignore[no-any-return]
+
+    def capacity(self) -> int:
+        return int(self.policies[self.current].capacity())
+
+    def waiting(self) -> int:
+        return sum(int(p.waiting()) for p in self.policies.values())

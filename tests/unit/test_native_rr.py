@@ -1,0 +1,66 @@
+"""The C rr policy agrees with round_robin.py step for step (one source of truth)."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rr_impls import c_round_robin
+
+from sockserve.cluster.protocol import ProtocolError
+from sockserve.master.round_robin import RoundRobin
+
+ROOT = pathlib.Path(__file__).resolve().parents[2] / "sockserve" / "master"
+
+OPS = st.lists(st.tuples(st.sampled_from(["add", "stop", "remove", "distribute", "ack", "ack"]),
+                         st.integers(1, 4), st.booleans(), st.integers(0, 60)), max_size=120)
+
+
+def outcome(call):
+    """What a call returned, or the ProtocolError it raised (its message)."""
+    try:
+        return call()
+    except ProtocolError as exc:
+        return ("ProtocolError", str(exc))
+
+
+def state(rr) -> tuple:
+    return rr.capacity(), rr.waiting(), rr._owner, rr._handed
+
+
+@settings(max_examples=400, deadline=None)
+@given(ops=OPS, window=st.integers(1, 4))
+def test_c_policy_returns_the_same_actions_as_round_robin_py(ops, window):
+    py, c = RoundRobin(window), c_round_robin(window)
+    conns, held = 0, []  # held: (worker, seq) handed and not acked, as round_robin.py says
+    for op, worker, accepted, pick in ops:
+        if op == "distribute":
+            args = (f"conn{conns}",) if pick % 2 else (conns,)  # any object is a conn
+            conns += 1
+        elif op == "ack":  # mostly a seq the worker holds, sometimes a wrong one
+            mine = [seq for w, seq in held if w == worker] if pick % 7 else []
+            args = (worker, mine[pick % len(mine)] if mine else pick, accepted)
+        else:
+            args = (worker,)
+        want = outcome(lambda: getattr(py, op)(*args))  # noqa: B023
+        got = outcome(lambda: getattr(c, op)(*args))  # noqa: B023
+        assert got == want, (op, args)
+        assert state(c) == state(py), (op, args)
+        held = [(w, s) for s, w in py._owner.items()]
+    assert c.add(99) == py.add(99)  # a joiner takes what waits, the same way
+    assert state(c) == state(py)
+
+
+def test_c_policy_rejects_a_bad_window():
+    with pytest.raises(ValueError):
+        c_round_robin(0)
+
+
+def test_the_c_policy_is_pure_like_round_robin_py():
+    """rr_core.c, like round_robin.py, does no I/O: it includes no system headers but string.h."""
+    for name in ("rr_core.c", "rr_core.h"):
+        included = set(re.findall(r'#include [<"]([^>"]+)[>"]', (ROOT / name).read_text()))
+        assert included <= {"Python.h", "string.h", "rr_core.h"}, (name, included)
