@@ -2,7 +2,8 @@
 
 A booting worker gets ``boot_timeout`` to listen, a serving one must send
 something (a heartbeat at least) every ``worker_timeout`` (gunicorn's worker
-timeout), and a disconnecting one gets ``graceful_timeout`` to drain.
+timeout), and a disconnecting one gets ``graceful_timeout`` to drain plus its shutdown budget
+(``Config.drain_kill_after``).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ def overdue(state: WorkerState, *, started: float, last_seen: float, disconnect_
             now: float, config: Config) -> str | None:
     """Why the worker must be killed at ``now``, or None."""
     if disconnect_at is not None:
-        if now - disconnect_at > config.graceful_timeout:
-            return f"still draining after graceful_timeout ({config.graceful_timeout:g}s)"
+        if now - disconnect_at > config.drain_kill_after():  # the worker's own deadline is earlier
+            return (f"still running {config.drain_kill_after():g}s after disconnect "
+                    f"(graceful_timeout {config.graceful_timeout:g}s + shutdown budget)")
         return None
     if state in (WorkerState.NONE, WorkerState.ONLINE):
         if now - started > config.boot_timeout:

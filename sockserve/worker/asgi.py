@@ -61,6 +61,7 @@ class AsgiAdapter:
         self.state = ServerState()
         self._served = 0
         self.config.loaded_app = self._counted(self.config.loaded_app)
+        self.tasks = self.state.tasks  # requests running (uvicorn's set; drain.stop cancels them)
         self.state.default_headers = list(self.config.encoded_headers)
         self.lifespan = self.config.lifespan_class(self.config)
         params = inspect.signature(self.protocol_class).parameters
@@ -71,6 +72,9 @@ class AsgiAdapter:
         # an idle connection gets, while we drain, the patience keep-alive gets anyway (uvicorn: 5 s)
         self.idle_grace = float(self.config.timeout_keep_alive)
         self._update_date()
+
+    def transports(self) -> list[asyncio.BaseTransport]:  # closing one: the app gets http.disconnect
+        return [connection.transport for connection in self.state.connections]
 
     def protocol_factory(self) -> asyncio.Protocol:
         kwargs: dict[str, Any] = {"config": self.config, "server_state": self.state, "_loop": self.loop}

@@ -31,7 +31,7 @@ def test_exit_classification():
 
 def test_deadlines_for_booting_serving_and_draining_workers():
     from sockserve.cluster.peer import WorkerState as S
-    from sockserve.config import make_config
+    from sockserve.config import EXIT_SLACK, SHUTDOWN_BUDGET, make_config
     from sockserve.master.deadlines import overdue
 
     c = make_config({"boot_timeout": 5, "worker_timeout": 2, "graceful_timeout": 3})
@@ -41,5 +41,8 @@ def test_deadlines_for_booting_serving_and_draining_workers():
     assert overdue(S.LISTENING, now=1.9, **kw) is None
     assert "worker_timeout" in overdue(S.LISTENING, now=2.1, **kw)
     draining = {**kw, "disconnect_at": 10.0}
-    assert overdue(S.DISCONNECTING, now=12.9, **draining) is None
-    assert "graceful_timeout" in overdue(S.DISCONNECTING, now=13.1, **draining)
+    # graceful_timeout, then the worker's own shutdown budget (it cancels, runs lifespan
+    # shutdown and exits by itself), then a second's slack: only then SIGKILL
+    assert c.drain_kill_after() == 3 + SHUTDOWN_BUDGET + EXIT_SLACK
+    assert overdue(S.DISCONNECTING, now=10 + c.drain_kill_after() - 0.1, **draining) is None
+    assert "graceful_timeout" in overdue(S.DISCONNECTING, now=10 + c.drain_kill_after() + 0.1, **draining)
