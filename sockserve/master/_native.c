@@ -153,6 +153,16 @@ static void Engine_dealloc(Engine *e)
     Py_TYPE(e)->tp_free((PyObject *)e);
 }
 
+/* epfd is -1 from allocation on: tp_alloc zeroes the object, and a dealloc after a failed
+   __init__ (bad window) must not close fd 0 (it closed pytest's stdin). */
+static PyObject *Engine_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    Engine *e = (Engine *)type->tp_alloc(type, 0);
+    if (e != NULL)
+        e->epfd = -1;
+    return (PyObject *)e;
+}
+
 static int Engine_init(Engine *e, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"window", NULL};
@@ -307,7 +317,7 @@ static PyTypeObject EngineType = {
     .tp_doc = PyDoc_STR("round_robin.RoundRobin in C, with the master's hot path."),
     .tp_basicsize = sizeof(Engine),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_new = PyType_GenericNew,
+    .tp_new = Engine_new,
     .tp_init = (initproc)Engine_init,
     .tp_dealloc = (destructor)Engine_dealloc,
     .tp_traverse = (traverseproc)Engine_traverse,
