@@ -31,6 +31,9 @@ TIMEOUT_408 = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection:
 TOO_LARGE_431 = (b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n"
                  b"connection: close\r\n\r\n")
 
+MAX_PIPELINED = 32  # requests parsed and queued behind the one being answered, per connection
+FEED_SLICE = 4096  # bytes handed to the parser at a time while requests are queued
+
 
 @dataclass(frozen=True)
 class HttpLimits:
@@ -57,6 +60,19 @@ def apply(adapter: Any, limits: HttpLimits) -> None:
     adapter.protocol_class = guarded(adapter.protocol_class, limits)
 
 
+def head_fits(data: bytes, budget: int) -> bool:
+    """Whether a request head starting in ``data`` ends within ``budget`` bytes (or may still).
+
+    Looks only for the blank line that ends a head (CRLF CRLF, or bare LF LF, which
+    httptools accepts): a head that arrives whole in one read is bounded like one that
+    trickles in. The parser itself stays uvicorn's.
+    """
+    if len(data) <= budget:
+        return True
+    window = data[:max(budget, 0) + 1]
+    return b"\n\r\n" in window or b"\n\n" in window
+
+
 def guarded(protocol_class: type[asyncio.Protocol], limits: HttpLimits) -> type[asyncio.Protocol]:
     """A subclass of uvicorn's ``protocol_class`` that enforces ``limits`` on each connection.
 
@@ -69,6 +85,7 @@ def guarded(protocol_class: type[asyncio.Protocol], limits: HttpLimits) -> type[
         _head_of: Any = None  # the cycle before the head being read (a sentinel while idle)
         _head_bytes = 0
         _in_head = False
+        _unparsed = b""  # bytes read but not parsed yet: MAX_PIPELINED requests were waiting
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
@@ -78,7 +95,11 @@ def guarded(protocol_class: type[asyncio.Protocol], limits: HttpLimits) -> type[
             if not self._in_head and (self.cycle is None or self.cycle.response_complete):
                 self._in_head, self._head_of, self._head_bytes = True, self.cycle, 0
                 self._arm(limits.headers_timeout, self._head_expired)
-            super().data_received(data)
+            if self._in_head and not head_fits(data, limits.max_header_size - self._head_bytes):
+                self._refuse(TOO_LARGE_431, "request head over max_header_size "
+                             f"({limits.max_header_size} bytes, in one read)")
+                return
+            self._feed(data)
             if self._limit_timer is not None and self._handed_over():
                 self._disarm()  # upgraded (WebSocket): the connection is not ours to time any more
             if not self._in_head or self.transport.is_closing() or self._limit_timer is None:
@@ -91,6 +112,36 @@ def guarded(protocol_class: type[asyncio.Protocol], limits: HttpLimits) -> type[
                 if self._head_bytes > limits.max_header_size:
                     self._refuse(TOO_LARGE_431, "request head over max_header_size "
                                  f"({limits.max_header_size} bytes)")
+
+        def _feed(self, data: bytes) -> None:
+            """Parse ``data`` in slices, keeping the rest unparsed once MAX_PIPELINED requests wait.
+
+            httptools' uvicorn queues every pipelined request a read holds (one 256 KiB read:
+            ~9,000 queued request cycles, ~9 MB); h11 holds them unparsed in its own buffer.
+            """
+            pipeline = getattr(self, "pipeline", None)
+            if pipeline is None:
+                super().data_received(data)
+                return
+            for start in range(0, len(data), FEED_SLICE):
+                if len(pipeline) >= MAX_PIPELINED or self.transport.is_closing() or self._handed_over():
+                    break
+                super().data_received(data[start:start + FEED_SLICE])
+            else:
+                return
+            if not self.transport.is_closing() and not self._handed_over():
+                self._unparsed = data[start:]
+                self.flow.pause_reading()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()  # resumes reading, starts the next queued request
+            if self.transport.is_closing():
+                return
+            if self._unparsed and len(self.pipeline) < MAX_PIPELINED:
+                data, self._unparsed = self._unparsed, b""
+                self.data_received(data)
+            if getattr(self, "pipeline", None) or self._unparsed:
+                self.flow.pause_reading()  # requests still queued: read no more until they ran
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
