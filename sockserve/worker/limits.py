@@ -8,8 +8,8 @@ a byte count around them, and sets h11's own head-size knob.  uvicorn's
 |---|---|---|---|
 | ``idle_timeout`` | 10 s | a connection silent since it opened is closed | nginx ``client_header_timeout`` |
 | ``headers_timeout`` | 60 s | ``408 Request Timeout``, close | Node ``server.headersTimeout`` |
-| ``max_header_size`` | 16 KiB, however the head arrives | ``431`` (h11, split head: its ``400``), close | Node ``--max-http-header-size`` |
-| ``MAX_PIPELINED`` | 32 queued requests | reading pauses until they are answered | nginx reads one request at a time |
+| ``max_header_size`` | 16 KiB, any reads | ``431`` (h11, split: ``400``) | Node ``--max-http-header-size`` |
+| ``MAX_PIPELINED`` | 32 queued requests | reading pauses until answered | sockserve (uvicorn: none) |
 | ``timeout_keep_alive`` | 5 s | an idle keep-alive connection is closed | uvicorn ``timeout_keep_alive`` |
 | ``limit_concurrency`` | none | ``503 Service Unavailable`` | uvicorn ``limit_concurrency`` |
 
