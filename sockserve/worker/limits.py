@@ -61,16 +61,17 @@ def apply(adapter: Any, limits: HttpLimits) -> None:
     adapter.protocol_class = guarded(adapter.protocol_class, limits)
 
 
-def head_fits(data: bytes, budget: int) -> bool:
+def head_fits(data: bytes, budget: int, before: bytes = b"") -> bool:
     """Whether a request head starting in ``data`` ends within ``budget`` bytes (or may still).
 
     Looks only for the blank line that ends a head (CRLF CRLF, or bare LF LF, which
     httptools accepts): a head that arrives whole in one read is bounded like one that
-    trickles in. The parser itself stays uvicorn's.
+    trickles in. ``before``: the last bytes of the head's previous read (a blank line may
+    straddle two reads). The parser itself stays uvicorn's.
     """
     if len(data) <= budget:
         return True
-    window = data[:max(budget, 0) + 1]
+    window = before[-2:] + data[:max(budget, 0) + 1]
     return b"\n\r\n" in window or b"\n\n" in window
 
 
@@ -86,6 +87,7 @@ def guarded(protocol_class: type[asyncio.Protocol], limits: HttpLimits) -> type[
         _head_of: Any = None  # the cycle before the head being read (a sentinel while idle)
         _head_bytes = 0
         _in_head = False
+        _head_end = b""  # the last bytes of the head read so far
         _unparsed = b""  # bytes read but not parsed yet: MAX_PIPELINED requests were waiting
 
         def connection_made(self, transport: Any) -> None:
@@ -94,9 +96,10 @@ def guarded(protocol_class: type[asyncio.Protocol], limits: HttpLimits) -> type[
 
         def data_received(self, data: bytes) -> None:
             if not self._in_head and (self.cycle is None or self.cycle.response_complete):
-                self._in_head, self._head_of, self._head_bytes = True, self.cycle, 0
+                self._in_head, self._head_of, self._head_bytes, self._head_end = True, self.cycle, 0, b""
                 self._arm(limits.headers_timeout, self._head_expired)
-            if self._in_head and not head_fits(data, limits.max_header_size - self._head_bytes):
+            if self._in_head and not head_fits(data, limits.max_header_size - self._head_bytes,
+                                               self._head_end):
                 self._refuse(TOO_LARGE_431, "request head over max_header_size "
                              f"({limits.max_header_size} bytes, in one read)")
                 return
@@ -110,6 +113,7 @@ def guarded(protocol_class: type[asyncio.Protocol], limits: HttpLimits) -> type[
                 self._disarm()
             else:
                 self._head_bytes += len(data)
+                self._head_end = data[-2:]
                 if self._head_bytes > limits.max_header_size:
                     self._refuse(TOO_LARGE_431, "request head over max_header_size "
                                  f"({limits.max_header_size} bytes)")

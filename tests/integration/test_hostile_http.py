@@ -108,3 +108,19 @@ def test_the_size_limit_bounds_the_header_count(start_server, http):
     assert read_status(server.port, many).startswith(b"HTTP/1.1 431")
     fits = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + b"a:b\r\n" * 2_000 + b"\r\n"
     assert read_status(server.port, fits).startswith(b"HTTP/1.1 200")  # 10 KB of headers: served
+
+
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_a_blank_line_split_over_two_reads_ends_the_head_before_a_big_body(start_server, http):
+    """The head's last CRLF in one read, its blank line and a 100 KB body in the next: served."""
+    server = start_server(APP, "--workers", "1", "--http", http)
+    body = b"b" * 100_000
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                     b"Content-Length: %d\r\n" % len(body))
+        time.sleep(0.3)  # a separate read
+        sock.sendall(b"\r\n" + body)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200"), data[:100]
