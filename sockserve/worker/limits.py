@@ -88,6 +88,7 @@ def guarded(protocol_class: type[asyncio.Protocol], limits: HttpLimits) -> type[
         _head_bytes = 0
         _in_head = False
         _head_end = b""  # the last bytes of the head read so far
+        _head_refused = False  # a pipelined head over max_header_size waits for its 431
         _unparsed = b""  # bytes read but not parsed yet: MAX_PIPELINED requests were waiting
 
         def connection_made(self, transport: Any) -> None:
@@ -118,6 +119,36 @@ def guarded(protocol_class: type[asyncio.Protocol], limits: HttpLimits) -> type[
                     self._refuse(TOO_LARGE_431, "request head over max_header_size "
                                  f"({limits.max_header_size} bytes)")
 
+        if hasattr(protocol_class, "on_header"):  # httptools: its callbacks give each head's size
+            _parsed_head = 0  # bytes of the head being parsed (URL, names, values, separators)
+
+            def on_message_begin(self) -> None:
+                self._parsed_head = 0
+                super().on_message_begin()
+
+            def on_url(self, url: bytes) -> None:
+                self._count_head(len(url) + 16)
+                super().on_url(url)
+
+            def on_header(self, name: bytes, value: bytes) -> None:
+                self._count_head(len(name) + len(value) + 4)
+                super().on_header(name, value)
+
+            def on_headers_complete(self) -> None:
+                if self._parsed_head <= limits.max_header_size:
+                    super().on_headers_complete()
+
+            def _count_head(self, size: int) -> None:
+                """A later pipelined head in the same read is bounded too: 431 now if it is the
+                next answer, else once the requests before it are answered (answers in order)."""
+                self._parsed_head += size
+                if self._parsed_head > limits.max_header_size and not self._head_refused:
+                    self._head_refused = True
+                    if self.cycle is None or self.cycle.response_complete:
+                        self._refuse(TOO_LARGE_431, "request head over max_header_size (parsed)")
+                    else:
+                        self.flow.pause_reading()
+
         def _feed(self, data: bytes) -> None:
             """Parse ``data`` in slices, keeping the rest unparsed once MAX_PIPELINED requests wait.
 
@@ -129,18 +160,28 @@ def guarded(protocol_class: type[asyncio.Protocol], limits: HttpLimits) -> type[
                 super().data_received(data)
                 return
             for start in range(0, len(data), FEED_SLICE):
-                if len(pipeline) >= MAX_PIPELINED or self.transport.is_closing() or self._handed_over():
+                if len(pipeline) >= MAX_PIPELINED or self._stop_feeding():
                     break
                 super().data_received(data[start:start + FEED_SLICE])
             else:
                 return
-            if not self.transport.is_closing() and not self._handed_over():
+            if not self._stop_feeding():
                 self._unparsed = data[start:]
                 self.flow.pause_reading()
 
+        def _stop_feeding(self) -> bool:
+            return self.transport.is_closing() or self._handed_over() or self._head_refused
+
         def on_response_complete(self) -> None:
+            queued = bool(getattr(self, "pipeline", None))
             super().on_response_complete()  # resumes reading, starts the next queued request
             if self.transport.is_closing():
+                return
+            if self._head_refused:  # a later head was too large: answer it once its turn comes
+                if queued:
+                    self.flow.pause_reading()
+                else:
+                    self._refuse(TOO_LARGE_431, "request head over max_header_size (pipelined)")
                 return
             if self._unparsed and len(self.pipeline) < MAX_PIPELINED:
                 data, self._unparsed = self._unparsed, b""
