@@ -127,11 +127,11 @@ def guarded(protocol_class: type[asyncio.Protocol], limits: HttpLimits) -> type[
                 super().on_message_begin()
 
             def on_url(self, url: bytes) -> None:
-                self._count_head(len(url) + 16)
+                self._count_head(len(url) + 13)  # at least "M URL HTTP/1.1\r\n": never over the bytes
                 super().on_url(url)
 
             def on_header(self, name: bytes, value: bytes) -> None:
-                self._count_head(len(name) + len(value) + 4)
+                self._count_head(len(name) + len(value) + 3)  # "name:value\r\n"
                 super().on_header(name, value)
 
             def on_headers_complete(self) -> None:
