@@ -75,6 +75,23 @@ def head_fits(data: bytes, budget: int, before: bytes = b"") -> bool:
     return b"\n\r\n" in window or b"\n\n" in window
 
 
+def h11_bounded(next_event: Any, max_size: int) -> Any:
+    """h11's ``next_event`` that refuses a ``Request`` whose head is over ``max_size`` bytes.
+
+    h11 bounds only a head it is still waiting for; a pipelined head it already holds whole
+    is parsed at any size. Refused as h11's own errors are (uvicorn answers 400, closes).
+    """
+    import h11
+
+    def bounded() -> Any:
+        event = next_event()
+        if isinstance(event, h11.Request) and len(event.target) + 13 + sum(
+                len(name) + len(value) + 3 for name, value in event.headers) > max_size:
+            raise h11.RemoteProtocolError("request head over max_header_size", error_status_hint=431)
+        return event
+    return bounded
+
+
 def guarded(protocol_class: type[asyncio.Protocol], limits: HttpLimits) -> type[asyncio.Protocol]:
     """A subclass of uvicorn's ``protocol_class`` that enforces ``limits`` on each connection.
 
@@ -94,6 +111,8 @@ def guarded(protocol_class: type[asyncio.Protocol], limits: HttpLimits) -> type[
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             self._arm(limits.idle_timeout, self._idle_expired)
+            if hasattr(getattr(self, "conn", None), "next_event"):  # h11: bound each parsed head
+                self.conn.next_event = h11_bounded(self.conn.next_event, limits.max_header_size)
 
         def data_received(self, data: bytes) -> None:
             if not self._in_head and (self.cycle is None or self.cycle.response_complete):
