@@ -65,8 +65,8 @@ class Shell:
             self.pool.kill(a.worker, getattr(signal, a.signal))
         elif isinstance(a, L.StartAccepting):
             self.dispatcher.start_accepting()
-        elif isinstance(a, L.StopAccepting):
-            self.dispatcher.stop_accepting()
+        elif isinstance(a, L.StopAccepting):  # a stop: embedded mode refuses new clients now
+            self.dispatcher.stop_listening()
         elif isinstance(a, L.Promote):
             self._promote(a)
         elif isinstance(a, L.Notify):

@@ -125,7 +125,8 @@ class Supervisor(WorkersMixin, StopMixin, RecycleMixin):
         self._cancel(("worker-boot", w.id))
         if graceful and w.stage is W.LISTENING:
             self._emit(L.Disconnect(w.id))
-            self._set_timer(("drain", w.id), self.generations[w.generation].config.graceful_timeout)
+            # graceful_timeout, then the worker's own shutdown budget (it exits by itself), then SIGKILL
+            self._set_timer(("drain", w.id), self.generations[w.generation].config.drain_kill_after())
         else:
             self._emit(L.Kill(w.id, "SIGKILL"))
         w.stage = W.LEAVING

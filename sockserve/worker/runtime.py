@@ -65,6 +65,7 @@ class Worker:
         self._answered: set[str] = set()
         self._servers: list[Acceptor] = []
         self._started = asyncio.Event()
+        self._hurry = asyncio.Event()  # a fast stop: cancel now instead of draining
         self._exit: asyncio.Future[int] = loop.create_future()
 
     # ------------------------------------------------------------ public API
@@ -86,7 +87,7 @@ class Worker:
         _running["worker"] = self
         self._channel.start(self.loop)
         self.loop.add_signal_handler(signal.SIGTERM, self.disconnect)
-        self.loop.add_signal_handler(signal.SIGQUIT, os._exit, EXIT_OK)
+        self.loop.add_signal_handler(signal.SIGQUIT, self.quit)
         self._channel.send(protocol.Online(self.id, self.pid))
         self.event("online", "worker %d online (pid %d)", self.id, self.pid)
         beats = self.loop.create_task(self._heartbeats())  # alive during a slow startup too
@@ -126,14 +127,16 @@ class Worker:
         self._emit("disconnect")
         self.loop.create_task(self._drain())
 
+    def quit(self) -> None:
+        """Fast stop (SIGQUIT, on the master's SIGINT): drain.py's stop, at once."""
+        self._hurry.set()
+        self.disconnect()
+
     async def _drain(self) -> None:
-        await self._started.wait()
-        timeout = float(self.config.get("graceful_timeout", 30.0))
+        await self._started.wait()  # then drain, cancel, lifespan shutdown: before the master's SIGKILL
+        timeout, began = float(self.config.get("graceful_timeout", 30.0)), self.loop.time()
         await self.handed.settled(timeout)  # connections we acked are ours: set up first
-        left = await drain.drain(self.adapter, timeout)
-        if left:
-            self.event("drain_timeout", "%d connections still open after %.1fs", left, timeout,
-                       level=logging.WARNING)
+        await drain.drain(self.adapter, max(0.0, timeout - (self.loop.time() - began)), hurry=self._hurry)
         self.finish(EXIT_OK)
 
     async def _heartbeats(self) -> None:
