@@ -161,10 +161,10 @@ SETTINGS: tuple[Setting, ...] = (
       "watchfiles; not with socket activation)", section="guards"),
     S("reload_dirs", "list", (), "directory --reload watches (repeatable; default: the current "
       "one)", "DIR", flags=("--reload-dir",), section="guards"),
-    S("reload_includes", "list", (), "file pattern that triggers a reload (repeatable; default "
-      "*.py)", "GLOB", flags=("--reload-include",), section="guards"),
-    S("reload_excludes", "list", (), "file or directory pattern to ignore (repeatable; default .*, "
-      ".py[cod], .sw.*, ~*)", "GLOB", flags=("--reload-exclude",), section="guards"),
+    S("reload_includes", "list", (), "file pattern that triggers a reload, added to *.py (repeatable, "
+      "as uvicorn)", "GLOB", flags=("--reload-include",), section="guards"),
+    S("reload_excludes", "list", (), "file or directory pattern to ignore, added to .*, "
+      ".py[cod], .sw.*, ~* (repeatable)", "GLOB", flags=("--reload-exclude",), section="guards"),
 )
 del S
 

@@ -5,7 +5,7 @@ generation through the same rolling path as ``systemctl reload`` (the old
 workers serve until the new ones listen), so requests keep being answered
 while you edit.  Files are watched with ``watchfiles`` (the watcher uvicorn
 uses) in the master's event loop.  Patterns as uvicorn's: ``--reload-include``
-(default ``*.py``) and ``--reload-exclude`` (default ``.*``, ``.py[cod]``,
+(added to ``*.py``) and ``--reload-exclude`` (added to ``.*``, ``.py[cod]``,
 ``.sw.*``, ``~*``), matched against the file name and every directory below the
 watched one.  Refused with socket activation (guards.check_listeners).
 """
@@ -36,8 +36,10 @@ class PatternFilter:
 
     def __init__(self, dirs: list[Path], includes: tuple[str, ...], excludes: tuple[str, ...]) -> None:
         self.dirs = dirs
-        self.includes = includes or DEFAULT_INCLUDES
-        self.excludes = excludes or DEFAULT_EXCLUDES
+        # as uvicorn's watchfilesreload.py: given patterns add to the defaults, and a default
+        # named on the other side is dropped (``--reload-exclude '*.py'`` removes ``*.py``)
+        self.includes = tuple(d for d in DEFAULT_INCLUDES if d not in excludes) + tuple(includes)
+        self.excludes = tuple(d for d in DEFAULT_EXCLUDES if d not in includes) + tuple(excludes)
 
     def __call__(self, change: Any, path: str) -> bool:
         p = Path(path)

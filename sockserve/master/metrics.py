@@ -81,7 +81,7 @@ def _tallies(stats: dict[str, Any]) -> Iterator[Any]:
     yield reloads
     last = stats["reloads"]["last_ok"]
     yield GaugeMetricFamily("sockserve_reload_last_success", "1 if the last reload succeeded, 0 if it "
-                            "failed (absent before the first)", value=-1 if last is None else int(last))
+                            "failed, -1 before the first", value=-1 if last is None else int(last))
 
 
 def _worker_labels(w: dict[str, Any]) -> list[str]:

@@ -81,8 +81,11 @@ def test_reload_patterns_are_uvicorns(tmp_path):
     assert not default(None, str(tmp_path / "notes.txt"))
     assert not default(None, str(tmp_path / ".hidden.py"))
     assert not default(None, str(tmp_path / ".venv" / "lib" / "x.py"))  # excluded directory
-    custom = PatternFilter([tmp_path], ("*.py", "*.toml"), ("tests",))
+    custom = PatternFilter([tmp_path], ("*.toml",), ("tests",))  # added to *.py, as uvicorn
     assert custom(None, str(tmp_path / "conf.toml"))
+    assert custom(None, str(tmp_path / "app.py"))
+    assert not custom(None, str(tmp_path / ".hidden.py"))  # the default excludes stay
+    assert not PatternFilter([tmp_path], (), ("*.py",))(None, str(tmp_path / "app.py"))
     assert not custom(None, str(tmp_path / "tests" / "test_x.py"))
     assert custom(None, str(Path("/elsewhere/x.py")))
 
