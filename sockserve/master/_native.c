@@ -226,6 +226,28 @@ static PyObject *Engine_ack(Engine *e, PyObject *args)
     return acts_list(e, status);
 }
 
+/* drain_queue() -> [conn, ...]: what waits for room, oldest first, taken out of the
+ * policy (round_robin.RoundRobin.drain_queue); a hot-path conn comes as (key, fd),
+ * the fd the caller's now.  For a retired policy (policy_switch.py). */
+static PyObject *Engine_drain_queue(Engine *e, PyObject *unused)
+{
+    PyObject *list = PyList_New(0);
+    Conn c;
+    while (list != NULL && rr_pop_queued(&e->rr, &c)) {
+        PyObject *item = conn_object(e, &c);
+        Py_XDECREF(c.obj);  /* the queue's reference */
+        if (item == NULL || PyList_Append(list, item) < 0) {
+            if (item == NULL && c.obj == NULL && c.fd >= 0)
+                close(c.fd);  /* no object to give it in: not leaked */
+            Py_CLEAR(list);
+        }
+        Py_XDECREF(item);
+    }
+    if (list != NULL && sync_interest(e) < 0)
+        Py_CLEAR(list);
+    return list;
+}
+
 static PyObject *Engine_capacity(Engine *e, PyObject *unused)
 {
     return PyLong_FromLongLong(rr_capacity(&e->rr));
@@ -279,6 +301,8 @@ static PyMethodDef Engine_methods[] = {
     {"remove", (PyCFunction)Engine_remove, METH_O, "``worker`` is gone: its un-acked connections are re-handed."},
     {"distribute", (PyCFunction)Engine_distribute, METH_O, "Queue ``conn`` and hand out what fits."},
     {"ack", (PyCFunction)Engine_ack, METH_VARARGS, "ack(worker, seq, accepted) -> actions."},
+    {"drain_queue", (PyCFunction)Engine_drain_queue, METH_NOARGS,
+     "drain_queue() -> the queued conns, oldest first, taken out of the policy."},
     {"capacity", (PyCFunction)Engine_capacity, METH_NOARGS, "Hand-offs the rotation can take now."},
     {"waiting", (PyCFunction)Engine_waiting, METH_NOARGS, "Queued plus un-acked connections."},
     {"key", (PyCFunction)Engine_key, METH_VARARGS, "key(key, prefix) -> index for accept()."},

@@ -22,6 +22,7 @@ from ..cluster.protocol import MAX_FDS, Ack, Heartbeat, NewConn, ProtocolError, 
 from ..listeners import Listener
 from ..systemd import log_event
 from . import native
+from .policy_switch import PolicySwitch
 from .round_robin import Action, Handoff
 from .shared import make_policy
 from .workers import WorkerHandle
@@ -41,6 +42,7 @@ class Dispatcher:
         for listener in listeners:  # accept until EAGAIN: a blocking socket (systemd's) would hang us
             if listener.listening:
                 listener.sock.setblocking(False)
+        self.window = window
         self.policy = native.round_robin(window) if policy == "rr" else make_policy(policy, window)
         self.native = native.is_native(self.policy)  # the C hot path (accept, ack) is on
         self._key_index = {key: self.policy.key(key, native.newconn_prefix(key))
@@ -58,17 +60,48 @@ class Dispatcher:
         self.fd_exhausted = 0  # accept failures for lack of fds
 
     @property
-    def policy(self):  # noqa: ANN201 - RoundRobin, the C one, Shared, or master's PolicySwitch
+    def policy(self):  # noqa: ANN201 - RoundRobin, the C one, Shared, or a PolicySwitch
         return self._policy
 
     @policy.setter
     def policy(self, value) -> None:  # noqa: ANN001
-        """A policy set from outside (master.py's PolicySwitch) that is not the C engine runs the
-        Python path: the C hot path needs the engine itself as the policy."""
-        self._policy = value
+        """A policy that is not the C engine runs the Python path: the C hot path needs the
+        engine itself as the policy.  Leaving it, the loop watches what C watched."""
+        old, self._policy = getattr(self, "_policy", None), value
         if getattr(self, "native", False) and not native.is_native(value):
             self.native = False
+            old.set_accepting(False)
+            if "*" in self._readers:
+                self.loop.remove_reader(self._listen_fd)
+                self._readers.discard("*")
             self._listen_fd = -1
+            for worker in self.workers.values():  # C read their channels: the channels read again
+                old.detach(worker.id)
+                if not worker.channel.closed:
+                    worker.channel.start(self.loop)
+            self._update_readers()
+
+    # ------------------------------------------------------------ a reload changes policy
+    def assign(self, worker_id: int, mode: str) -> None:
+        """``worker_id`` (just spawned) runs ``mode``, its generation's policy.  The first one
+        whose policy is not the one in effect puts a PolicySwitch around it (policy_switch.py):
+        until then the policy is the plain one, the C engine's hot path included."""
+        if not isinstance(self.policy, PolicySwitch):
+            if mode == self.policy.mode:
+                return
+            self._wrap(worker_id)
+        self.policy.assign(worker_id, mode)
+
+    def switch(self, mode: str) -> None:
+        """``mode`` is in effect from now on (a generation with it was promoted)."""
+        if mode != self.policy.mode:
+            if not isinstance(self.policy, PolicySwitch):
+                self._wrap(None)
+            self._apply(self.policy.switch(mode))
+
+    def _wrap(self, newcomer: int | None) -> None:
+        self.policy = PolicySwitch.around(self.policy, lambda m: make_policy(m, self.window),
+                                          [w for w in self.workers if w != newcomer])
 
     # ------------------------------------------------------------ server replies
     def reply(self, worker: WorkerHandle, query: QueryServer) -> None:

@@ -25,9 +25,7 @@ from . import lifecycle as L
 from .control import ControlServer, default_control_path, start_control
 from .events import Emitter
 from .handoff import Dispatcher
-from .policy_switch import PolicySwitch
 from .pool import Pool
-from .shared import make_policy
 from .shell import Shell
 from .supervisor import Supervisor
 from .workers import WorkerHandle
@@ -67,7 +65,9 @@ class Master(Shell):
         return self.core.phase.value
 
     def statistics(self) -> dict[str, Any]:
-        """What is in effect: the serving generation and its policy, every live worker."""
+        """What is in effect: the serving generation and its policy, every live worker;
+        ``native``: the rr hand-off runs its C hot path (native.py; off after a reload that
+        changed ``policy``, or with SOCKSERVE_NATIVE=0)."""
         workers = [w.as_dict() for w in sorted(self.pool.workers.values(), key=lambda w: w.id)]
         summary = self.core.summary()
         return {
@@ -76,6 +76,7 @@ class Master(Shell):
             "served": self.pool.served_by_dead + sum(w["served"] for w in workers),
             "listeners": list(self.dispatcher.listeners),
             "accept_paused": self.dispatcher.fd_exhausted, "spawn_failures": self.pool.spawn_failures,
+            "native": self.dispatcher.native,
         }
 
     def run(self) -> int:
@@ -95,9 +96,6 @@ class Master(Shell):
         self.loop = asyncio.get_running_loop()
         listeners = self._listeners or bind_config(self.config)
         self.dispatcher = Dispatcher(self.loop, listeners, self.config.policy, self.config.rr_window, {})
-        window = self.config.rr_window
-        self.dispatcher.policy = PolicySwitch(  # type: ignore[assignment]  # a reload may change it
-            self.config.policy, lambda mode: make_policy(mode, window))
         self.pool = Pool(self.loop, self.dispatcher, self.emitter, self._env, self.feed)
         self.pool.on_ack = self._queue_checked
         self._shell_init()

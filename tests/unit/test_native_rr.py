@@ -15,7 +15,8 @@ from sockserve.master.round_robin import RoundRobin
 
 ROOT = pathlib.Path(__file__).resolve().parents[2] / "sockserve" / "master"
 
-OPS = st.lists(st.tuples(st.sampled_from(["add", "stop", "remove", "distribute", "ack", "ack"]),
+OPS = st.lists(st.tuples(st.sampled_from(["add", "stop", "remove", "distribute", "ack", "ack",
+                                          "drain_queue"]),
                          st.integers(1, 4), st.booleans(), st.integers(0, 60)), max_size=120)
 
 
@@ -43,6 +44,8 @@ def test_c_policy_returns_the_same_actions_as_round_robin_py(ops, window):
         elif op == "ack":  # mostly a seq the worker holds, sometimes a wrong one
             mine = [seq for w, seq in held if w == worker] if pick % 7 else []
             args = (worker, mine[pick % len(mine)] if mine else pick, accepted)
+        elif op == "drain_queue":  # a retired policy's queue (policy_switch.py)
+            args = ()
         else:
             args = (worker,)
         want = outcome(lambda: getattr(py, op)(*args))  # noqa: B023
