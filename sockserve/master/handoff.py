@@ -22,9 +22,8 @@ from ..cluster.protocol import MAX_FDS, Ack, Heartbeat, NewConn, ProtocolError, 
 from ..listeners import Listener
 from ..systemd import log_event
 from . import native
-from .policy_switch import PolicySwitch
+from .policy_modes import PolicyModes
 from .round_robin import Action, Handoff
-from .shared import make_policy
 from .workers import WorkerHandle
 
 log = logging.getLogger("sockserve.master")
@@ -34,7 +33,7 @@ FD_EXHAUSTED_PAUSE = 0.5  # seconds accept pauses on EMFILE/ENFILE
 FD_EXHAUSTED_LOG_EVERY = 10.0
 
 
-class Dispatcher:
+class Dispatcher(PolicyModes):
     def __init__(self, loop: asyncio.AbstractEventLoop, listeners: list[Listener], policy: str,
                  window: int, workers: dict[int, WorkerHandle]) -> None:
         self.loop = loop
@@ -43,65 +42,19 @@ class Dispatcher:
             if listener.listening:
                 listener.sock.setblocking(False)
         self.window = window
-        self.policy = native.round_robin(window) if policy == "rr" else make_policy(policy, window)
-        self.native = native.is_native(self.policy)  # the C hot path (accept, ack) is on
-        self._key_index = {key: self.policy.key(key, native.newconn_prefix(key))
-                           for key in self.listeners} if self.native else {}
-        self._listen_fd = -1  # native: the epoll set of the listeners, which C turns on and off
-        if self.native:  # the loop calls C directly; C calls these when Python has work
-            self.policy.hooks(self._native_event, self._channel_event, loop.time)
-            for key, listener in self.listeners.items():
-                self._listen_fd = self.policy.listen(listener.sock.fileno(), self._key_index[key])
         self.workers = workers
         self.accepting = False
-        self._readers: set[str] = set()  # keys whose accept reader is on
+        self._readers: set[str] = set()  # keys whose accept reader is on ("*": C's epoll set)
+        self._listening: set[int] = set()  # workers between worker_listening and worker_gone
+        self._key_index: dict[str, int] = {}
+        self._listen_fd, self._listen_engine = -1, None  # native: the epoll set of the listeners
+        self.native = False  # the C hot path (accept, ack) is on: policy_modes.py
+        self.policy = self.make(policy)
+        if native.is_native(self.policy):  # the loop calls C directly; C calls back when Python has work
+            self._enter_native()
         self._paused_until = 0.0
         self._last_fd_log = -FD_EXHAUSTED_LOG_EVERY
         self.fd_exhausted = 0  # accept failures for lack of fds
-
-    @property
-    def policy(self):  # noqa: ANN201 - RoundRobin, the C one, Shared, or a PolicySwitch
-        return self._policy
-
-    @policy.setter
-    def policy(self, value) -> None:  # noqa: ANN001
-        """A policy that is not the C engine runs the Python path: the C hot path needs the
-        engine itself as the policy.  Leaving it, the loop watches what C watched."""
-        old, self._policy = getattr(self, "_policy", None), value
-        if getattr(self, "native", False) and not native.is_native(value):
-            self.native = False
-            old.set_accepting(False)
-            if "*" in self._readers:
-                self.loop.remove_reader(self._listen_fd)
-                self._readers.discard("*")
-            self._listen_fd = -1
-            for worker in self.workers.values():  # C read their channels: the channels read again
-                old.detach(worker.id)
-                if not worker.channel.closed:
-                    worker.channel.start(self.loop)
-            self._update_readers()
-
-    # ------------------------------------------------------------ a reload changes policy
-    def assign(self, worker_id: int, mode: str) -> None:
-        """``worker_id`` (just spawned) runs ``mode``, its generation's policy.  The first one
-        whose policy is not the one in effect puts a PolicySwitch around it (policy_switch.py):
-        until then the policy is the plain one, the C engine's hot path included."""
-        if not isinstance(self.policy, PolicySwitch):
-            if mode == self.policy.mode:
-                return
-            self._wrap(worker_id)
-        self.policy.assign(worker_id, mode)
-
-    def switch(self, mode: str) -> None:
-        """``mode`` is in effect from now on (a generation with it was promoted)."""
-        if mode != self.policy.mode:
-            if not isinstance(self.policy, PolicySwitch):
-                self._wrap(None)
-            self._apply(self.policy.switch(mode))
-
-    def _wrap(self, newcomer: int | None) -> None:
-        self.policy = PolicySwitch.around(self.policy, lambda m: make_policy(m, self.window),
-                                          [w for w in self.workers if w != newcomer])
 
     # ------------------------------------------------------------ server replies
     def reply(self, worker: WorkerHandle, query: QueryServer) -> None:
@@ -114,10 +67,9 @@ class Dispatcher:
 
     # ------------------------------------------------------------ workers come and go
     def worker_listening(self, worker: WorkerHandle) -> None:
-        if self.native:  # C may send NewConn on this channel itself (while it has nothing queued)
-            fd = worker.channel.sock.fileno()
-            self.policy.attach(worker.id, fd, worker.channel, worker.counters, worker)
-            self.loop.add_reader(fd, self.policy.on_channel, worker.id)  # instead of the channel's reader
+        self._listening.add(worker.id)
+        if self.native:  # instead of the channel's own reader
+            self._attach(worker)
         self._apply(self.policy.add(worker.id))
 
     def _channel_event(self, worker_id: int, record: tuple[bytes, list[int], int] | None,
@@ -142,9 +94,11 @@ class Dispatcher:
         self._apply(self.policy.stop(worker.id))
 
     def worker_gone(self, worker: WorkerHandle) -> None:
+        self._listening.discard(worker.id)
         if self.native:
             self.policy.detach(worker.id)
         self._apply(self.policy.remove(worker.id))
+        self._unwrap()  # the last worker of a retired policy: maybe back to the C path
 
     def heartbeat(self, worker: WorkerHandle, beat: Heartbeat, now: float, bound: float) -> bool:
         """Back-pressure: a worker paused for lack of fds gets no hand-off until it says it has

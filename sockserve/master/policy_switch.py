@@ -2,7 +2,7 @@
 generation's policy, new connections by the policy in effect (the serving generation's).
 
 The Dispatcher installs one as its ``policy`` when a worker's generation has another policy
-than the one in effect (handoff.py ``assign``), around the policy it had (``around``; the C rr
+than the one in effect (policy_modes.py ``assign``), around the policy it had (``around``; the C rr
 engine too): same contract as RoundRobin and Shared (round_robin.py, shared.py), plus
 ``assign`` (a worker's policy, told at spawn) and ``switch`` (a generation was promoted).  A
 policy no worker uses any more hands what it still queues (its ``drain_queue``) to the one in

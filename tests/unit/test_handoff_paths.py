@@ -254,7 +254,7 @@ def test_a_full_window_leaves_connections_in_the_kernel_queue_until_an_ack(path)
     run(main())
 
 
-def test_a_reload_to_shared_leaves_the_c_path_and_loses_no_accepted_connection(path):
+def test_reloads_rr_shared_rr_leave_the_c_path_and_come_back_losing_no_connection(path):
     async def main():
         rig = Rig(asyncio.get_running_loop(), 2, 1)
         assert rig.dispatcher.native is (path == "c")  # rr and never changed: C's hot path
@@ -278,7 +278,16 @@ def test_a_reload_to_shared_leaves_the_c_path_and_loses_no_accepted_connection(p
         for _, fds in held.values():
             socket.socket(fileno=fds[0]).close()
         assert all(sees_eof(c) for c in clients)
-        rig.listener.accept()[0].close()  # still in the listener's queue, for the shared workers
+        rig.spawn(4, "rr")  # and a reload back to rr: the late one is handed once it is in effect
+        rig.dispatcher.switch("rr")
+        rig.dispatcher.worker_gone(rig.workers[3])  # shared retired: rr alone, the C path again
+        assert rig.dispatcher.native is (path == "c") and rig.dispatcher.policy.mode == "rr"
+        ((msg, fds),) = await rig.received(4, 1)
+        rig.ack(4, msg.seqs)
+        await asyncio.sleep(0.1)
+        assert rig.delivered[1:] == ([] if path == "c" else [Ack(msg.seqs, True)])  # C read that ack
+        assert rig.workers[4].counters.accepted == 1 and rig.dispatcher.waiting() == 0
+        socket.socket(fileno=fds[0]).close()
+        assert sees_eof(late)
         rig.close()
-        late.close()
     run(main())
