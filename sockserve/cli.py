@@ -16,12 +16,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 from . import __version__, apploader
-from .config import EXIT_FAILURE, EXIT_USAGE, Config, ConfigError, bind_under_systemd, make_config
+from .config import EXIT_FAILURE, EXIT_USAGE, Config, ConfigError, make_config
 from .settings import BY_NAME, SETTINGS, Setting
 
 ENV_PREFIX = "SOCKSERVE_"
 ENV_INTERNAL = {"SOCKSERVE_WORKER_ID", "SOCKSERVE_CHANNEL_FD", "SOCKSERVE_WORKER_CONFIG", "SOCKSERVE_CONFIG"}
 ENV_INTERNAL |= {"SOCKSERVE_NATIVE"}  # 0: the pure-Python hand-off path (master/native.py), not a setting
+ENV_INTERNAL |= {"SOCKSERVE_WORKER_CHECK"}  # sockserve check's app probe (check.py), not a setting
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,9 +40,12 @@ def serve_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="sockserve", description="Serve an ASGI, WSGI or asyncio-stream app with a "
                 "master and worker processes, like Node's cluster; socket-activated under systemd.",
                 epilog="Subcommands: 'sockserve status' and 'sockserve reload [--wait|--no-wait]' "
-                "talk to a running master over its control socket (see 'sockserve status --help'). "
+                "talk to a running master over its control socket (see 'sockserve status --help'); "
+                "'sockserve check [OPTIONS]' validates the settings and loads the app as a start "
+                "would, then exits (0 ok, 2 bad setting, 6 app). "
                 "Every option is also a key of the TOML file and a SOCKSERVE_<KEY> variable.",
-                argument_default=argparse.SUPPRESS)
+                argument_default=argparse.SUPPRESS,
+                allow_abbrev=False)  # gunicorn's --timeout must not pass as --timeout-keep-alive
     p.add_argument("app", nargs="?", help=BY_NAME["app"].help)
     p.add_argument("-c", "--config", dest="config_file", metavar="FILE", help="TOML config file "
                    "(also SOCKSERVE_CONFIG)")
@@ -59,7 +63,8 @@ def serve_parser() -> argparse.ArgumentParser:
 SECTION_TITLES = {"server": "server and cluster", "control": "control socket", "logging": "logging",
                   "http": "HTTP (uvicorn's protocol options)", "tls": "TLS (stdlib ssl)",
                   "wsgi": "WSGI (a2wsgi)", "unix": "unix sockets",
-                  "app": "app loading (where the app and hooks are imported from)"}
+                  "app": "app loading (where the app and hooks are imported from)",
+                  "guards": "guards: recycling, request timeout, metrics, reload, idle exit"}
 
 
 def _add_option(group: Any, s: Setting) -> None:
@@ -87,12 +92,13 @@ def _shown(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def gather(argv: Sequence[str], environ: Mapping[str, str], base: str | None = None) -> dict[str, Any]:
+def gather(argv: Sequence[str], environ: Mapping[str, str], base: str | None = None,
+           parser: argparse.ArgumentParser | None = None) -> dict[str, Any]:
     """Settings from every source, merged by precedence (not yet validated).
 
     ``base``: the directory a relative config file path is relative to (the start
     directory, so a reload after ``chdir`` reads the same file)."""
-    cli = vars(serve_parser().parse_args(argv))
+    cli = vars((parser or serve_parser()).parse_args(argv))
     path = cli.pop("config_file", None) or environ.get("SOCKSERVE_CONFIG")
     if path and base:
         path = os.path.join(base, path)
@@ -143,15 +149,13 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str],
     return make_config(values, os.cpu_count() or 1), values
 
 
-def reread(argv: Sequence[str], base: str, activated: bool) -> Config:
-    """The configuration for a reload, refusing what a start would refuse (ConfigError):
-    so ``systemctl reload`` fails and the old workers keep serving, rather than the next
-    start failing with the port then closed by systemd's start limit."""
+def reread(argv: Sequence[str], base: str) -> tuple[Config, bool]:
+    """The settings again, for a reload: (config, whether ``bind`` was given).  serve() wraps
+    it in the start's checks (``checked_reread``): a reload refuses what a start would refuse,
+    so ``systemctl reload`` fails and the old workers keep serving, rather than the next start
+    failing with the port then closed by systemd's start limit."""
     config, values = load_config(argv, os.environ, base)
-    if activated and "bind" in values:
-        raise ConfigError(bind_under_systemd(config.config_file))
-    apploader.check(config)
-    return config
+    return config, "bind" in values
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
@@ -160,14 +164,17 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         from .ctl import main as ctl_main
 
         sys.exit(ctl_main(argv))
+    if argv and argv[0] == "check":
+        from .check import main as check_main
+
+        sys.exit(check_main(argv[1:], os.environ))
     from .master.serve import serve
 
     try:
-        base, activated = os.getcwd(), "LISTEN_FDS" in os.environ
+        base = os.getcwd()
         config, values = load_config(argv, os.environ)
         apploader.prepare(config)
-        code = serve(config, explicit_bind="bind" in values,
-                     reread=lambda: reread(argv, base, activated))
+        code = serve(config, explicit_bind="bind" in values, reread=lambda: reread(argv, base))
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
     except KeyboardInterrupt:

@@ -20,6 +20,11 @@ EXIT_FAILURE = 1  # runtime failure [EXIT_FAILURE]
 EXIT_USAGE = 2  # bad CLI or config value [EXIT_INVALIDARGUMENT]
 EXIT_APP = 6  # the application cannot be loaded [EXIT_NOTCONFIGURED]
 
+# A stop past graceful_timeout (or a fast stop): the worker cancels what is left and runs the
+# ASGI lifespan shutdown within this many seconds of its own (uvicorn runs it on every stop);
+# the master's SIGKILL waits that long more, plus EXIT_SLACK for the exit itself.
+SHUTDOWN_BUDGET = 3.0
+EXIT_SLACK = 1.0
 
 
 class ConfigError(ValueError):
@@ -76,7 +81,16 @@ def _config_namespace() -> dict[str, Any]:
     def heartbeat_interval(self: Any) -> float:
         return max(0.05, min(1.0, self.worker_timeout / 4))
 
+    def drain_kill_after(self: Any) -> float:
+        """Seconds after Disconnect before the master SIGKILLs a worker still running.
+
+        graceful_timeout to drain, then the worker's own SHUTDOWN_BUDGET to cancel what is
+        left and run the lifespan shutdown, then EXIT_SLACK.
+        """
+        return self.graceful_timeout + SHUTDOWN_BUDGET + EXIT_SLACK
+
     return {"addresses": addresses, "for_worker": for_worker, "heartbeat_interval": heartbeat_interval,
+            "drain_kill_after": drain_kill_after,
             "__doc__": "Every setting of settings.SETTINGS as a frozen attribute, plus config_file."}
 
 
@@ -153,6 +167,7 @@ def _validate(c: Config) -> None:
         _check(spec is None or _is_import_spec(spec), f"{key}: {spec!r} is not MODULE:ATTRIBUTE")
     _validate_http(c)
     _validate_limits(c)
+    _validate_guards(c)
     _validate_app_loading(c)
 
 
@@ -214,6 +229,46 @@ def _validate_http(c: Any) -> None:
         raise ConfigError(f"access_log_format: {c.access_log_format!r}: {exc}") from None
 
 
+# ------------------------------------------------------------ start and reload (one path)
+def validate_for_start(config: Config, *, inherited: bool, explicit_bind: bool) -> None:
+    """What a start refuses, given where its listening sockets come from; ConfigError if any.
+
+    ``inherited``: systemd passed sockets (``LISTEN_FDS``); ``explicit_bind``: ``bind`` was
+    given (command line, environment or file).  The same check runs at start
+    (master/serve.py), on a reload's re-read (so a reload never accepts what the next
+    ``systemctl restart`` would refuse) and in ``sockserve check`` (like ``nginx -t``).
+    """
+    _validate(config)  # the values themselves (make_config ran it; a hand-made Config did not)
+    if inherited and explicit_bind:
+        raise ConfigError(bind_under_systemd(config.config_file))
+    if inherited and config.policy == "reuseport":
+        raise ConfigError("policy: reuseport needs sockserve to bind the address itself, "
+                          "not sockets passed by systemd; use rr or shared")
+
+
+# a running master cannot change these: its listening sockets (and their unix file mode/owner),
+# its control socket, its hooks, its working directory and environment (workers inherit them)
+RESTART_KEYS = ("bind", "unix_socket_mode", "unix_socket_owner", "control_socket", "hooks", "chdir",
+                "env_file")
+
+
+def validate_reload(running: Config, new: Config) -> None:
+    """What a reload cannot apply, only a restart can; ConfigError naming the key.
+
+    The listening sockets (unix file mode and owner too), the control socket, the hooks, the
+    working directory and the env file's variables are the master's from its start;
+    reuseport listeners are the workers' own, the others the master's, so ``policy`` may
+    not switch to or from ``reuseport`` either.
+    """
+    for key in RESTART_KEYS:
+        if getattr(new, key) != getattr(running, key):
+            raise ConfigError(f"{key}: {getattr(running, key)!r} -> {getattr(new, key)!r} "
+                              "needs a restart (systemctl restart); a reload keeps it")
+    if (new.policy == "reuseport") != (running.policy == "reuseport"):
+        raise ConfigError(f"policy: {running.policy} -> {new.policy} needs a restart "
+                          "(systemctl restart): reuseport listens in the workers, the others in the master")
+
+
 def _is_import_spec(spec: str) -> bool:
     module, sep, attr = spec.partition(":")
     parts = module.split(".") + attr.split(".")
@@ -223,3 +278,23 @@ def _is_import_spec(spec: str) -> bool:
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
+
+
+# ---------------------------------------------------------------- guards (issue 13)
+GUARD_SECONDS = ("request_timeout", "max_worker_lifetime", "max_worker_lifetime_jitter", "exit_idle_time")
+
+
+def _validate_guards(c: Any) -> None:
+    for key in GUARD_SECONDS:
+        value = getattr(c, key)
+        _check(0 <= value < 86400 * 365, f"{key}: must be 0 (off) or a number of seconds, got {value}")
+    for key in ("max_requests", "max_requests_jitter"):
+        _check(getattr(c, key) >= 0, f"{key}: must be 0 (off) or more, got {getattr(c, key)}")
+    _check(0 <= c.max_worker_rss < 2**40, f"max_worker_rss: must be 0 (off) or MiB, got {c.max_worker_rss}")
+    if c.metrics is not None:
+        try:
+            tcp = parse_address(c.metrics).family == "tcp"
+        except ConfigError:
+            tcp = False
+        _check(tcp, f"metrics: {c.metrics!r}: expected HOST:PORT or [IPv6]:PORT")
+    _check(not (c.reload and c.exit_idle_time), "reload: cannot be combined with exit_idle_time")

@@ -26,6 +26,7 @@ class Listener:
     address: str  # printable, e.g. 127.0.0.1:8000 or unix:/run/x.sock
     sock: socket.socket
     listening: bool = True  # False: bound only (reuseport reserves the address)
+    inherited: bool = False  # passed by systemd: its queue outlives us, never shut it down
     path_identity: tuple[int, int] | None = None  # (dev, ino) of a unix socket file we created
 
 

@@ -139,6 +139,32 @@ SETTINGS: tuple[Setting, ...] = (
       "default: from the umask)", "MODE", section="unix"),
     S("unix_socket_owner", "text", None, "USER[:GROUP] or :GROUP owning unix: sockets sockserve "
       "binds", "OWNER", section="unix"),
+    # ---------------------------------------------------------------- guards (issue 13; 0 = off)
+    S("max_requests", "int", 0, "recycle a worker after N requests (gunicorn); its successor "
+      "listens first", "N", worker=True, section="guards"),
+    S("max_requests_jitter", "int", 0, "plus a random 0..J per worker", "J", worker=True,
+      section="guards"),
+    S("max_worker_lifetime", "float", 0.0, "recycle a worker older than S seconds", "S",
+      section="guards"),
+    S("max_worker_lifetime_jitter", "float", 0.0, "plus a random 0..J seconds per worker", "J",
+      section="guards"),
+    S("max_worker_rss", "float", 0.0, "recycle a worker whose RSS stays over MIB (3 samples, 1 s "
+      "apart)", "MIB", section="guards"),
+    S("request_timeout", "float", 0.0, "cut a request after S seconds: 504 if nothing was sent, the "
+      "app sees http.disconnect; a stuck WSGI request recycles its worker", "S", worker=True,
+      section="guards"),
+    S("metrics", "text", None, "serve Prometheus metrics at http://HOST:PORT/metrics (master)",
+      "HOST:PORT", section="guards"),
+    S("exit_idle_time", "float", 0.0, "socket activation only: exit 0 after S seconds without a "
+      "connection or request (systemd-socket-proxyd's)", "S", section="guards"),
+    S("reload", "bool", False, "development: rolling reload when watched files change (needs "
+      "watchfiles; not with socket activation)", section="guards"),
+    S("reload_dirs", "list", (), "directory --reload watches (repeatable; default: the current "
+      "one)", "DIR", flags=("--reload-dir",), section="guards"),
+    S("reload_includes", "list", (), "file pattern that triggers a reload (repeatable; default "
+      "*.py)", "GLOB", flags=("--reload-include",), section="guards"),
+    S("reload_excludes", "list", (), "file or directory pattern to ignore (repeatable; default .*, "
+      ".py[cod], .sw.*, ~*)", "GLOB", flags=("--reload-exclude",), section="guards"),
 )
 del S
 

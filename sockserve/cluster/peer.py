@@ -25,10 +25,10 @@ STAY: dict[WorkerState, tuple[str, ...]] = {
     S.NONE: ("BootError",),
     # LISTENING once every key listens: see WorkerPeer; BootError = lifespan startup failed
     S.ONLINE: ("QueryServer", "Listening", "Heartbeat", "UserMessage", "BootError"),
-    S.LISTENING: ("Ack", "Close", "Heartbeat", "UserMessage"),
+    S.LISTENING: ("Ack", "Close", "Heartbeat", "UserMessage", "Recycle"),
     # anything still under way when we asked it to leave (it may even be booting)
     S.DISCONNECTING: ("Online", "BootError", "QueryServer", "Listening", "Ack", "Close",
-                      "Heartbeat", "UserMessage", "disconnect"),
+                      "Heartbeat", "UserMessage", "Recycle", "disconnect"),
 }
 # (state, event) -> next state.  Events: the message types a worker sends,
 # plus "disconnect" (master asks) and "exit" (process gone).

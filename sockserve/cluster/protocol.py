@@ -140,10 +140,20 @@ class BootError(Message):
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Recycle(Message):
+    """The worker asks to be replaced (``reason``: max_requests | request_timeout); it keeps
+    serving until the master disconnects it, once its successor listens (recycling.py)."""
+
+    code: ClassVar[int] = 12
+    sender: ClassVar[str] = "worker"
+    reason: str
+
+
 MESSAGES: dict[int, type[Message]] = {
     m.code: m
     for m in (Online, QueryServer, ServerReply, Listening, NewConn, Ack,
-              Close, Disconnect, Heartbeat, UserMessage, BootError)
+              Close, Disconnect, Heartbeat, UserMessage, BootError, Recycle)
 }
 _KINDS = {"int": (int,), "bool": (bool,), "str": (str,), "tuple[int, ...]": (list,)}
 

@@ -223,4 +223,16 @@ def format_status(stats: dict[str, Any]) -> str:
              for row in rows]
     exits = [f"worker {w.get('id')}: last exit {w['last_exit']}" for w in stats.get("workers", [])
              if w.get("last_exit")]
-    return "\n".join([head, *lines, *exits])
+    return "\n".join([head, *lines, *exits, *_recycle_lines(stats)])
+
+
+def _recycle_lines(stats: dict[str, Any]) -> list[str]:
+    """Recycles by reason and the last one (issue 13's guards), when there were any."""
+    counts, last = stats.get("recycles"), stats.get("last_recycle")
+    if not counts:
+        return []
+    lines = ["recycles: " + ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items()))]
+    if last:
+        lines.append(f"last recycle: worker {last['worker']} ({last['reason']}), successor "
+                     f"{last['successor']} listening after {last['successor_listening_s']}s")
+    return lines

@@ -14,9 +14,11 @@ a failed send) comes back as actions for the Python path (``_apply``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
+import socket
 
 from ..cluster.protocol import MAX_FDS, Ack, Heartbeat, NewConn, ProtocolError, QueryServer, ServerReply
 from ..listeners import Listener
@@ -31,6 +33,7 @@ ACCEPT_BATCH = 64  # accepts per wake-up, so one busy listener cannot starve the
 READ_BATCH = 64  # records read per wake-up of a worker's channel (as Channel does)
 FD_EXHAUSTED_PAUSE = 0.5  # seconds accept pauses on EMFILE/ENFILE
 FD_EXHAUSTED_LOG_EVERY = 10.0
+MAX_QUEUED = 65536  # accept() calls to empty a queue at stop (backlog is at most 65535)
 
 
 class Dispatcher(PolicyModes):
@@ -229,6 +232,51 @@ class Dispatcher(PolicyModes):
     # ------------------------------------------------------------ shutdown
     def waiting(self) -> int:
         return self.policy.waiting()
+
+    def stop_listening(self) -> None:
+        """A stop: sockets we bound refuse new clients at once; systemd's are only not read.
+
+        A socket passed by systemd keeps queueing for the next start (systemd holds it).
+        Ours get ``shutdown(SHUT_RD)``, which acts on the socket, not on this process's
+        fd: the copies shared workers hold stop too, new clients get ECONNREFUSED (and
+        retry elsewhere) instead of waiting in a queue nobody reads.  What is queued is
+        never left hanging: rr accepts it first and hands it out (``waiting()``); TCP
+        resets what arrives in between, and unix sockets keep theirs, taken after.
+        Other policies shut down after this step of the loop, when the workers'
+        Disconnect (sent in the same step) went out: their accept loops close first.
+        """
+        self.stop_accepting()
+        ours = [lst for lst in self.listeners.values() if lst.listening and not lst.inherited]
+        if self.policy.mode == "rr":
+            self._close_queues(ours)
+        else:
+            self.loop.call_soon(self._close_queues, ours)
+
+    def _close_queues(self, listeners: list[Listener]) -> None:
+        for listener in listeners:
+            self._take_queued(listener)
+            with contextlib.suppress(OSError):
+                listener.sock.shutdown(socket.SHUT_RD)
+            self._take_queued(listener)
+
+    def _take_queued(self, listener: Listener) -> None:
+        """Accept what waits in the queue: rr hands it out to listening workers; with none
+        (a stop while booting), or with shared, it is refused (closed), never left waiting."""
+        if listener.sock.fileno() < 0:
+            return
+        listener.sock.setblocking(False)
+        hand_out = self.policy.mode == "rr" and any(w.listening for w in self.workers.values())
+        actions: list[Action] = []
+        for _ in range(MAX_QUEUED):
+            try:
+                fd, _ = listener.sock._accept()
+            except OSError:  # empty (EAGAIN), shut down (EINVAL), out of fds: TCP resets the rest
+                break
+            if hand_out:
+                actions += self.policy.distribute((listener.key, fd))
+            else:
+                os.close(fd)
+        self._apply(actions)
 
     def close(self) -> None:
         self.stop_accepting()

@@ -112,6 +112,15 @@ class Silent:
 
 
 @dataclass(frozen=True)
+class Recycle:
+    """Replace this worker, its successor first (recycling.py: max_requests, request_timeout,
+    lifetime, rss)."""
+
+    worker: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class QueueEmpty:
     """Every connection the master accepted is handed out (asked for while stopping)."""
 
@@ -122,7 +131,7 @@ class Timer:
 
 
 Event = (Start | Term | Int | Reload | ConfigRead | Ttin | Ttou | SpawnFailed | Online | Listening
-         | BootError | Exited | Silent | QueueEmpty | Timer)
+         | BootError | Exited | Silent | Recycle | QueueEmpty | Timer)
 
 
 # ---------------------------------------------------------------- actions (core -> shell)
@@ -252,6 +261,8 @@ TABLE: dict[tuple[Phase, str], tuple[str, tuple[Phase, ...]]] = {
     **_rows((P.RELOADING,), "SpawnFailed", "worker_gone", (P.RUNNING,)),
     **_rows((P.STOPPING,), "SpawnFailed", "worker_gone", ENDS),
     **_rows(WITH_WORKERS, "Silent", "worker_silent"),
+    # recycling (issue 13) only while running: a reload replaces every worker anyway
+    **_rows((P.RUNNING,), "Recycle", "recycle"),
     **_rows((P.STOPPING,), "QueueEmpty", "handed_out", ENDS),
     # boot_timeout ends a start or fails a reload, "unserved" (no worker listens) stops, the stop
     # timers end a stop; back-off, drain and per-worker boot timers change no phase

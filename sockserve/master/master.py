@@ -24,6 +24,7 @@ from ..systemd import Notifier, log_event, scrub_env
 from . import lifecycle as L
 from .control import ControlServer, default_control_path, start_control
 from .events import Emitter
+from .guards import Guards
 from .handoff import Dispatcher
 from .pool import Pool
 from .shell import Shell
@@ -77,6 +78,7 @@ class Master(Shell):
             "listeners": list(self.dispatcher.listeners),
             "accept_paused": self.dispatcher.fd_exhausted, "spawn_failures": self.pool.spawn_failures,
             "native": self.dispatcher.native,
+            **self.guards.statistics(),
         }
 
     def run(self) -> int:
@@ -99,12 +101,14 @@ class Master(Shell):
         self.pool = Pool(self.loop, self.dispatcher, self.emitter, self._env, self.feed)
         self.pool.on_ack = self._queue_checked
         self._shell_init()
+        self.guards = Guards(self)
         control = ControlServer(self._control_path, self._control) if self._control_path else None
         try:
             self._install_signals()
             if control:
                 control = await start_control(control, bool(self.config.control_socket), self.loop)
             self._load_hooks()
+            self.guards.start()
             self._warn_reuseport()
             self.notifier.notify(f"MAINPID={os.getpid()}")
             self.feed(L.Start())
@@ -133,6 +137,7 @@ class Master(Shell):
             log_event(log, logging.ERROR, "reap_timeout", f"workers {sorted(self.pool.workers)} not reaped")
         if control:
             control.close()
+        await self.guards.close()
         self.dispatcher.close()
 
     def _load_hooks(self) -> None:
@@ -187,6 +192,7 @@ class Master(Shell):
             stalled = max(0.0, now - last - 2 * interval)  # the master itself did not run
             last = now
             self.pool.check_silence(now, stalled)
+            self.guards.tick(now)
             self.notifier.flush()  # what a busy receiver could not take yet
             if watchdog and now - last_ping >= watchdog * 0.9 and self.core.watchdog_ok():
                 self.notifier.notify("WATCHDOG=1")

@@ -163,7 +163,7 @@ class Pool:
             self.on_ack()
         elif isinstance(msg, protocol.Heartbeat) and self.dispatcher.heartbeat(
                 worker, msg, self.loop.time(), self.configs[worker.id].worker_timeout):  # out of fds too long
-            self.feed(L.Silent(worker.id, "out of fds for over worker_timeout"))
+            self.feed(L.Recycle(worker.id, "fd_pressure"))  # successor first, then it drains
         elif isinstance(msg, protocol.QueryServer):
             self._reply(worker, msg)
         elif isinstance(msg, protocol.Listening):
@@ -174,6 +174,8 @@ class Pool:
             self.emitter.emit("message", worker, msg.payload)
         elif isinstance(msg, protocol.BootError):
             self.feed(L.BootError(worker.id, msg.reason))
+        elif isinstance(msg, protocol.Recycle):  # max_requests, request_timeout (worker/guards.py)
+            self.feed(L.Recycle(worker.id, msg.reason))
 
     def _reply(self, worker: WorkerHandle, query: protocol.QueryServer) -> None:
         """The server reply in the worker's own generation's policy (a reload may change it)."""

@@ -6,7 +6,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ..config import Config, ConfigError, bind_under_systemd
+from .. import apploader
+from ..config import Config, ConfigError, validate_for_start, validate_reload
 from ..fdlimit import check_startup
 from ..listeners import Listener, bind_config, remove_socket_files
 from ..logs import LogConfigError
@@ -14,43 +15,45 @@ from ..settings import SETTINGS
 from ..systemd import ListenFdsError, listen_fds, setup_logging
 from ..tls import check_tls
 from .control import ControlError
+from .guards import check_listeners
 from .master import Master
 
 log = logging.getLogger("sockserve.master")
 SECRET = {"ssl_keyfile_password"}
+Reread = Callable[[], tuple[Config, bool]]  # a fresh (config, explicit_bind), or ConfigError
 
 
-def serve(config: Config, *, explicit_bind: bool, reread: Callable[[], Config]) -> int:
-    """Run the master until it stops; its exit code.  Raises ConfigError for bad settings."""
+def serve(config: Config, *, explicit_bind: bool, reread: Reread) -> int:
+    """Run the master until it stops; its exit code.  Raises ConfigError for bad settings.
+
+    ``reread`` reads the configuration again (cli.py); a reload gets it wrapped by
+    ``checked_reread``, so it refuses what this start would refuse.
+    """
     check_startup(config, len(config.bind))  # before anything opens fds: one line, exit 2
     try:
         setup_logging(config.log_target, config.log_level, log_config=config.log_config)
     except LogConfigError as exc:
         raise ConfigError(str(exc)) from None
     log.debug("settings other than the defaults: %s", changed_settings(config) or "none")
-    check_tls(config)
     try:
         inherited = listen_fds()
     except ListenFdsError as exc:
         raise ConfigError(str(exc)) from None
+    start_checks(config, inherited=bool(inherited), explicit_bind=explicit_bind)
+    again = checked_reread(config, bool(inherited), reread)
     if not inherited:
         listeners = bind_config(config)
         try:
-            return _run(Master(config, listeners, reread=reread))
+            return _run(Master(config, listeners, reread=again))
         finally:
             remove_socket_files(listeners)
-    if explicit_bind:
-        raise ConfigError(bind_under_systemd(config.config_file))
-    if config.policy == "reuseport":
-        raise ConfigError("policy: reuseport needs sockserve to bind the address itself, "
-                          "not sockets passed by systemd; use rr or shared")
     connected = [s for s in inherited if not s.listening]
     if connected:
         from ..systemd.inetd import serve_connections
 
         return serve_connections(config, [s.sock for s in connected])
-    listeners = [Listener(key=s.key, address=s.address, sock=s.sock) for s in inherited]
-    return _run(Master(config, listeners, reread=reread))
+    listeners = [Listener(key=s.key, address=s.address, sock=s.sock, inherited=True) for s in inherited]
+    return _run(Master(config, listeners, reread=again))
 
 
 def _run(master: Master) -> int:
@@ -59,6 +62,30 @@ def _run(master: Master) -> int:
         return master.run()
     except ControlError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def start_checks(config: Config, *, inherited: bool, explicit_bind: bool) -> None:
+    """What a start refuses before it binds, with its one-line ConfigError: the values and
+    what socket activation forbids (``config.validate_for_start``, ``guards.check_listeners``),
+    the fd limit (``fdlimit.check_startup``), the TLS files (``tls.check_tls``).  Start,
+    reload and ``sockserve check`` all run this."""
+    validate_for_start(config, inherited=inherited, explicit_bind=explicit_bind)
+    check_listeners(config, from_systemd=inherited)
+    check_startup(config, len(config.bind))
+    check_tls(config)
+
+
+def checked_reread(started: Config, inherited: bool, reread: Reread) -> Callable[[], Config]:
+    """The one function a reload calls for its configuration: read it again, check it as
+    this start was checked (same one-line messages), then refuse what only a restart can
+    change (``validate_reload``).  Raises ConfigError; returns the Config to run."""
+    def again() -> Config:
+        config, explicit_bind = reread()
+        start_checks(config, inherited=inherited, explicit_bind=explicit_bind)
+        apploader.check(config)  # what the start's apploader.prepare and hooks import refuse
+        validate_reload(started, config)
+        return config
+    return again
 
 
 def changed_settings(config: Config) -> str:

@@ -65,8 +65,8 @@ class Shell:
             self.pool.kill(a.worker, getattr(signal, a.signal))
         elif isinstance(a, L.StartAccepting):
             self.dispatcher.start_accepting()
-        elif isinstance(a, L.StopAccepting):
-            self.dispatcher.stop_accepting()
+        elif isinstance(a, L.StopAccepting):  # a stop: embedded mode refuses new clients now
+            self.dispatcher.stop_listening()
         elif isinstance(a, L.Promote):
             self._promote(a)
         elif isinstance(a, L.Notify):
@@ -88,6 +88,7 @@ class Shell:
                 message = f"ready: {self._status_line()} on {', '.join(self.dispatcher.listeners)}"
 
             log_event(log, LEVELS[a.level], a.event, message, **a.fields)
+            self.guards.logged(a.event, a.message)
         elif isinstance(a, L.Exit) and not self._stopped.done():
             self._stopped.set_result(a.code)
 

@@ -14,6 +14,7 @@ from typing import Any
 from . import lifecycle as L
 from .generations import Generation, GenStatus, Worker, WorkerStage
 from .lifecycle import Phase
+from .supervisor_recycle import RecycleMixin
 from .supervisor_stop import StopMixin
 from .supervisor_workers import WorkersMixin
 
@@ -25,7 +26,7 @@ def extend_line(seconds: float) -> str:
     return f"EXTEND_TIMEOUT_USEC={max(1, int((seconds + 5) * 1_000_000))}"
 
 
-class Supervisor(WorkersMixin, StopMixin):
+class Supervisor(WorkersMixin, StopMixin, RecycleMixin):
     """Phase × generations × slots.  ``config``: the start's Config (``workers``, timeouts,
     ``restart_delay_max``, ``stable_after``, ``policy``)."""
 
@@ -38,6 +39,8 @@ class Supervisor(WorkersMixin, StopMixin):
         self.timers: set[tuple[Any, ...]] = set()
         self.queued: list[Any] = []  # reload requests waiting for a start or a reload to end
         self.reading: list[Any] = []  # requests whose config is being read
+        self.recycling: dict[int, tuple[int, str]] = {}  # successor -> (recycled worker, reason)
+        self.recycled: dict[str, int] = {}  # recycles done, by reason
         self.attempt = 0  # the ReadConfig in flight (0: none)
         self.exit_code = 0
         self.stop_stage: str | None = None
@@ -122,7 +125,8 @@ class Supervisor(WorkersMixin, StopMixin):
         self._cancel(("worker-boot", w.id))
         if graceful and w.stage is W.LISTENING:
             self._emit(L.Disconnect(w.id))
-            self._set_timer(("drain", w.id), self.generations[w.generation].config.graceful_timeout)
+            # graceful_timeout, then the worker's own shutdown budget (it exits by itself), then SIGKILL
+            self._set_timer(("drain", w.id), self.generations[w.generation].config.drain_kill_after())
         else:
             self._emit(L.Kill(w.id, "SIGKILL"))
         w.stage = W.LEAVING

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..config import EXIT_SLACK, SHUTDOWN_BUDGET
 from . import lifecycle as L
 from .generations import GenStatus, WorkerStage
 from .lifecycle import Phase
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from .supervisor import Supervisor
 
 HANDOUT = 5.0  # seconds, at most, to hand out what was accepted before the workers leave
-FAST = 2.0  # seconds a fast stop waits before SIGKILL
+FAST = SHUTDOWN_BUDGET + EXIT_SLACK  # seconds a fast stop waits before SIGKILL (lifespan shutdown)
 FINAL = 2.0  # seconds to reap after the last SIGKILL
 
 
@@ -32,8 +33,8 @@ class StopMixin:
         return min(HANDOUT, self.config.graceful_timeout) + self._drain_max() + 1 + FINAL
 
     def _drain_max(self: Supervisor) -> float:
-        return max((g.config.graceful_timeout for g in self.generations.values()),
-                   default=self.config.graceful_timeout)
+        return max((g.config.drain_kill_after() for g in self.generations.values()),
+                   default=self.config.drain_kill_after())
 
     def _stop_graceful(self: Supervisor, event: L.Term) -> None:
         self._stop(graceful=True, code=0, hung=event.hung)

@@ -24,23 +24,29 @@ G, W = GenStatus, WorkerStage
 class WorkersMixin:
     # ------------------------------------------------------------ size
     def _grow(self: Supervisor, event: L.Ttin) -> None:
+        grown = False
         for gen in self.generations.values():
             if gen.status in (G.BOOTING, G.SERVING) and gen.size < 1024:
                 gen.size += 1
+                grown = True
                 self._spawn(gen, gen.size - 1)
-        self._log("info", "resize", "one worker more (SIGTTIN)")
+        self._log("info", "resize", "one worker more (SIGTTIN)" if grown
+                  else "SIGTTIN ignored: already at 1024 workers")
 
     def _shrink(self: Supervisor, event: L.Ttou) -> None:
+        shrunk = False
         for gen in list(self.generations.values()):
             if gen.status not in (G.BOOTING, G.SERVING) or gen.size <= 1:
                 continue
             gen.size -= 1
+            shrunk = True
             self._cancel(("respawn", gen.number, gen.size))
             gen.slot(gen.size).waiting = False
             for w in self.members(gen.number):
                 if w.slot >= gen.size:
                     self._retire_worker(w)
-        self._log("info", "resize", "one worker less (SIGTTOU)")
+        self._log("info", "resize", "one worker less (SIGTTOU)" if shrunk
+                  else "SIGTTOU ignored: already at 1 worker")
         booting = self._booting()
         if booting is not None and self._complete(booting):
             self._ready(booting)
@@ -62,6 +68,7 @@ class WorkersMixin:
             return
         w.stage, w.listened = W.LISTENING, True
         self._cancel(("worker-boot", w.id))
+        self._successor_listening(w)
         gen = self.generations[w.generation]
         if w.slot >= gen.size:
             self._retire_worker(w)
@@ -79,6 +86,7 @@ class WorkersMixin:
             return
         for name in (("worker-boot", w.id), ("drain", w.id)):
             self._cancel(name)
+        self._recycle_gone(w)
         gen = self.generations[w.generation]
         if isinstance(event, L.SpawnFailed):
             self._log("error", "spawn_failed", f"cannot start worker {w.id}: {event.reason}",
@@ -91,6 +99,9 @@ class WorkersMixin:
         elif gen.status is G.BOOTING and not w.listened and isinstance(event, L.Exited):
             self._boot_failed(gen, w, event)
         else:  # a failed spawn (EMFILE, exec) is retried, bounded by the generation's boot timer
+            if w.boot_error is not None and not w.listened:  # say why, not only "could not load"
+                self._log("error", "worker_boot_error", f"worker {w.id} could not start: "
+                          f"{w.boot_error}; retrying after the slot's back-off", worker_id=w.id)
             self._refill(gen, w.slot, event.lived if isinstance(event, L.Exited) else 0.0)
 
     def _boot_failed(self: Supervisor, gen: Generation, w: Worker, event: L.Exited) -> None:

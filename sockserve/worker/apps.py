@@ -5,8 +5,8 @@ picks the interface and returns an adapter (stream.py, asgi.py; WSGI apps go
 through wsgi.py into asgi.py).  Every adapter offers ``protocol_factory``
 (usable with ``loop.connect_accepted_socket`` and ``loop.create_server``),
 ``ssl`` (a context or None), ``open``/``served`` counters,
-``startup``/``shutdown`` (ASGI lifespan) and ``begin_drain``/``busy`` for a
-graceful disconnect.
+``startup``/``shutdown`` (ASGI lifespan), and for a stop (drain.py)
+``begin_drain``/``close_idle``/``busy``/``transports()``/``tasks``.
 """
 
 from __future__ import annotations

@@ -20,6 +20,21 @@ CLOSE = (b"connection", b"close")
 log = logging.getLogger("sockserve.worker")
 
 
+class _Counted:
+    """ASGI middleware counting what the app finished (``adapter._served``); ``.app`` keeps the
+    chain walkable (guards.runs_wsgi)."""
+
+    def __init__(self, app: Any, adapter: AsgiAdapter) -> None:
+        self.app, self.adapter = app, adapter
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            if scope["type"] != "lifespan":
+                self.adapter._served += 1
+
+
 class AppStartupError(Exception):
     """The ASGI lifespan startup of the app failed."""
 
@@ -44,6 +59,9 @@ class AsgiAdapter:
         log.debug("http: %s%s", self.protocol_class.__name__, " over TLS" if self.ssl else "")
         self.date_header = bool(options.get("date_header", True))
         self.state = ServerState()
+        self._served = 0
+        self.config.loaded_app = self._counted(self.config.loaded_app)
+        self.tasks = self.state.tasks  # requests running (uvicorn's set; drain.stop cancels them)
         self.state.default_headers = list(self.config.encoded_headers)
         self.lifespan = self.config.lifespan_class(self.config)
         params = inspect.signature(self.protocol_class).parameters
@@ -54,6 +72,9 @@ class AsgiAdapter:
         # an idle connection gets, while we drain, the patience keep-alive gets anyway (uvicorn: 5 s)
         self.idle_grace = float(self.config.timeout_keep_alive)
         self._update_date()
+
+    def transports(self) -> list[asyncio.BaseTransport]:  # closing one: the app gets http.disconnect
+        return [connection.transport for connection in self.state.connections]
 
     def protocol_factory(self) -> asyncio.Protocol:
         kwargs: dict[str, Any] = {"config": self.config, "server_state": self.state, "_loop": self.loop}
@@ -67,7 +88,13 @@ class AsgiAdapter:
 
     @property
     def served(self) -> int:
-        return self.state.total_requests
+        """HTTP requests (and WebSocket sessions) the app finished.  Not uvicorn's
+        ``total_requests``: it skips a response whose client closed before the app's last
+        (empty) body message, which a2wsgi sends after the whole body: most WSGI requests."""
+        return self._served
+
+    def _counted(self, app: Any) -> Any:
+        return _Counted(app, self)
 
     def _update_date(self) -> None:
         """Refresh the Date header once a second, as uvicorn's Server does."""

@@ -128,6 +128,9 @@ class Acceptor:
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                 return
             except OSError as exc:
+                if exc.errno == errno.EINVAL:  # not listening: the master shut it down (a stop)
+                    self.stop()
+                    return
                 if exc.errno not in OUT_OF_FDS:
                     raise
                 self.budget.exhausted()

@@ -19,7 +19,7 @@ from ..cluster import protocol
 from ..config import EXIT_APP, EXIT_FAILURE
 from ..eventloop import new_event_loop
 from ..logs import LogConfigError, apply_log_config, setup_logging
-from . import apps
+from . import apps, guards
 from .runtime import Worker
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -27,6 +27,8 @@ PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 def main() -> None:
     """Entry of ``python -m sockserve.worker``; never returns."""
+    if os.environ.get("SOCKSERVE_WORKER_CHECK") == "1":
+        check_app()
     worker_id, sock, config = _read_environment()
     set_parent_death_signal(signal.SIGKILL)  # backstop; channel EOF is the main path
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the master's to handle
@@ -40,10 +42,23 @@ def main() -> None:
         logging.getLogger("sockserve.worker").debug("cannot load app %r", spec, exc_info=exc.__cause__)
         boot_failed(sock, worker_id, f"cannot load app '{spec}': {exc}")
     worker = Worker(worker_id, config, sock, adapter, loop)
+    guards.install(worker, adapter)  # request timeout, max_requests (issue 13)
     code = loop.run_until_complete(worker.run())
     worker.event("exit", "worker %d exits with code %d", worker_id, code)
     logging.shutdown()
     os._exit(code)  # no waiting for app threads (WSGI pool) after the drain
+
+
+def check_app() -> NoReturn:
+    """``sockserve check``: load the app as a worker would (no channel, worker id 0); exit 0,
+    or 6 with the start's line (``cannot load app ...``) on stderr."""
+    config = json.loads(os.environ.get("SOCKSERVE_WORKER_CONFIG", "{}"))
+    spec = config.get("app")
+    try:
+        apps.load_adapter(spec, str(config.get("interface", "auto")), 0, new_event_loop(), config)
+    except apps.AppLoadError as exc:
+        _die(f"sockserve: error: cannot load app '{spec}': {exc}", EXIT_APP)
+    os._exit(0)
 
 
 def _read_environment() -> tuple[int, socket.socket, dict[str, Any]]:

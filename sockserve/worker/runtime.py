@@ -25,6 +25,7 @@ from ..config import EXIT_APP, EXIT_FAILURE, EXIT_OK, ConfigError
 from ..listeners import bind_reuseport
 from . import apps, drain, limits
 from .fdpressure import RESUME_AT, Acceptor, FdBudget
+from .handed import Handed
 
 log = logging.getLogger("sockserve.worker")
 
@@ -53,6 +54,7 @@ class Worker:
         self.loop = loop
         self.keys: tuple[str, ...] = tuple(config.get("keys", ()))
         self.disconnecting = False
+        self.handed = Handed(loop, adapter, config)  # rr: from our accept to a set-up protocol
         self._channel = Channel(sock, "master", self._on_message, self._on_channel_close,
                                 on_fds_lost=self._on_fds_lost)
         self.fds = FdBudget(self._paused)  # fd pressure: see fdpressure.py
@@ -63,6 +65,7 @@ class Worker:
         self._answered: set[str] = set()
         self._servers: list[Acceptor] = []
         self._started = asyncio.Event()
+        self._hurry = asyncio.Event()  # a fast stop: cancel now instead of draining
         self._exit: asyncio.Future[int] = loop.create_future()
 
     # ------------------------------------------------------------ public API
@@ -74,13 +77,17 @@ class Worker:
         """Send a JSON value to the master (its ``message`` event)."""
         self._channel.send(protocol.UserMessage(payload))
 
+    def recycle(self, reason: str) -> None:
+        """Ask the master to replace this worker (recycling.py); it serves on until disconnected."""
+        self._channel.send(protocol.Recycle(reason))
+
     # ------------------------------------------------------------ lifecycle
     async def run(self) -> int:
         """Serve until disconnected; the exit code."""
         _running["worker"] = self
         self._channel.start(self.loop)
         self.loop.add_signal_handler(signal.SIGTERM, self.disconnect)
-        self.loop.add_signal_handler(signal.SIGQUIT, os._exit, EXIT_OK)
+        self.loop.add_signal_handler(signal.SIGQUIT, self.quit)
         self._channel.send(protocol.Online(self.id, self.pid))
         self.event("online", "worker %d online (pid %d)", self.id, self.pid)
         beats = self.loop.create_task(self._heartbeats())  # alive during a slow startup too
@@ -120,13 +127,16 @@ class Worker:
         self._emit("disconnect")
         self.loop.create_task(self._drain())
 
+    def quit(self) -> None:
+        """Fast stop (SIGQUIT, on the master's SIGINT): drain.py's stop, at once."""
+        self._hurry.set()
+        self.disconnect()
+
     async def _drain(self) -> None:
-        await self._started.wait()
-        timeout = float(self.config.get("graceful_timeout", 30.0))
-        left = await drain.drain(self.adapter, timeout)
-        if left:
-            self.event("drain_timeout", "%d connections still open after %.1fs", left, timeout,
-                       level=logging.WARNING)
+        await self._started.wait()  # then drain, cancel, lifespan shutdown: before the master's SIGKILL
+        timeout, began = float(self.config.get("graceful_timeout", 30.0)), self.loop.time()
+        await self.handed.settled(timeout)  # connections we acked are ours: set up first
+        await drain.drain(self.adapter, max(0.0, timeout - (self.loop.time() - began)), hurry=self._hurry)
         self.finish(EXIT_OK)
 
     async def _heartbeats(self) -> None:
@@ -194,6 +204,8 @@ class Worker:
                     sock = socket.socket(fileno=fd)
             if sock is None:
                 os.close(fd)
+            else:
+                self.handed.taken()
             self._ack_later(seq, sock)
 
     def _ack_later(self, seq: int, sock: socket.socket | None) -> None:
@@ -209,21 +221,8 @@ class Worker:
                 chunk = pending[start:start + protocol.MAX_FDS]
                 socks = [sock for _, sock in chunk if sock is not None]
                 self._channel.send(protocol.Ack(tuple(seq for seq, _ in chunk), accepted), urgent=True,
-                                   on_sent=lambda socks=socks: self._serve_all(socks))
+                                   on_sent=lambda socks=socks: self.handed.serve_all(socks))
             pending.clear()
-
-    def _serve_all(self, socks: list[socket.socket]) -> None:
-        for sock in socks:
-            self.loop.create_task(self._serve_accepted(sock))
-
-    async def _serve_accepted(self, sock: socket.socket) -> None:
-        try:
-            await self.loop.connect_accepted_socket(  # idle_timeout bounds a TLS handshake too
-                self.adapter.protocol_factory, sock, ssl=self.adapter.ssl, ssl_handshake_timeout=(
-                    float(self.config.get("idle_timeout", 10.0)) if self.adapter.ssl else None))
-        except OSError as exc:  # the client left before we could start
-            sock.close()
-            log.debug("handed-over connection failed: %s", exc)
 
     def _on_server_reply(self, msg: protocol.ServerReply, fds: list[int]) -> None:
         if msg.key not in self.keys or msg.key in self._answered or self.disconnecting:
@@ -264,7 +263,7 @@ class Worker:
             self.finish(EXIT_FAILURE)
             return
         server = Acceptor(self.loop, sock, self.fds, lambda: self.adapter.open,
-                          lambda conn: self.loop.create_task(self._serve_accepted(conn)))
+                          self.handed.accepted)
         if self.disconnecting:
             server.close()
             return

@@ -20,10 +20,12 @@ class _StreamProtocol(asyncio.StreamReaderProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._adapter.open += 1
+        self._adapter.live[self] = transport
         super().connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._adapter.open -= 1
+        self._adapter.live.pop(self, None)
         self._adapter.served += 1
         super().connection_lost(exc)
 
@@ -41,16 +43,23 @@ class StreamAdapter:
         self.ssl = ssl  # an ssl.SSLContext: the handler reads and writes plain text over TLS
         self.open = 0
         self.served = 0
+        self.live: dict[_StreamProtocol, asyncio.BaseTransport] = {}
+        self.tasks: set[asyncio.Task[Any]] = set()  # handlers running (drain.stop cancels them)
 
     def protocol_factory(self) -> asyncio.Protocol:
         return _StreamProtocol(self)
 
+    def transports(self) -> list[asyncio.BaseTransport]:
+        return list(self.live.values())
+
     async def run_handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.tasks.add(task := asyncio.current_task())  # type: ignore[arg-type]
         try:
             await self.handler(reader, writer)
         except Exception:
             log.exception("stream handler failed", extra={"SOCKSERVE_EVENT": "app_error"})
         finally:
+            self.tasks.discard(task)  # type: ignore[arg-type]
             writer.close()
 
     async def startup(self) -> None:
@@ -66,4 +75,4 @@ class StreamAdapter:
         """A stream connection is the handler's until it returns."""
 
     def busy(self) -> bool:
-        return self.open > 0
+        return self.open > 0 or bool(self.tasks)

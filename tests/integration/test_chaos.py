@@ -113,7 +113,7 @@ def test_killing_random_workers_loses_only_connections_the_dead_held(start_serve
     result = load.result
     print(f"\n{policy}: {kills} kills, victims held {held} connections, rehanded {sum(rehanded.values())}; "
           f"{result.summary()}")
-    assert kills >= CHAOS_SECONDS / KILL_EVERY / 4
+    assert kills >= 3  # chaos did happen (the pace itself depends on the box's load)
     assert set(result.errors()) <= LOST_KINDS, result.errors()
     assert len(result.failed) <= held, (len(result.failed), held)
     assert result.ok >= 10 * kills  # clients kept being served between kills

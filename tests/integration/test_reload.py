@@ -104,7 +104,7 @@ def test_reloads_under_keepalive_load_reset_no_connection(start_server, policy):
         for _ in range(3):
             started = time.monotonic()
             assert reload(server).returncode == 0
-            assert time.monotonic() - started < 5
+            assert time.monotonic() - started < 20  # a hang guard; the time is in bench/
     finally:
         stop.set()
         for t in clients:

@@ -40,7 +40,11 @@ def test_man_page_options_are_the_parsers():
 def test_man_page_commands_list_the_control_flags():
     ctl = {flag for sub in ctl_parser()._subparsers._group_actions[0].choices.values()
            for action in sub._actions for flag in action.option_strings if flag.startswith("--")}
-    assert man_flags(".SH COMMANDS", ".SH SIGNALS") == ctl - {"--help"}
+    from sockserve.check import check_parser
+
+    check = {flag for action in check_parser()._actions for flag in action.option_strings
+             if flag.startswith("--")} - parser_flags()  # sockserve check: the serve options, and
+    assert man_flags(".SH COMMANDS", ".SH SIGNALS") == (ctl | check) - {"--help"}
 
 
 def test_man_page_no_longer_promises_what_exits_2():

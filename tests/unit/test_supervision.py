@@ -29,17 +29,10 @@ def test_exit_classification():
     assert classify_exit(-9, requested=False, listening=True, timed_out=True).kind == "timeout"
 
 
-def test_deadlines_for_booting_serving_and_draining_workers():
-    from sockserve.cluster.peer import WorkerState as S
-    from sockserve.config import make_config
-    from sockserve.master.deadlines import overdue
+def test_drain_kill_leaves_room_for_the_worker_s_own_shutdown():
+    from sockserve.config import EXIT_SLACK, SHUTDOWN_BUDGET, make_config
 
-    c = make_config({"boot_timeout": 5, "worker_timeout": 2, "graceful_timeout": 3})
-    kw = {"started": 0.0, "last_seen": 0.0, "disconnect_at": None, "config": c}
-    assert overdue(S.NONE, now=4.9, **kw) is None
-    assert "boot_timeout" in overdue(S.ONLINE, now=5.1, **kw)
-    assert overdue(S.LISTENING, now=1.9, **kw) is None
-    assert "worker_timeout" in overdue(S.LISTENING, now=2.1, **kw)
-    draining = {**kw, "disconnect_at": 10.0}
-    assert overdue(S.DISCONNECTING, now=12.9, **draining) is None
-    assert "graceful_timeout" in overdue(S.DISCONNECTING, now=13.1, **draining)
+    c = make_config({"graceful_timeout": 3})
+    # graceful_timeout, then the worker's own shutdown budget (it cancels, runs lifespan
+    # shutdown and exits by itself), then a second's slack: only then SIGKILL
+    assert c.drain_kill_after() == 3 + SHUTDOWN_BUDGET + EXIT_SLACK

@@ -162,3 +162,19 @@ def test_after_a_reload_the_watchdog_is_no_longer_extended():
     assert extends == ["EXTEND_TIMEOUT_USEC=10000000"]  # boot_timeout + 5, not + graceful_timeout
     lines = [n.lines for n in of(listen(core, *new), L.Notify)]
     assert ("READY=1", "STATUS", "WATCHDOG=1") in lines  # a ping ends any extension at once
+
+
+def test_a_replacement_that_cannot_load_the_app_says_why_and_is_retried():
+    core = running()
+    core.handle(L.Exited(1, "crashed", 1, "exited with code 1", 30.0))
+    [spawn] = of(core.handle(L.Timer(("respawn", 1, 0))), L.Spawn)
+    core.handle(L.BootError(spawn.worker, "RuntimeError: db down"))
+    out = core.handle(L.Exited(spawn.worker, "boot_failure", 6, "could not load the application", 0.2))
+    assert any("RuntimeError: db down" in log.message for log in of(out, L.Log))
+    assert of(out, L.SetTimer)[0].name == ("respawn", 1, 0)
+
+
+def test_ttou_at_one_worker_says_it_did_nothing():
+    core = running(replace(CONFIG, workers=1))
+    [log] = of(core.handle(L.Ttou()), L.Log)
+    assert "ignored" in log.message and not of(core.handle(L.Ttou()), L.Disconnect)

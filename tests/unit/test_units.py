@@ -50,7 +50,7 @@ def test_service_settings_match_the_master(name):
     assert value(name, "Type") == "notify" and value(name, "NotifyAccess") == "main"
     assert value(name, "ExecReload") == "/usr/bin/sockserve reload --wait"
     assert value(name, "KillMode") == "mixed" and value(name, "KillSignal") == "SIGTERM"
-    assert float(value(name, "TimeoutStopSec")) > Config().graceful_timeout
+    assert float(value(name, "TimeoutStopSec")) > Config().drain_kill_after()
     assert value(name, "Restart") == "on-failure"
     assert set(value(name, "RestartPreventExitStatus").split()) == {str(EXIT_USAGE), str(EXIT_APP)}
     assert float(value(name, "WatchdogSec")) > 0

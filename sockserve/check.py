@@ -1,0 +1,102 @@
+"""``sockserve check [--config F] [serve options]``: what a start would refuse, alone (``nginx -t``).
+
+The settings go through the start's checks (``master.serve.start_checks``: the values, what
+the environment forbids: ``bind`` or ``reuseport`` beside sockets passed by systemd, the TLS
+files), and its ``log_config``.  Then what a start loads: chdir, env_file, virtualenv, app_dir
+and the hooks (in this process, as the master does), and the app (in a subprocess started as
+a worker is).
+One line, and the exit code a start would give: 0 ``sockserve: configuration ok``; 2 a bad
+setting; 6 the app cannot load.
+Not checked: that the addresses can be bound (the running service holds them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+
+from . import apploader
+from .cli import gather, serve_parser
+from .config import EXIT_APP, EXIT_OK, EXIT_USAGE, Config, ConfigError, make_config
+from .logs import LogConfigError, apply_log_config
+from .master.serve import start_checks
+from .systemd import ListenFdsError, parse_listen_env
+
+OK_LINE = "sockserve: configuration ok"
+
+
+def check_parser() -> argparse.ArgumentParser:
+    """The serve options, plus ``--socket-activated``."""
+    parser = serve_parser()
+    parser.prog = "sockserve check"
+    parser.add_argument("--socket-activated", action="store_true",
+                        help="check as if systemd passed sockets (LISTEN_FDS is present too)")
+    return parser
+
+
+def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
+    """Run the checks; print one line; the exit code."""
+    try:
+        values = gather(argv, environ, parser=check_parser())
+        activated = bool(values.pop("socket_activated", False)) or socket_activated(environ)
+        config = make_config(values, os.cpu_count() or 1)
+        start_checks(config, inherited=activated, explicit_bind="bind" in values)
+        if config.log_config:
+            apply_log_config(config.log_config)  # as the start does (here it configures nothing kept)
+        env = dict(environ)
+        apploader.prepare(config, env)  # chdir, env_file, virtualenv, app_dir: this process is ours
+        if config.hooks:
+            apploader.load_hooks(config.hooks)
+    except LogConfigError as exc:
+        return _error(str(exc), EXIT_USAGE)
+    except ConfigError as exc:
+        return _error(str(exc), EXIT_USAGE)
+    failure = app_failure(config, env)
+    if failure is not None:
+        return _error(*failure)
+    print(OK_LINE)
+    return EXIT_OK
+
+
+def socket_activated(environ: Mapping[str, str]) -> bool:
+    """``LISTEN_FDS`` names sockets (whatever ``LISTEN_PID`` says: they are the service's).
+
+    Malformed values are a ConfigError, as at start.
+    """
+    pid = os.getpid()
+    try:
+        return bool(parse_listen_env({**environ, "LISTEN_PID": str(pid)}, pid))
+    except ListenFdsError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def app_failure(config: Config, environ: Mapping[str, str]) -> tuple[str, int] | None:
+    """Load the app as a worker would (its interpreter and argv, ``SOCKSERVE_WORKER_CHECK=1``:
+    load, no channel); None, or (line, exit code)."""
+    python = config.worker_python or sys.executable
+    env = {k: v for k, v in environ.items() if not k.startswith(("LISTEN_", "NOTIFY_", "WATCHDOG_"))}
+    env["SOCKSERVE_WORKER_CONFIG"] = json.dumps(config.for_worker(0, ()))
+    env["SOCKSERVE_WORKER_CHECK"] = "1"
+    try:
+        done = subprocess.run(apploader.worker_argv(config.worker_python), env=env,
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=config.boot_timeout)
+    except OSError as exc:
+        return f"worker_python: cannot run {python!r}: {exc.strerror or exc}", EXIT_USAGE
+    except subprocess.TimeoutExpired:
+        return f"app: loading took longer than boot_timeout ({config.boot_timeout:g}s)", EXIT_APP
+    if done.returncode == EXIT_OK:
+        return None
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    why = lines[-1] if lines else f"the worker exited with code {done.returncode}"
+    return why.removeprefix("sockserve: error: "), EXIT_APP
+
+
+def _error(message: str, code: int) -> int:
+    print(f"sockserve: error: {message}", file=sys.stderr)
+    return code
+
