@@ -228,22 +228,25 @@ static PyObject *Engine_ack(Engine *e, PyObject *args)
 
 /* drain_queue() -> [conn, ...]: what waits for room, oldest first, taken out of the
  * policy (round_robin.RoundRobin.drain_queue); a hot-path conn comes as (key, fd),
- * the fd the caller's now.  For a retired policy (policy_switch.py). */
+ * the fd the caller's now.  For a retired policy (policy_switch.py).  All or nothing:
+ * the list is built before anything leaves the queue, so an error loses no fd. */
 static PyObject *Engine_drain_queue(Engine *e, PyObject *unused)
 {
-    PyObject *list = PyList_New(0);
-    Conn c;
-    while (list != NULL && rr_pop_queued(&e->rr, &c)) {
-        PyObject *item = conn_object(e, &c);
-        Py_XDECREF(c.obj);  /* the queue's reference */
-        if (item == NULL || PyList_Append(list, item) < 0) {
-            if (item == NULL && c.obj == NULL && c.fd >= 0)
-                close(c.fd);  /* no object to give it in: not leaked */
+    RR *rr = &e->rr;
+    PyObject *list = PyList_New(rr->qlen);
+    for (Py_ssize_t i = 0; list != NULL && i < rr->qlen; i++) {
+        PyObject *item = conn_object(e, &rr->queue[(rr->qhead + i) % rr->qcap].conn);
+        if (item == NULL)
             Py_CLEAR(list);
-        }
-        Py_XDECREF(item);
+        else
+            PyList_SET_ITEM(list, i, item);
     }
-    if (list != NULL && sync_interest(e) < 0)
+    if (list == NULL)
+        return NULL;
+    Conn c;
+    while (rr_pop_queued(rr, &c))
+        Py_XDECREF(c.obj);  /* the queue's reference; the list holds its own */
+    if (sync_interest(e) < 0)
         Py_CLEAR(list);
     return list;
 }
