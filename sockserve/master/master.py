@@ -67,8 +67,8 @@ class Master(Shell):
 
     def statistics(self) -> dict[str, Any]:
         """What is in effect: the serving generation and its policy, every live worker;
-        ``native``: the rr hand-off runs its C hot path (native.py; off after a reload that
-        changed ``policy``, or with SOCKSERVE_NATIVE=0)."""
+        ``native``: the rr hand-off runs its C hot path (native.py; off while a reload that
+        changes ``policy`` has two policies in use, with shared, or with SOCKSERVE_NATIVE=0)."""
         workers = [w.as_dict() for w in sorted(self.pool.workers.values(), key=lambda w: w.id)]
         summary = self.core.summary()
         return {
