@@ -153,6 +153,16 @@ static void Engine_dealloc(Engine *e)
     Py_TYPE(e)->tp_free((PyObject *)e);
 }
 
+/* epfd is -1 from the start: an engine whose __init__ failed (a bad window) or never ran
+ * is deallocated too, and must not close fd 0 (it did: stdin, or whatever took 0 since). */
+static PyObject *Engine_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    Engine *e = (Engine *)type->tp_alloc(type, 0);
+    if (e != NULL)
+        e->epfd = -1;
+    return (PyObject *)e;
+}
+
 static int Engine_init(Engine *e, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"window", NULL};
@@ -167,7 +177,6 @@ static int Engine_init(Engine *e, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_RuntimeError, "RoundRobin is initialised once");
         return -1;
     }
-    e->epfd = -1;
     return rr_init(&e->rr, window);
 }
 
@@ -334,7 +343,7 @@ static PyTypeObject EngineType = {
     .tp_doc = PyDoc_STR("round_robin.RoundRobin in C, with the master's hot path."),
     .tp_basicsize = sizeof(Engine),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_new = PyType_GenericNew,
+    .tp_new = Engine_new,
     .tp_init = (initproc)Engine_init,
     .tp_dealloc = (destructor)Engine_dealloc,
     .tp_traverse = (traverseproc)Engine_traverse,

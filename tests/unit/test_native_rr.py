@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pathlib
 import re
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -67,3 +69,15 @@ def test_the_c_policy_is_pure_like_round_robin_py():
     for name in ("rr_core.c", "rr_core.h"):
         included = set(re.findall(r'#include [<"]([^>"]+)[>"]', (ROOT / name).read_text()))
         assert included <= {"Python.h", "string.h", "rr_core.h"}, (name, included)
+
+
+def test_an_engine_whose_init_failed_or_never_ran_closes_no_fd():
+    """Its epoll fd was 0 until __init__ succeeded, so freeing it closed fd 0 (stdin, or any
+    socket that took 0): a later test's event loop aborted on it.  Real process, real fd 0."""
+    c_round_robin(1)  # skips when the extension is not built
+    code = ("import gc, os\nfrom sockserve.master import native\nR = native._native.RoundRobin\n"
+            "try:\n    R(0)\nexcept ValueError:\n    pass\nR.__new__(R)\ngc.collect()\n"
+            "os.fstat(0)\nprint('fd 0 open')")
+    done = subprocess.run([sys.executable, "-c", code], stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=30, cwd=ROOT.parents[1])
+    assert done.stdout.strip() == "fd 0 open", done.stderr[-500:]
