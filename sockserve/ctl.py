@@ -67,8 +67,10 @@ def main(argv: Sequence[str]) -> int:
         print(f"sockserve: {args.command} failed: {answer.get('message') or answer.get('error')}",
               file=sys.stderr)
         return EXIT_FAILURE
-    if args.command == "status":
-        print(json.dumps(answer, indent=2) if args.json else format_status(answer))
-    else:
-        print(f"sockserve: {answer.get('message', 'ok')}")
+    text = (json.dumps(answer, indent=2) if args.json else format_status(answer)) \
+        if args.command == "status" else f"sockserve: {answer.get('message', 'ok')}"
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:  # `sockserve status | head -1`: the reader left; that is no error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no 2nd error at exit
     return EXIT_OK

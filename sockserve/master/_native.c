@@ -153,8 +153,8 @@ static void Engine_dealloc(Engine *e)
     Py_TYPE(e)->tp_free((PyObject *)e);
 }
 
-/* epfd is -1 from the start: an engine whose __init__ failed (a bad window) or never ran
- * is deallocated too, and must not close fd 0 (it did: stdin, or whatever took 0 since). */
+/* epfd is -1 from allocation on: tp_alloc zeroes the object, and a dealloc after a failed
+   __init__ (bad window) must not close fd 0 (it closed pytest's stdin). */
 static PyObject *Engine_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     Engine *e = (Engine *)type->tp_alloc(type, 0);

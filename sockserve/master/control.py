@@ -1,7 +1,10 @@
 """The control socket: ``sockserve status`` and ``sockserve reload --wait`` talk to the master.
 
 A Unix stream socket (mode 0600, peers checked with SO_PEERCRED). One JSON
-object per line in, one per line out, then the connection closes.
+object per line in (a last line without its newline counts at EOF), one per line
+out, then the connection closes. At most MAX_CONNECTIONS are served at once (past
+it: one error line, closed at once) and a client has READ_TIMEOUT to ask, so a
+client cannot hold the master's fds.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from ..listeners import unlink_stale
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 MAX_REQUEST = 64 * 1024  # bytes in one request line
-READ_TIMEOUT = 10.0  # seconds a client may take to send its request
+READ_TIMEOUT = 2.0  # seconds a client may take to send its request (ours send it at once)
+MAX_CONNECTIONS = 16  # control connections served at once; more are answered busy and closed
+MAX_LOGGED = 200  # characters of a refused request's error in the log line
 SOCKET_NAME = "control.sock"
 log = logging.getLogger("sockserve.master")
 
@@ -88,6 +93,7 @@ class ControlServer:
         self.handler = handler
         self._server: asyncio.AbstractServer | None = None
         self._identity: tuple[int, int] | None = None
+        self._open = 0  # connections being served
 
     async def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Bind (replacing a stale socket) and start serving on the running loop."""
@@ -107,21 +113,32 @@ class ControlServer:
                 os.unlink(self.path)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._open >= MAX_CONNECTIONS:  # answered without reading: the fd goes back at once
+            writer.write(b'{"ok": false, "error": "control socket busy: %d connections open"}\n'
+                         % MAX_CONNECTIONS)
+            writer.close()
+            return
+        self._open += 1
         try:
             response = await self._answer(reader, writer.get_extra_info("socket"))
             if "error" in response:  # one line per refused request, never a traceback
-                log.warning("control request refused: %s", response["error"],
+                log.warning("control request refused: %s", _truncated(str(response["error"])),
                             extra={"SOCKSERVE_EVENT": "control_refused"})
             writer.write(json.dumps(response).encode() + b"\n")
             await writer.drain()
         except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
             pass  # the client went away or never asked: nothing to answer
         finally:
+            self._open -= 1
             writer.close()
 
     async def _answer(self, reader: asyncio.StreamReader, sock: Any) -> dict[str, Any]:
         try:  # read before judging, so even a refused client gets its answer line
             line = await asyncio.wait_for(reader.readuntil(b"\n"), READ_TIMEOUT)
+        except asyncio.IncompleteReadError as exc:  # EOF: the last line needs no newline
+            if not exc.partial.strip():
+                raise
+            line = exc.partial
         except asyncio.LimitOverrunError:
             return {"ok": False, "error": f"request longer than {MAX_REQUEST} bytes"}
         uid = peer_uid(sock)
@@ -139,6 +156,10 @@ class ControlServer:
             return await self.handler(request)
         except Exception as exc:  # a handler bug must not kill the master
             return {"ok": False, "error": " ".join(f"{type(exc).__name__}: {exc}".split())}
+
+
+def _truncated(text: str) -> str:
+    return text if len(text) <= MAX_LOGGED else f"{text[:MAX_LOGGED]}... ({len(text)} characters)"
 
 
 def _bind_private(path: str) -> socket.socket:

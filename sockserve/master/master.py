@@ -22,7 +22,7 @@ from ..eventloop import new_event_loop
 from ..listeners import Listener, bind_config, migrate_req_enabled
 from ..systemd import Notifier, log_event, scrub_env
 from . import lifecycle as L
-from .control import ControlServer, default_control_path, start_control
+from .control import MAX_LOGGED, ControlServer, default_control_path, start_control
 from .events import Emitter
 from .guards import Guards
 from .handoff import Dispatcher
@@ -173,12 +173,15 @@ class Master(Shell):
         if command == "status":
             return {"ok": True, **self.statistics()}
         if command == "reload":
-            if not request.get("wait", True):
+            wait = request.get("wait", True)
+            if not isinstance(wait, bool):
+                return {"ok": False, "error": "reload: \"wait\" must be true or false"}
+            if not wait:
                 self.handle_hup()
                 return {"ok": True, "message": "reload started"}
             ok, message = await self.reload()
             return {"ok": ok, "message": message}
-        return {"ok": False, "error": f"unknown command {command!r}"}
+        return {"ok": False, "error": f"unknown command {str(command)[:MAX_LOGGED]!r}"}
 
     # ------------------------------------------------------------ periodic work
     async def _tick(self) -> None:

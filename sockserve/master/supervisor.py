@@ -175,6 +175,9 @@ class Supervisor(WorkersMixin, StopMixin, RecycleMixin):
             self._log("info", "ready", "ready")  # the shell adds STATUS and the listeners
         else:
             gen.replaced = old.number
+            # ``old`` may still wait for its own predecessor to drain: its requests are answered
+            # with ours (they asked for code read before our config was: ours serves it too)
+            gen.requests, old.requests = gen.requests + old.requests, []
             self.phase = Phase.RUNNING
             self._emit(L.Notify(("READY=1", "STATUS", "WATCHDOG=1")))
             self._log("info", "reload_promoted",

@@ -105,3 +105,21 @@ def test_shared_accept_that_hits_emfile_leaves_the_connection_to_another_worker(
     assert not result.failed, result.summary()
     assert wait_for(lambda: worker_stats(server, victim)["fd_paused"], 5)
     assert alive(pid)
+
+
+@pytest.mark.parametrize("policy", ["rr", "shared"])
+def test_a_worker_out_of_fds_past_worker_timeout_is_recycled_and_finishes_its_requests(start_server, policy):
+    """Replaced the way a recycle is (successor first, then it drains), never SIGKILLed."""
+    server = start_server(APP, "--workers", "2", "--policy", policy, "--worker-timeout", "2")
+    (victim, pid), _ = sorted(server.worker_pids().items())
+    client = keepalive_on(server.port, victim)
+    client.sendall(b"GET /slow?s=8 HTTP/1.1\r\nHost: x\r\n\r\n")  # in flight in the victim
+    time.sleep(0.3)
+    at_limit(pid)
+    assert wait_for(lambda: f"worker {victim} recycled (fd_pressure)" in server.stderr(), 7.5), \
+        server.stderr()
+    head, body = read_response(client, timeout=15)  # answered after its successor listened
+    assert head.startswith(b"HTTP/1.1 200") and body == b"slow done\n", (head, body)
+    client.close()
+    assert wait_for(lambda: not alive(pid), 10)
+    assert "SIGKILL" not in server.stderr() and len(server.worker_pids()) == 2, server.stderr()

@@ -173,6 +173,20 @@ def test_limits_hold_with_each_uvicorn_we_ship_on(python):
         big.sendall(PARTIAL + b"a" * 4096)
         head, _ = read_response(big, timeout=5)
         assert head.startswith((b"HTTP/1.1 431", b"HTTP/1.1 400")), head
+        whole, conn = accepted_pair(lsock)  # a head over the limit in one read (test_hostile_http.py)
+        worker.hand_off(conn, seq=3)
+        whole.sendall(PARTIAL + b"a" * 4096 + b"\r\n\r\n")
+        head, _ = read_response(whole, timeout=5)
+        assert head.startswith(b"HTTP/1.1 431"), head
+        piped, conn = accepted_pair(lsock)  # pipelined past MAX_PIPELINED: all answered
+        worker.hand_off(conn, seq=4)
+        piped.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 100
+                      + b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        piped.settimeout(10)
+        data = b""
+        while chunk := piped.recv(65536):
+            data += chunk
+        assert data.count(b"HTTP/1.1 200") == 101, data[-200:]
     finally:
         worker.close()
         lsock.close()

@@ -60,8 +60,18 @@ def test_c_policy_returns_the_same_actions_as_round_robin_py(ops, window):
 
 
 def test_c_policy_rejects_a_bad_window():
-    with pytest.raises(ValueError):
-        c_round_robin(0)
+    import gc
+    import os
+
+    zero = os.dup(0)  # the engine freed after a failed __init__ closed fd 0 (its epfd was 0)
+    try:
+        with pytest.raises(ValueError):
+            c_round_robin(0)
+        gc.collect()
+        os.fstat(0)
+    finally:
+        os.dup2(zero, 0)
+        os.close(zero)
 
 
 def test_the_c_policy_is_pure_like_round_robin_py():

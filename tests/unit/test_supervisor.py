@@ -178,3 +178,18 @@ def test_ttou_at_one_worker_says_it_did_nothing():
     core = running(replace(CONFIG, workers=1))
     [log] = of(core.handle(L.Ttou()), L.Log)
     assert "ignored" in log.message and not of(core.handle(L.Ttou()), L.Disconnect)
+
+
+def test_a_reload_replaced_before_its_predecessor_drained_is_still_answered():
+    """Found by the state machine: generation 2 served, then reload 2 replaced it while
+    generation 1 still drained; generation 2 drained first, and request 1 never got an answer."""
+    core = running()
+    _, first = reload_to(core, CONFIG, request=1)
+    listen(core, *first)  # generation 2 serves; 1 and 2 (generation 1) drain
+    _, second = reload_to(core, CONFIG, request=2)
+    listen(core, *second)  # generation 3 serves; generation 2 drains too
+    answers = []
+    for w in (*first, 1, 2):  # generation 2's workers leave before generation 1's
+        answers += of(core.handle(L.Exited(w, "disconnected", 0, "exited after disconnect", 5.0)),
+                      L.ReloadResult)
+    assert sorted((a.request, a.ok) for a in answers) == [(1, True), (2, True)]
