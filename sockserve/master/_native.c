@@ -177,7 +177,6 @@ static int Engine_init(Engine *e, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_RuntimeError, "RoundRobin is initialised once");
         return -1;
     }
-    e->epfd = -1;
     return rr_init(&e->rr, window);
 }
 
@@ -236,6 +235,31 @@ static PyObject *Engine_ack(Engine *e, PyObject *args)
     return acts_list(e, status);
 }
 
+/* drain_queue() -> [conn, ...]: what waits for room, oldest first, taken out of the
+ * policy (round_robin.RoundRobin.drain_queue); a hot-path conn comes as (key, fd),
+ * the fd the caller's now.  For a retired policy (policy_switch.py).  All or nothing:
+ * the list is built before anything leaves the queue, so an error loses no fd. */
+static PyObject *Engine_drain_queue(Engine *e, PyObject *unused)
+{
+    RR *rr = &e->rr;
+    PyObject *list = PyList_New(rr->qlen);
+    for (Py_ssize_t i = 0; list != NULL && i < rr->qlen; i++) {
+        PyObject *item = conn_object(e, &rr->queue[(rr->qhead + i) % rr->qcap].conn);
+        if (item == NULL)
+            Py_CLEAR(list);
+        else
+            PyList_SET_ITEM(list, i, item);
+    }
+    if (list == NULL)
+        return NULL;
+    Conn c;
+    while (rr_pop_queued(rr, &c))
+        Py_XDECREF(c.obj);  /* the queue's reference; the list holds its own */
+    if (sync_interest(e) < 0)
+        Py_CLEAR(list);
+    return list;
+}
+
 static PyObject *Engine_capacity(Engine *e, PyObject *unused)
 {
     return PyLong_FromLongLong(rr_capacity(&e->rr));
@@ -289,6 +313,8 @@ static PyMethodDef Engine_methods[] = {
     {"remove", (PyCFunction)Engine_remove, METH_O, "``worker`` is gone: its un-acked connections are re-handed."},
     {"distribute", (PyCFunction)Engine_distribute, METH_O, "Queue ``conn`` and hand out what fits."},
     {"ack", (PyCFunction)Engine_ack, METH_VARARGS, "ack(worker, seq, accepted) -> actions."},
+    {"drain_queue", (PyCFunction)Engine_drain_queue, METH_NOARGS,
+     "drain_queue() -> the queued conns, oldest first, taken out of the policy."},
     {"capacity", (PyCFunction)Engine_capacity, METH_NOARGS, "Hand-offs the rotation can take now."},
     {"waiting", (PyCFunction)Engine_waiting, METH_NOARGS, "Queued plus un-acked connections."},
     {"key", (PyCFunction)Engine_key, METH_VARARGS, "key(key, prefix) -> index for accept()."},

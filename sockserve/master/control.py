@@ -236,6 +236,8 @@ def format_status(stats: dict[str, Any]) -> str:
         head += f", {stats['state']}"
     if "pid" in stats:
         head += f", master pid {stats['pid']}"
+    if stats.get("policy") == "rr" and "native" in stats:  # which hand-off path runs (native.py)
+        head += ", C hand-off" if stats["native"] else ", Python hand-off"
     columns = ("id", "pid", "state", "generation", "open", "served", "restarts")
     rows = [columns] + [tuple(str(w.get(c, "")) for c in columns) for w in stats.get("workers", [])]
     widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]

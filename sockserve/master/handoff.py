@@ -24,8 +24,8 @@ from ..cluster.protocol import MAX_FDS, Ack, Heartbeat, NewConn, ProtocolError, 
 from ..listeners import Listener
 from ..systemd import log_event
 from . import native
+from .policy_modes import PolicyModes
 from .round_robin import Action, Handoff
-from .shared import make_policy
 from .workers import WorkerHandle
 
 log = logging.getLogger("sockserve.master")
@@ -36,7 +36,7 @@ FD_EXHAUSTED_LOG_EVERY = 10.0
 MAX_QUEUED = 65536  # accept() calls to empty a queue at stop (backlog is at most 65535)
 
 
-class Dispatcher:
+class Dispatcher(PolicyModes):
     def __init__(self, loop: asyncio.AbstractEventLoop, listeners: list[Listener], policy: str,
                  window: int, workers: dict[int, WorkerHandle]) -> None:
         self.loop = loop
@@ -44,34 +44,20 @@ class Dispatcher:
         for listener in listeners:  # accept until EAGAIN: a blocking socket (systemd's) would hang us
             if listener.listening:
                 listener.sock.setblocking(False)
-        self.policy = native.round_robin(window) if policy == "rr" else make_policy(policy, window)
-        self.native = native.is_native(self.policy)  # the C hot path (accept, ack) is on
-        self._key_index = {key: self.policy.key(key, native.newconn_prefix(key))
-                           for key in self.listeners} if self.native else {}
-        self._listen_fd = -1  # native: the epoll set of the listeners, which C turns on and off
-        if self.native:  # the loop calls C directly; C calls these when Python has work
-            self.policy.hooks(self._native_event, self._channel_event, loop.time)
-            for key, listener in self.listeners.items():
-                self._listen_fd = self.policy.listen(listener.sock.fileno(), self._key_index[key])
+        self.window = window
         self.workers = workers
         self.accepting = False
-        self._readers: set[str] = set()  # keys whose accept reader is on
+        self._readers: set[str] = set()  # keys whose accept reader is on ("*": C's epoll set)
+        self._listening: set[int] = set()  # workers between worker_listening and worker_gone
+        self._key_index: dict[str, int] = {}
+        self._listen_fd, self._listen_engine = -1, None  # native: the epoll set of the listeners
+        self.native = False  # the C hot path (accept, ack) is on: policy_modes.py
+        self.policy = self.make(policy)
+        if native.is_native(self.policy):  # the loop calls C directly; C calls back when Python has work
+            self._enter_native()
         self._paused_until = 0.0
         self._last_fd_log = -FD_EXHAUSTED_LOG_EVERY
         self.fd_exhausted = 0  # accept failures for lack of fds
-
-    @property
-    def policy(self):  # noqa: ANN201 - RoundRobin, the C one, Shared, or master's PolicySwitch
-        return self._policy
-
-    @policy.setter
-    def policy(self, value) -> None:  # noqa: ANN001
-        """A policy set from outside (master.py's PolicySwitch) that is not the C engine runs the
-        Python path: the C hot path needs the engine itself as the policy."""
-        self._policy = value
-        if getattr(self, "native", False) and not native.is_native(value):
-            self.native = False
-            self._listen_fd = -1
 
     # ------------------------------------------------------------ server replies
     def reply(self, worker: WorkerHandle, query: QueryServer) -> None:
@@ -84,10 +70,9 @@ class Dispatcher:
 
     # ------------------------------------------------------------ workers come and go
     def worker_listening(self, worker: WorkerHandle) -> None:
-        if self.native:  # C may send NewConn on this channel itself (while it has nothing queued)
-            fd = worker.channel.sock.fileno()
-            self.policy.attach(worker.id, fd, worker.channel, worker.counters, worker)
-            self.loop.add_reader(fd, self.policy.on_channel, worker.id)  # instead of the channel's reader
+        self._listening.add(worker.id)
+        if self.native:  # instead of the channel's own reader
+            self._attach(worker)
         self._apply(self.policy.add(worker.id))
 
     def _channel_event(self, worker_id: int, record: tuple[bytes, list[int], int] | None,
@@ -112,9 +97,11 @@ class Dispatcher:
         self._apply(self.policy.stop(worker.id))
 
     def worker_gone(self, worker: WorkerHandle) -> None:
+        self._listening.discard(worker.id)
         if self.native:
             self.policy.detach(worker.id)
         self._apply(self.policy.remove(worker.id))
+        self._unwrap()  # the last worker of a retired policy: maybe back to the C path
 
     def heartbeat(self, worker: WorkerHandle, beat: Heartbeat, now: float, bound: float) -> bool:
         """Back-pressure: a worker paused for lack of fds gets no hand-off until it says it has

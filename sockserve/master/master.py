@@ -26,9 +26,7 @@ from .control import MAX_LOGGED, ControlServer, default_control_path, start_cont
 from .events import Emitter
 from .guards import Guards
 from .handoff import Dispatcher
-from .policy_switch import PolicySwitch
 from .pool import Pool
-from .shared import make_policy
 from .shell import Shell
 from .supervisor import Supervisor
 from .workers import WorkerHandle
@@ -68,7 +66,9 @@ class Master(Shell):
         return self.core.phase.value
 
     def statistics(self) -> dict[str, Any]:
-        """What is in effect: the serving generation and its policy, every live worker."""
+        """What is in effect: the serving generation and its policy, every live worker;
+        ``native``: the rr hand-off runs its C hot path (native.py; off while a reload that
+        changes ``policy`` has two policies in use, with shared, or with SOCKSERVE_NATIVE=0)."""
         workers = [w.as_dict() for w in sorted(self.pool.workers.values(), key=lambda w: w.id)]
         summary = self.core.summary()
         return {
@@ -77,6 +77,7 @@ class Master(Shell):
             "served": self.pool.served_by_dead + sum(w["served"] for w in workers),
             "listeners": list(self.dispatcher.listeners),
             "accept_paused": self.dispatcher.fd_exhausted, "spawn_failures": self.pool.spawn_failures,
+            "native": self.dispatcher.native,
             **self.guards.statistics(),
         }
 
@@ -97,9 +98,6 @@ class Master(Shell):
         self.loop = asyncio.get_running_loop()
         listeners = self._listeners or bind_config(self.config)
         self.dispatcher = Dispatcher(self.loop, listeners, self.config.policy, self.config.rr_window, {})
-        window = self.config.rr_window
-        self.dispatcher.policy = PolicySwitch(  # type: ignore[assignment]  # a reload may change it
-            self.config.policy, lambda mode: make_policy(mode, window))
         self.pool = Pool(self.loop, self.dispatcher, self.emitter, self._env, self.feed)
         self.pool.on_ack = self._queue_checked
         self._shell_init()

@@ -1,26 +1,39 @@
 """A reload that changes ``policy`` (rr <-> shared), pure: each worker is scheduled by its own
 generation's policy, new connections by the policy in effect (the serving generation's).
 
-The Dispatcher holds one of these as its ``policy``: same contract as RoundRobin and Shared
-(round_robin.py, shared.py), plus ``assign`` (a worker's policy, told at spawn) and ``switch``
-(a generation was promoted).  A policy no worker uses any more hands what it still queues to
-the one in effect (or closes it, when that one accepts nothing in the master).
+The Dispatcher installs one as its ``policy`` when a worker's generation has another policy
+than the one in effect (policy_modes.py ``assign``), around the policy it had (``around``; the C rr
+engine too): same contract as RoundRobin and Shared (round_robin.py, shared.py), plus
+``assign`` (a worker's policy, told at spawn) and ``switch`` (a generation was promoted).  A
+policy no worker uses any more hands what it still queues (its ``drain_queue``) to the one in
+effect (or closes it, when that one accepts nothing in the master).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 from .round_robin import Action, Release
 
 
 class PolicySwitch:
-    def __init__(self, mode: str, make: Callable[[str], Any]) -> None:
+    def __init__(self, mode: str, make: Callable[[str], Any], policy: Any = None) -> None:
+        """``mode`` in effect, its policy ``policy`` (``make(mode)`` if None); ``make(mode)``
+        builds the policy of a mode a later generation brings."""
         self._make = make
         self.current = mode
-        self.policies: dict[str, Any] = {mode: make(mode)}
+        self.policies: dict[str, Any] = {mode: make(mode) if policy is None else policy}
         self._owner: dict[int, str] = {}  # worker -> its generation's policy
+
+    @classmethod
+    def around(cls, policy: Any, make: Callable[[str], Any], workers: Iterable[int]) -> PolicySwitch:
+        """A switch whose policy in effect is ``policy`` (already running), every one of
+        ``workers`` its own: it stays theirs when another policy comes into effect."""
+        switch = cls(policy.mode, make, policy)
+        for worker_id in workers:
+            switch.assign(worker_id, policy.mode)
+        return switch
 
     @property
     def mode(self) -> str:
@@ -57,8 +70,8 @@ class PolicySwitch:
         actions: list[Action] = []
         used = set(self._owner.values()) | {self.current}
         for mode in [m for m in self.policies if m not in used]:
-            queue = getattr(self.policies.pop(mode), "_queue", None) or ()
-            for conn, _ in list(queue):
+            drain = getattr(self.policies.pop(mode), "drain_queue", None)  # Shared queues nothing
+            for conn in drain() if drain else ():
                 actions += self.distribute(conn) if self.current == "rr" else [Release(conn)]
         return actions
 

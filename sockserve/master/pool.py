@@ -87,7 +87,7 @@ class Pool:
         worker.channel.start(self.loop)
         self.workers[worker.id] = worker
         self.configs[worker.id] = config
-        self.dispatcher.policy.assign(worker.id, config.policy)  # type: ignore[union-attr]
+        self.dispatcher.assign(worker.id, config.policy)
         self.loop.add_reader(spawned.pidfd, self._reap, worker)
         log_event(log, logging.INFO, "worker_spawn", f"worker {worker.id} started (pid {spawned.pid})",
                   worker_id=worker.id, pid=spawned.pid, generation=worker.generation)

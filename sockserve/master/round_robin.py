@@ -101,6 +101,13 @@ class RoundRobin:
         free = sum(self.window - len(self._inflight[w]) for w in self._rotation)
         return free - len(self._queue)
 
+    def drain_queue(self) -> list[Hashable]:
+        """The queued conns (waiting for room), oldest first, taken out of the policy: a
+        retired policy hands them to the one in effect (policy_switch.py)."""
+        conns = [conn for conn, _ in self._queue]
+        self._queue.clear()
+        return conns
+
     def waiting(self) -> int:
         """Connections accepted but not yet handed (queued) or not yet acked."""
         return len(self._queue) + len(self._owner)

@@ -239,6 +239,14 @@ int rr_ack(RR *rr, long long worker, long long seq, int accepted)
     return rr_stop(rr, worker);  /* a worker that says no is closing */
 }
 
+int rr_pop_queued(RR *rr, Conn *out)
+{
+    if (rr->qlen == 0)
+        return 0;
+    *out = queue_popleft(rr).conn;
+    return 1;
+}
+
 long long rr_capacity(const RR *rr)
 {
     long long free = 0;

@@ -46,6 +46,8 @@ int rr_remove(RR *rr, long long worker);
 int rr_distribute(RR *rr, Conn conn);
 /* 1: ``worker`` does not hold ``seq`` (a protocol error; nothing changed). */
 int rr_ack(RR *rr, long long worker, long long seq, int accepted);
+/* 1 and the head of the queue in *out (removed; the caller owns it), or 0 if empty. */
+int rr_pop_queued(RR *rr, Conn *out);
 long long rr_capacity(const RR *rr);
 long long rr_waiting(const RR *rr);
 Worker *rr_worker(const RR *rr, long long worker);

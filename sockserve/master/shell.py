@@ -95,8 +95,7 @@ class Shell:
     def _promote(self: Master, a: L.Promote) -> None:
         """The promoted generation's config is in effect: its policy takes new connections."""
         self.config = a.config
-        if a.config.policy != self.dispatcher.policy.mode:
-            self.dispatcher._apply(self.dispatcher.policy.switch(a.config.policy))
+        self.dispatcher.switch(a.config.policy)
 
     def _set_timer(self: Master, name: tuple[Any, ...], delay: float) -> None:
         if old := self._timers.pop(name, None):

@@ -162,3 +162,7 @@ def test_status_table_lists_every_worker():
         "12  20202  listening           2     3       5         1",
         "worker 12: last exit killed by SIGKILL (out of memory?)",
     ]
+    for native, path in ((True, "C"), (False, "Python")):
+        text = format_status({"policy": "rr", "generation": 2, "served": 0, "native": native})
+        assert text.splitlines()[0] == f"policy rr, generation 2, 0 served, {path} hand-off"
+    assert "hand-off" not in format_status({"policy": "shared", "generation": 2, "native": False})

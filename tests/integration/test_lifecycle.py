@@ -16,6 +16,8 @@ import time
 import pytest
 from conftest import ROOT, http_get, wait_for
 
+from sockserve.master import native
+
 pytestmark = pytest.mark.timeout(90)
 APP = ("tests.apps.slowboot:app",)
 
@@ -258,3 +260,20 @@ def test_a_reload_that_changes_policy_switches_the_dispatcher_both_ways(start_se
         assert status["policy"] == policy
         handed = sum(w["handed"] for w in status["workers"] if w["generation"] == status["generation"])
         assert (handed == 0) if policy == "shared" else (handed >= 20), (policy, status["workers"])
+        # shared: the Python path; back to rr alone: the C path again, when built (contracts.md)
+        want = policy == "rr" and native.available()  # once the old generation has left
+        assert wait_for(lambda: server.status()["native"] is want, 10), (want, server.status())  # noqa: B023
+
+
+@pytest.mark.skipif(not native.available(), reason="the C extension is not built")
+def test_a_master_that_keeps_rr_hands_off_in_c_across_reloads(start_server, tmp_path):
+    config = tmp_path / "sockserve.toml"
+    config.write_text('workers = 2\npolicy = "rr"\n')
+    server = start_server(*APP, "--config", str(config))
+    for reloads in range(2):  # started with rr, then a reload that keeps rr
+        assert all(server.get()[0] == 200 for _ in range(20))
+        status = server.status()
+        handed = sum(w["handed"] for w in status["workers"] if w["generation"] == status["generation"])
+        assert status["native"] is True and handed >= 20, (reloads, status)
+        config.write_text('workers = 3\npolicy = "rr"\n')
+        assert reload(server).returncode == 0

@@ -7,7 +7,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -110,3 +110,24 @@ def test_reloads_under_keepalive_load_reset_no_connection(start_server, policy):
         for t in clients:
             t.join(10)
     assert len(served) > 100 and errors == []
+
+
+@pytest.mark.parametrize("native", ["1", "0"], ids=["c", "python"])
+def test_reloads_that_change_policy_under_load_lose_no_connection(start_server, tmp_path, native):
+    """rr (the C hot path when built) -> shared -> rr, one request per connection all along."""
+    from sockserve.master.native import available
+    from tests.loadclient import Load
+
+    config = tmp_path / "sockserve.toml"
+    config.write_text('workers = 2\npolicy = "rr"\n')
+    server = start_server("--config", str(config), env={"SOCKSERVE_NATIVE": native})
+    with Load(server.port, threads=4, max_requests=20_000, seconds=30) as load:
+        for policy in ("shared", "rr"):
+            config.write_text(f'workers = 2\npolicy = "{policy}"\n')
+            assert reload(server).returncode == 0
+            assert server.status()["policy"] == policy
+        # rr alone again: the C path (when built and not turned off), under the same load
+        want = native == "1" and available()
+        assert wait_for(lambda: server.status()["native"] is want, 10), server.status()
+    result = load.result
+    assert len(result.outcomes) > 50 and not result.failed, result.summary()

@@ -43,17 +43,23 @@ class Rig:
         self.ends: dict[int, socket.socket] = {}
         self.delivered: list[protocol.Message] = []  # what reached Python's delivery, in order
         self.closed: list[tuple[int, str | None]] = []
-        for wid in range(1, n + 1):
-            ours, theirs = socketpair()
-            worker = WorkerHandle(id=wid, slot=wid, generation=1, pid=0, pidfd=-1, channel=None,  # type: ignore[arg-type]
-                                  peer=WorkerPeer(wid, (KEY,)), started=0.0, last_seen=0.0)
-            worker.channel = Channel(ours, "worker", lambda m, f, w=worker: self._on(w, m),
-                                     lambda r, w=wid: self.closed.append((w, r)))
-            worker.channel.start(loop)
-            self.workers[wid], self.ends[wid] = worker, theirs
-            self.dispatcher.worker_listening(worker)
-        self.dispatcher.start_accepting()
         self.errors: list[str] = []
+        for wid in range(1, n + 1):
+            self.spawn(wid, "rr")
+        self.dispatcher.start_accepting()
+
+    def spawn(self, wid: int, mode: str) -> WorkerHandle:
+        """Worker ``wid`` of a generation whose policy is ``mode`` starts and listens (pool.py's order)."""
+        ours, theirs = socketpair()
+        worker = WorkerHandle(id=wid, slot=wid, generation=1, pid=0, pidfd=-1, channel=None,  # type: ignore[arg-type]
+                              peer=WorkerPeer(wid, (KEY,)), started=0.0, last_seen=0.0)
+        worker.channel = Channel(ours, "worker", lambda m, f, w=worker: self._on(w, m),
+                                 lambda r, w=wid: self.closed.append((w, r)))
+        worker.channel.start(self.loop)
+        self.workers[wid], self.ends[wid] = worker, theirs
+        self.dispatcher.assign(wid, mode)
+        self.dispatcher.worker_listening(worker)
+        return worker
 
     def _on(self, worker: WorkerHandle, msg: protocol.Message) -> None:
         self.delivered.append(msg)
@@ -245,4 +251,43 @@ def test_a_full_window_leaves_connections_in_the_kernel_queue_until_an_ack(path)
         rig.close()
         for c in clients:
             c.close()
+    run(main())
+
+
+def test_reloads_rr_shared_rr_leave_the_c_path_and_come_back_losing_no_connection(path):
+    async def main():
+        rig = Rig(asyncio.get_running_loop(), 2, 1)
+        assert rig.dispatcher.native is (path == "c")  # rr and never changed: C's hot path
+        clients = [rig.connect() for _ in range(2)]
+        held = {wid: (await rig.received(wid, 1))[0] for wid in (1, 2)}  # one each, unacked
+        rig.spawn(3, "shared")  # a reload's worker with another policy: the Python path from now
+        assert rig.dispatcher.native is False and rig.dispatcher.policy.mode == "rr"
+        rig.ack(1, held[1][0].seqs)  # read by the channel now, not by C
+        for _ in range(100):
+            if rig.workers[1].counters.accepted:
+                break
+            await asyncio.sleep(0.01)
+        assert [type(m).__name__ for m in rig.delivered] == ["Ack"]
+        rig.dispatcher.switch("shared")  # the new generation was promoted
+        late = rig.connect()
+        await asyncio.sleep(0.1)
+        assert rig.dispatcher.waiting() == 1  # worker 2's; the late one waits in the kernel
+        rig.dispatcher.worker_gone(rig.workers[1])
+        rig.dispatcher.worker_gone(rig.workers[2])  # dies unacked: the retired rr policy closes it
+        assert rig.dispatcher.waiting() == 0 and list(rig.dispatcher.policy.policies) == ["shared"]
+        for _, fds in held.values():
+            socket.socket(fileno=fds[0]).close()
+        assert all(sees_eof(c) for c in clients)
+        rig.spawn(4, "rr")  # and a reload back to rr: the late one is handed once it is in effect
+        rig.dispatcher.switch("rr")
+        rig.dispatcher.worker_gone(rig.workers[3])  # shared retired: rr alone, the C path again
+        assert rig.dispatcher.native is (path == "c") and rig.dispatcher.policy.mode == "rr"
+        ((msg, fds),) = await rig.received(4, 1)
+        rig.ack(4, msg.seqs)
+        await asyncio.sleep(0.1)
+        assert rig.delivered[1:] == ([] if path == "c" else [Ack(msg.seqs, True)])  # C read that ack
+        assert rig.workers[4].counters.accepted == 1 and rig.dispatcher.waiting() == 0
+        socket.socket(fileno=fds[0]).close()
+        assert sees_eof(late)
+        rig.close()
     run(main())

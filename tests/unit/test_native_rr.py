@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pathlib
 import re
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -15,7 +17,8 @@ from sockserve.master.round_robin import RoundRobin
 
 ROOT = pathlib.Path(__file__).resolve().parents[2] / "sockserve" / "master"
 
-OPS = st.lists(st.tuples(st.sampled_from(["add", "stop", "remove", "distribute", "ack", "ack"]),
+OPS = st.lists(st.tuples(st.sampled_from(["add", "stop", "remove", "distribute", "ack", "ack",
+                                          "drain_queue"]),
                          st.integers(1, 4), st.booleans(), st.integers(0, 60)), max_size=120)
 
 
@@ -43,6 +46,8 @@ def test_c_policy_returns_the_same_actions_as_round_robin_py(ops, window):
         elif op == "ack":  # mostly a seq the worker holds, sometimes a wrong one
             mine = [seq for w, seq in held if w == worker] if pick % 7 else []
             args = (worker, mine[pick % len(mine)] if mine else pick, accepted)
+        elif op == "drain_queue":  # a retired policy's queue (policy_switch.py)
+            args = ()
         else:
             args = (worker,)
         want = outcome(lambda: getattr(py, op)(*args))  # noqa: B023
@@ -74,3 +79,15 @@ def test_the_c_policy_is_pure_like_round_robin_py():
     for name in ("rr_core.c", "rr_core.h"):
         included = set(re.findall(r'#include [<"]([^>"]+)[>"]', (ROOT / name).read_text()))
         assert included <= {"Python.h", "string.h", "rr_core.h"}, (name, included)
+
+
+def test_an_engine_whose_init_failed_or_never_ran_closes_no_fd():
+    """Its epoll fd was 0 until __init__ succeeded, so freeing it closed fd 0 (stdin, or any
+    socket that took 0): a later test's event loop aborted on it.  Real process, real fd 0."""
+    c_round_robin(1)  # skips when the extension is not built
+    code = ("import gc, os\nfrom sockserve.master import native\nR = native._native.RoundRobin\n"
+            "try:\n    R(0)\nexcept ValueError:\n    pass\nR.__new__(R)\ngc.collect()\n"
+            "os.fstat(0)\nprint('fd 0 open')")
+    done = subprocess.run([sys.executable, "-c", code], stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=30, cwd=ROOT.parents[1])
+    assert done.stdout.strip() == "fd 0 open", done.stderr[-500:]
