@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -146,3 +147,31 @@ def start_server(tmp_path):
         for pid in pids:  # never leave a worker behind, even when a test failed
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+# ------------------------------------------------------------ one real worker process, no master
+@pytest.fixture
+def start() -> Iterator:
+    """``start(**kwargs)`` -> a WorkerUnderTest (workerharness.py), closed after the test."""
+    from workerharness import WorkerUnderTest
+
+    started: list = []
+
+    def start_worker(**kwargs) -> WorkerUnderTest:
+        worker = WorkerUnderTest(**kwargs)
+        started.append(worker)
+        return worker
+
+    yield start_worker
+    for worker in started:
+        worker.close()
+
+
+@pytest.fixture
+def lsock() -> Iterator[socket.socket]:
+    """A listening TCP socket on loopback for hand-off tests."""
+    from workerharness import listener
+
+    sock = listener()
+    yield sock
+    sock.close()

@@ -13,37 +13,15 @@ import os
 import resource
 import socket
 import time
-from collections.abc import Iterator
 
 import pytest
-from workerharness import WorkerUnderTest, accepted_pair, http_request, listener, read_response
+from workerharness import WorkerUnderTest, accepted_pair, http_request, read_response
 
 from sockserve.cluster import protocol
 
 pytestmark = pytest.mark.timeout(60)
 APP = "tests.apps.pressure:app"
 FLOOD = 300  # user messages of ~32 KiB: far more than the channel's socket buffer holds
-
-
-@pytest.fixture
-def start() -> Iterator:
-    started: list[WorkerUnderTest] = []
-
-    def start_worker(**kwargs) -> WorkerUnderTest:
-        worker = WorkerUnderTest(**kwargs)
-        started.append(worker)
-        return worker
-
-    yield start_worker
-    for worker in started:
-        worker.close()
-
-
-@pytest.fixture
-def lsock() -> Iterator[socket.socket]:
-    sock = listener()
-    yield sock
-    sock.close()
 
 
 def get(client: socket.socket, path: str = "/") -> bytes:

@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 import pytest
 from workerharness import (
@@ -22,7 +21,6 @@ from workerharness import (
     http_request,
     is_eof,
     is_gone,
-    listener,
     read_response,
     worker_env,
 )
@@ -31,27 +29,6 @@ from sockserve.cluster import protocol
 
 pytestmark = pytest.mark.timeout(60)
 PYTHONS = ["venv", pytest.param(DEBIAN_PYTHON, id="debian")]
-
-
-@pytest.fixture
-def start() -> Iterator:
-    started: list[WorkerUnderTest] = []
-
-    def start_worker(**kwargs) -> WorkerUnderTest:
-        worker = WorkerUnderTest(**kwargs)
-        started.append(worker)
-        return worker
-
-    yield start_worker
-    for worker in started:
-        worker.close()
-
-
-@pytest.fixture
-def lsock() -> Iterator[socket.socket]:
-    sock = listener()
-    yield sock
-    sock.close()
 
 
 def _python(name: str) -> dict:
