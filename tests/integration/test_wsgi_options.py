@@ -8,6 +8,7 @@ import socket
 import threading
 
 import pytest
+from conftest import wait_for
 
 
 def parse_response(data: bytes) -> tuple[int, bytes]:
@@ -89,8 +90,6 @@ def test_threads_sizes_the_wsgi_pool(start_server):
 def test_served_counts_every_wsgi_request(start_server):
     """A client that closes once it has the whole body (curl does) still counts: uvicorn's
     total_requests missed most such WSGI requests (12 of 30 in the report)."""
-    from conftest import wait_for
-
     server = start_server("tests.apps.flask_app:app", "--workers", "1")
     for _ in range(30):  # keep-alive, as curl: close as soon as Content-Length bytes are in
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
