@@ -36,6 +36,18 @@ def http_get(port: int, path: str = "/", timeout: float = 5.0, host: str = "127.
     return status, body.decode(errors="replace")
 
 
+def terminate(proc: subprocess.Popen, grace: float = 40) -> int:
+    """SIGTERM, wait up to ``grace`` s, then SIGKILL: the process's exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
 def worker_of(body: str) -> int:
     """Worker id from the hello app's answer: 'hello world from worker N (pid P)'."""
     return int(body.split("worker ", 1)[1].split()[0])
@@ -117,14 +129,7 @@ class Server:
         return self.stderr_path.read_text(errors="replace")
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(40)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return terminate(self.proc)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import ROOT, alive, children, free_port, http_get, wait_for
+from conftest import ROOT, alive, children, free_port, http_get, terminate, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 SCRIPT = str(pathlib.Path(sys.executable).with_name("sockserve"))  # the console script
@@ -61,13 +61,7 @@ class Run:
 
     def stop(self) -> None:
         pids = children(self.proc.pid)
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(40)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         for pid in pids:
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
