@@ -5,6 +5,14 @@ socket by default (master.control.default_control_path): under systemd
 ``$RUNTIME_DIRECTORY``, else ``/run/sockserve`` as root (the packaged
 sockserve.service; ``--instance NAME`` for ``sockserve@NAME.service``) or
 ``$XDG_RUNTIME_DIR/sockserve`` for other users.
+
+A stop supersedes a reload, so ``reload`` exits 0 when it was superseded: when
+the master answers that it is stopping (``"superseded": true``), or when the
+command itself gets SIGTERM.  systemd runs ``ExecReload=sockserve reload --wait``
+as the unit's control process and a ``systemctl stop`` during the reload sends
+SIGTERM to it as well as to the master (KillMode=mixed and control-group alike);
+a control process killed by a signal or exiting non-zero would leave the unit
+"failed" although the stop went well (systemd.service(5), systemd.kill(5)).
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -40,11 +49,30 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Superseded(Exception):
+    """SIGTERM while a reload was asked for: under systemd, the unit is being stopped."""
+
+
+def _superseded(signum: int, frame: object) -> None:
+    raise _Superseded
+
+
 def _is_instance_name(name: str) -> bool:
     return bool(name) and "/" not in name and name not in (".", "..")
 
 
 def main(argv: Sequence[str]) -> int:
+    if argv and argv[0] == "reload":
+        signal.signal(signal.SIGTERM, _superseded)
+    try:
+        return _main(argv)
+    except _Superseded:
+        print("sockserve: reload superseded by SIGTERM (a stop of the service): not waiting for it",
+              flush=True)
+        return EXIT_OK
+
+
+def _main(argv: Sequence[str]) -> int:
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exc:
@@ -63,6 +91,9 @@ def main(argv: Sequence[str]) -> int:
     except ControlError as exc:
         print(f"sockserve: error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    if not answer.get("ok") and answer.get("superseded") is True:  # the master is stopping
+        print(f"sockserve: reload superseded by a stop: {answer.get('message')}", flush=True)
+        return EXIT_OK
     if not answer.get("ok"):
         print(f"sockserve: {args.command} failed: {answer.get('message') or answer.get('error')}",
               file=sys.stderr)

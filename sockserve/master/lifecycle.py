@@ -198,6 +198,7 @@ class ReloadResult:
     request: Any
     ok: bool
     message: str
+    superseded: bool = False  # a stop answered it: the reload will not happen (not a failure)
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ class Master(Shell):
         self._env = scrub_env(environ)
         self._control_path = config.control_socket or default_control_path(environ)
         self._status = ""
-        self._requests: dict[int, asyncio.Future[tuple[bool, str]]] = {}
+        self._requests: dict[int, asyncio.Future[tuple[bool, str, bool]]] = {}
         self._next_request = 1
 
     # ------------------------------------------------------------ public API
@@ -88,6 +88,11 @@ class Master(Shell):
 
     async def reload(self) -> tuple[bool, str]:
         """Rolling restart; (ok, message) of this request's own reload."""
+        ok, message, _ = await self._reload()
+        return ok, message
+
+    async def _reload(self) -> tuple[bool, str, bool]:
+        """(ok, message, superseded): superseded when a stop answered it (it will not happen)."""
         request, self._next_request = self._next_request, self._next_request + 1
         future = self._requests[request] = self.loop.create_future()
         self.feed(L.Reload(request))
@@ -130,7 +135,7 @@ class Master(Shell):
         self._cancel_timers()
         for future in self._requests.values():
             if not future.done():
-                future.set_result((False, "stopping"))
+                future.set_result((False, "stopping", True))
         try:
             await asyncio.wait_for(self.pool.kill_all(), REAP_AT_EXIT)
         except TimeoutError:
@@ -179,8 +184,8 @@ class Master(Shell):
             if not wait:
                 self.handle_hup()
                 return {"ok": True, "message": "reload started"}
-            ok, message = await self.reload()
-            return {"ok": ok, "message": message}
+            ok, message, superseded = await self._reload()  # superseded: a stop came first
+            return {"ok": ok, "message": message} | ({"superseded": True} if superseded else {})
         return {"ok": False, "error": f"unknown command {str(command)[:MAX_LOGGED]!r}"}
 
     # ------------------------------------------------------------ periodic work

@@ -81,7 +81,7 @@ class Shell:
         elif isinstance(a, L.ReloadResult):
             future = self._requests.pop(a.request, None)
             if future is not None and not future.done():
-                future.set_result((a.ok, a.message))
+                future.set_result((a.ok, a.message, a.superseded))
         elif isinstance(a, L.Log):
             message = a.message
             if a.event == "ready":

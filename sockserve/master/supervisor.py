@@ -151,9 +151,9 @@ class Supervisor(WorkersMixin, StopMixin, RecycleMixin):
                                  f"generation {other.number} serving, generation {gen.number} drained")
                     other.requests = []
 
-    def _answer(self, requests: list[Any], ok: bool, message: str) -> None:
+    def _answer(self, requests: list[Any], ok: bool, message: str, superseded: bool = False) -> None:
         for request in requests:
-            self._emit(L.ReloadResult(request, ok, message))
+            self._emit(L.ReloadResult(request, ok, message, superseded))
 
     # ------------------------------------------------------------ start
     def _boot(self, event: L.Start) -> None:
@@ -195,7 +195,8 @@ class Supervisor(WorkersMixin, StopMixin, RecycleMixin):
         self._begin([event.request])
 
     def _refuse_reload(self, event: L.Reload) -> None:
-        self._answer([event.request], False, f"cannot reload while {self.phase.value}")
+        self._answer([event.request], False, f"cannot reload while {self.phase.value}",
+                     superseded=self.phase in (Phase.STOPPING, Phase.STOPPED))
 
     def _begin(self, requests: list[Any]) -> None:
         self.phase = Phase.RELOADING

@@ -82,7 +82,7 @@ class StopMixin:
             if gen.status is GenStatus.BOOTING:
                 gen.status = GenStatus.FAILED
         self.queued, self.reading, self.attempt = [], [], 0
-        self._answer(requests, False, "stopping")
+        self._answer(requests, False, "stopping", superseded=True)
 
     def _handed_out(self: Supervisor, event: L.QueueEmpty) -> None:
         self.handed_out = True
