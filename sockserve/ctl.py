@@ -18,6 +18,7 @@ a control process killed by a signal or exiting non-zero would leave the unit
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -49,12 +50,11 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-class _Superseded(Exception):
-    """SIGTERM while a reload was asked for: under systemd, the unit is being stopped."""
-
-
 def _superseded(signum: int, frame: object) -> None:
-    raise _Superseded
+    """SIGTERM while a reload was asked for: under systemd, the unit is being stopped."""
+    with contextlib.suppress(OSError):
+        os.write(1, b"sockserve: reload superseded by SIGTERM (a stop of the service): not waiting\n")
+    os._exit(EXIT_OK)
 
 
 def _is_instance_name(name: str) -> bool:
@@ -62,14 +62,14 @@ def _is_instance_name(name: str) -> bool:
 
 
 def main(argv: Sequence[str]) -> int:
-    if argv and argv[0] == "reload":
+    reload = bool(argv) and argv[0] == "reload"
+    if reload:
         signal.signal(signal.SIGTERM, _superseded)
     try:
         return _main(argv)
-    except _Superseded:
-        print("sockserve: reload superseded by SIGTERM (a stop of the service): not waiting for it",
-              flush=True)
-        return EXIT_OK
+    finally:
+        if reload:  # decided: a SIGTERM now must not kill the exit (Python's shutdown resets
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # its handlers to SIG_DFL, keeps SIG_IGN)
 
 
 def _main(argv: Sequence[str]) -> int:

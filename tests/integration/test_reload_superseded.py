@@ -67,3 +67,15 @@ def test_a_reload_that_fails_on_its_own_still_exits_1(start_server, tmp_path):
     out, err = ctl.communicate(timeout=30)
     assert ctl.returncode == 1 and "did not listen within 2s" in err, (out, err)
     assert "superseded" not in out + err
+
+
+def test_sigterm_to_master_and_command_together_exits_0(start_server, tmp_path):
+    """What `systemctl stop` does (master first, then the control process): whichever the
+    command sees first, the answer or its own SIGTERM, even while it exits, it exits 0."""
+    server, ctl = slow_reload_running(start_server, tmp_path)
+    server.signal(signal.SIGTERM)
+    ctl.send_signal(signal.SIGTERM)
+    out, err = ctl.communicate(timeout=20)
+    assert ctl.returncode == 0, (out, err)
+    assert "reload superseded by" in out and "Traceback" not in err, (out, err)
+    assert server.proc.wait(20) == 0, server.stderr()

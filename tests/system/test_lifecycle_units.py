@@ -4,6 +4,7 @@ timed-out one.  The app is tests/apps/slowboot.py, slowed by a drop-in's Environ
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
@@ -64,3 +65,53 @@ def test_three_reloads_after_a_timed_out_one_all_succeed(box):
     out = box.run("sockserve", "status", "--json", "--control-socket", "/run/sockserve/control.sock").stdout
     status = json.loads(out)
     assert status["generation"] == 5 and {w["generation"] for w in status["workers"]} == {5}, status
+
+
+def _in_flight(box: Box, path: str, results: list) -> threading.Thread:
+    """GET ``path`` in a thread (a connection of the box's netns); its status or error goes to ``results``."""
+    def get() -> None:
+        try:
+            with box.connect(("127.0.0.1", 8000), timeout=30) as sock:
+                sock.sendall(f"GET {path} HTTP/1.1\r\nHost: box\r\nConnection: close\r\n\r\n".encode())
+                data = b""
+                while chunk := sock.recv(65536):
+                    data += chunk
+            results.append(data.split(b" ", 2)[1].decode() if data else "no answer")
+        except OSError as exc:
+            results.append(repr(exc))
+    thread = threading.Thread(target=get)
+    thread.start()
+    return thread
+
+
+def test_stop_during_a_reload_ends_inactive_not_failed(box):
+    """`systemctl stop` while ExecReload=sockserve reload --wait waits: the stop supersedes it."""
+    box.run("systemctl", "restart", SERVICE, timeout=60)
+    box.write_file(SLEEP_FILE, "3")  # the new generation imports for 3 s (boot_timeout = 4)
+    since = box.run("date", "+%Y-%m-%d %H:%M:%S").stdout.strip()
+    load = BackgroundLoad(box, count=300, seconds=20)
+    box.run("systemctl", "reload", "--no-block", SERVICE)
+
+    def reloading() -> bool:  # ExecReload runs and the new workers import the app
+        props = box.show(SERVICE, "ActiveState", "ControlPID", "MainPID")
+        children = box.run("pgrep", "-P", props["MainPID"], check=False).stdout.split()
+        return props["ActiveState"] == "reloading" and props["ControlPID"] != "0" and len(children) == 4
+    wait_until(reloading, 10, "a reload with its new workers importing the app")
+    slow: list = []
+    threads = [_in_flight(box, "/?s=1.5", slow) for _ in range(3)]  # the old generation's, in flight
+    summary = load.finish()
+    time.sleep(0.3)
+    assert box.show(SERVICE, "ActiveState")["ActiveState"] == "reloading"  # the stop comes mid-reload
+    box.run("systemctl", "stop", SERVICE, timeout=60)
+    for thread in threads:
+        thread.join(30)
+    box.write_file(SLEEP_FILE, "0")
+    props = box.show(SERVICE, "ActiveState", "Result")
+    journal = box.journal("-u", SERVICE, "--since", since, "-o", "cat")
+    assert (props["ActiveState"], props["Result"]) == ("inactive", "success"), journal[-3000:]
+    assert "reload superseded by" in journal, journal[-3000:]  # ExecReload ran into the stop
+    assert slow == ["200"] * 3, slow
+    assert summary["ok"] > 0 and (summary["refused"], summary["bad_status"], summary["errors"]) == \
+        (0, 0, {}), summary
+    assert box.run("pgrep", "-f", "sockserve", check=False).stdout == ""  # no process left
+    assert "Killing process" not in journal, journal[-3000:]  # systemd's SIGKILL of leftovers
