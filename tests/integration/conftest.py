@@ -18,6 +18,21 @@ from sockserve.master.control import ControlError
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_runtime_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A master started here without ``--control-socket`` puts it in ``$RUNTIME_DIRECTORY``: one of
+    this pytest process's (an xdist worker's) own, not root's /run/sockserve, which parallel
+    workers, other runs and a real sockserve.service share.  A test of the root default removes
+    RUNTIME_DIRECTORY from its environment (test_unix_and_control.py)."""
+    saved = os.environ.get("RUNTIME_DIRECTORY")
+    os.environ["RUNTIME_DIRECTORY"] = str(tmp_path_factory.mktemp("run"))
+    yield
+    if saved is None:
+        os.environ.pop("RUNTIME_DIRECTORY", None)
+    else:
+        os.environ["RUNTIME_DIRECTORY"] = saved
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

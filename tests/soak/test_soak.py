@@ -52,11 +52,20 @@ def zombies(pid: int) -> list[int]:
 
 def mixed_chaos(server: Server, figures: Figures, seconds: float, kill_every: float,
                 reload_every: float) -> None:
-    """Sample every second, kill a random worker every ``kill_every``, reload every ``reload_every``."""
+    """Sample every second, kill a random worker every ``kill_every``, reload every ``reload_every``.
+
+    Runs ``seconds``, and on until as many kills and reloads as those intervals give in that
+    time (minus one each) were made: on a loaded machine sampling and ``reload --wait`` take
+    longer, and the soak must still see them all (at most 3 x ``seconds``, a hang guard).
+    """
     rng = random.Random(seconds)
     start = time.monotonic()
     next_kill, next_reload = start + kill_every, start + reload_every
-    while (now := time.monotonic()) < start + seconds:
+    kills, reloads = int(seconds / kill_every) - 1, int(seconds / reload_every) - 1
+
+    def more() -> bool:
+        return figures.kills < kills or figures.reloads < reloads
+    while (now := time.monotonic()) < start + seconds or (more() and now < start + 3 * seconds):
         figures.sample(server.pid)
         if now >= next_kill and (pids := list(server.worker_pids().values())):
             os.kill(rng.choice(pids), signal.SIGKILL)
