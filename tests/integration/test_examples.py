@@ -43,7 +43,6 @@ def test_wsgi_and_asgi_examples(start_server):
     assert status == 200 and '"hello": "world"' in body
 
 
-@pytest.mark.xdist_group("host-port-8000")  # the example binds 127.0.0.1:8000 itself (docs/contracts.md)
 def test_python_api_runs_the_counter_example():
     proc = subprocess.Popen([sys.executable, "-m", "examples.counter"], cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,

@@ -72,8 +72,8 @@ def test_max_requests_recycles_every_worker_without_losing_a_request(start_serve
 def test_lifetime_recycles_under_load(start_server):
     server = start_server(APP, "--workers", "2", "--max-worker-lifetime", "2",
                           "--max-worker-lifetime-jitter", "0.5")
-    with Watch(server) as watch, Load(server.port, threads=2, seconds=8, path="/pause") as load:
-        time.sleep(8)
+    with Watch(server) as watch, Load(server.port, threads=2, seconds=30, path="/pause") as load:
+        wait_for(lambda: server.status()["recycles"].get("lifetime", 0) >= 2, 25, 0.1)  # ~2.5 s
     assert load.result.outcomes and not load.result.failed, load.result.summary()
     assert server.status()["recycles"].get("lifetime", 0) >= 2
     assert watch.fewest >= 2

@@ -85,14 +85,17 @@ def test_a_reload_asked_for_while_starting_runs_once_ready(start_server):
 
 # ---------------------------------------------------------------- a reload that times out
 def test_after_a_reload_that_missed_boot_timeout_the_next_reloads_work(start_server, tmp_path):
-    sleep_file = tmp_path / "sleep"
+    sleep_file, config = tmp_path / "sleep", tmp_path / "sockserve.toml"
     sleep_file.write_text("0")
-    server = start_server(*APP, "--workers", "2", "--boot-timeout", "4",
+    config.write_text("boot_timeout = 60\n")  # the start and the later reloads: a loaded machine's
+    server = start_server(*APP, "--workers", "2", "--config", str(config),
                           env={"SLOWBOOT_SLEEP_FILE": str(sleep_file)})
     sleep_file.write_text("8")
+    config.write_text("boot_timeout = 4\n")  # the reload re-reads it: its generation's boot_timeout
     failed = reload(server)
     assert failed.returncode == 1 and "did not listen within 4s" in failed.stderr
     sleep_file.write_text("0")
+    config.write_text("boot_timeout = 60\n")
     for expected in (3, 4, 5):  # generation 2 failed; every later reload gets its own
         done = reload(server)
         assert done.returncode == 0, done.stderr
@@ -152,12 +155,12 @@ def test_a_replacement_that_cannot_import_is_retried_until_the_app_loads(start_s
 
 def test_with_no_worker_listening_for_too_long_the_master_exits_non_zero(start_server, tmp_path):
     fail = tmp_path / "fail"
-    server = start_server(*APP, "--workers", "1", "--boot-timeout", "3",
+    server = start_server(*APP, "--workers", "1", "--boot-timeout", "6",  # 3 s: a loaded start missed it
                           env={"SLOWBOOT_FAIL_FILE": str(fail), "SOCKSERVE_RESTART_DELAY_MAX": "1"})
     [pid] = server.worker_pids().values()
     fail.write_text("")
     os.kill(pid, signal.SIGKILL)
-    assert exited(server, 20) == 1, server.stderr()  # bound: boot_timeout + restart_delay_max
+    assert exited(server, 25) == 1, server.stderr()  # bound: boot_timeout + restart_delay_max
     assert "no worker listened" in server.stderr()
 
 

@@ -59,10 +59,12 @@ def test_reload_wait_answered_by_the_masters_stop_exits_0(start_server, tmp_path
 
 def test_a_reload_that_fails_on_its_own_still_exits_1(start_server, tmp_path):
     """The other side of the line: only a stop makes a reload that did not happen exit 0."""
-    sleep_file = tmp_path / "sleep"
+    sleep_file, config = tmp_path / "sleep", tmp_path / "sockserve.toml"
     sleep_file.write_text("0")
-    server = start_server(*APP, "--boot-timeout", "2", env={"SLOWBOOT_SLEEP_FILE": str(sleep_file)})
+    config.write_text("boot_timeout = 60\n")  # the start, on a loaded machine
+    server = start_server(*APP, "--config", str(config), env={"SLOWBOOT_SLEEP_FILE": str(sleep_file)})
     sleep_file.write_text("6")
+    config.write_text("boot_timeout = 2\n")  # the reload's generation misses it
     ctl = reload_wait(server)
     out, err = ctl.communicate(timeout=30)
     assert ctl.returncode == 1 and "did not listen within 2s" in err, (out, err)

@@ -27,26 +27,13 @@ exec /usr/bin/python3 -m sockserve "$@"
 """
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (--dist loadgroup, pyproject.toml)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    group_by_module(items)
     reason = cannot_boot_reason()
     if reason is None:
         return
     for item in items:
         if item.get_closest_marker("system"):
             item.add_marker(pytest.mark.skip(reason=reason))
-
-
-def group_by_module(items: list[pytest.Item]) -> None:
-    """Under xdist, each module here runs whole on one worker, in file order: its tests share
-    the module's box (make_box, module scope) and often build on the previous test's state.
-    Different modules' boxes are independent (own namespaces, overlay, state dir), so modules
-    run in parallel.  A test that marks its own xdist_group keeps it."""
-    here = Path(__file__).parent
-    for item in items:
-        if item.path.is_relative_to(here) and not item.get_closest_marker("xdist_group"):
-            item.add_marker(pytest.mark.xdist_group(f"sdbox-{item.path.stem}"))
 
 
 FAILED = pytest.StashKey[bool]()
