@@ -18,19 +18,20 @@ from sockserve.master.control import ControlError
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def private_runtime_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+@pytest.fixture(scope="session")
+def worker_runtime_directory(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    return tmp_path_factory.mktemp("run")
+
+
+@pytest.fixture(autouse=True)
+def private_runtime_directory(worker_runtime_directory: pathlib.Path,
+                              monkeypatch: pytest.MonkeyPatch) -> None:
     """A master started here without ``--control-socket`` puts it in ``$RUNTIME_DIRECTORY``: one of
     this pytest process's (an xdist worker's) own, not root's /run/sockserve, which parallel
-    workers, other runs and a real sockserve.service share.  A test of the root default removes
-    RUNTIME_DIRECTORY from its environment (test_unix_and_control.py)."""
-    saved = os.environ.get("RUNTIME_DIRECTORY")
-    os.environ["RUNTIME_DIRECTORY"] = str(tmp_path_factory.mktemp("run"))
-    yield
-    if saved is None:
-        os.environ.pop("RUNTIME_DIRECTORY", None)
-    else:
-        os.environ["RUNTIME_DIRECTORY"] = saved
+    workers, other runs and a real sockserve.service share.  Set for each test of this directory
+    only (a box's `sockserve status` in tests/system must not see it).  A test of the root
+    default removes RUNTIME_DIRECTORY from its environment (test_unix_and_control.py)."""
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(worker_runtime_directory))
 
 
 def free_port() -> int:
@@ -114,7 +115,7 @@ class Server:
     def pid(self) -> int:
         return self.proc.pid
 
-    def wait_ready(self, timeout: float = 15.0) -> None:
+    def wait_ready(self, timeout: float = 60.0) -> None:  # a hang guard: 15 s failed under load
         def ready():
             if self.proc.poll() is not None:
                 raise AssertionError(f"master exited {self.proc.returncode}: {self.stderr()}")

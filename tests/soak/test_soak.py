@@ -85,7 +85,7 @@ def soak(tmp_path: pathlib.Path, seconds: float, kill_every: float, reload_every
         figures = Figures()
         figures.sample(server.pid)
         with Load(server.port, threads=THREADS, max_requests=int(seconds * 5000), seconds=seconds + 120,
-                  timeout=8) as load:
+                  timeout=30) as load:  # per request, a hang guard (8 s timed out on a loaded box)
             mixed_chaos(server, figures, seconds, kill_every, reload_every)
         assert wait_for(lambda: len(server.worker_pids()) == WORKERS, 10), server.status()
         time.sleep(1.0)
