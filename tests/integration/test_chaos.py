@@ -129,13 +129,13 @@ def test_stopped_worker_is_killed_and_replaced_after_worker_timeout(start_server
         os.kill(victim, signal.SIGSTOP)
         stopped_at = time.monotonic()
         held = held_connections(victim, server.port)
-        assert wait_for(lambda: victim not in server.worker_pids().values()
-                        and len(server.worker_pids()) == 2, 6), server.status()
-        replaced_after = time.monotonic() - stopped_at
+        assert wait_for(lambda: victim not in server.worker_pids().values(), 6), server.status()
+        killed_after = time.monotonic() - stopped_at  # the replacement's boot is not measured:
+        assert wait_for(lambda: len(server.worker_pids()) == 2, 30), server.status()  # load-bound
         time.sleep(0.3)
     result = load.result
-    print(f"\nreplaced after {replaced_after:.2f}s; victim held {held}; {result.summary()}")
-    assert 0.9 <= replaced_after <= 4.0
+    print(f"\nkilled after {killed_after:.2f}s; victim held {held}; {result.summary()}")
+    assert 0.9 <= killed_after <= 4.0
     assert not alive(victim)  # killed and reaped, not a zombie
     assert f"worker {victim_id} (pid {victim}) silent for" in server.stderr()
     assert len(result.failed) <= held and set(result.errors()) <= LOST_KINDS, result.errors()

@@ -225,7 +225,7 @@ def test_watchdog_pings_only_while_a_worker_listens_and_a_reload_extends_only_bo
     path, fail = str(tmp_path / "notify.sock"), tmp_path / "fail"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(path)
-        server = start_server(*APP, "--workers", "1", "--boot-timeout", "3", "--graceful-timeout", "20",
+        server = start_server(*APP, "--workers", "1", "--boot-timeout", "10", "--graceful-timeout", "20",
                               env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000",
                                    "SLOWBOOT_FAIL_FILE": str(fail), "SOCKSERVE_RESTART_DELAY_MAX": "2"})
         time.sleep(1)
@@ -237,7 +237,8 @@ def test_watchdog_pings_only_while_a_worker_listens_and_a_reload_extends_only_bo
             time.sleep(0.1)
             lines += _notify_lines(sock)
         extends = [int(x.split("=")[1]) for x in lines if x.startswith("EXTEND_TIMEOUT_USEC=")]
-        assert extends and max(extends) <= 8_000_000  # boot_timeout + 5 s, not + graceful_timeout
+        assert extends and max(extends) <= 15_000_000  # boot_timeout + 5 s, not + graceful_timeout (3 s
+        # for the reload's boot was missed on a loaded machine)
         after_ready = lines[lines.index("READY=1", lines.index("RELOADING=1")):]
         assert "WATCHDOG=1" in after_ready[:4]  # sent with READY=1: ends any extension at once
         fail.write_text("")  # from now on no replacement can import the app
@@ -247,7 +248,7 @@ def test_watchdog_pings_only_while_a_worker_listens_and_a_reload_extends_only_bo
         _notify_lines(sock)
         time.sleep(1.5)
         assert "WATCHDOG=1" not in _notify_lines(sock)  # no listening worker: no ping
-        assert exited(server, 20) == 1
+        assert exited(server, 30) == 1  # boot_timeout + restart_delay_max
 
 
 # ---------------------------------------------------------------- a reload that changes policy
