@@ -1,0 +1,78 @@
+"""``--agent``: a real master answers HAProxy's agent-check over TCP on loopback (issue 16).
+
+The answers follow the master through load, a reload, and a graceful stop with a drain
+delay; clients that never read, never close or flood cost the master nothing.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+
+from conftest import free_port, http_get, wait_for
+
+
+def agent(port: int, send: bytes = b"sockserve/h1\n") -> str:
+    """One agent check, as HAProxy does it (``agent-send``, then read to EOF)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(send)
+        data = b""
+        while chunk := sock.recv(256):
+            data += chunk
+    assert data.endswith(b"\n") and data.count(b"\n") == 1, data
+    return data.decode().strip()
+
+
+def keep_alive(port: int) -> socket.socket:
+    """A connection that made one request and stays open (keep-alive)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+    return sock
+
+
+def test_agent_answers_ready_then_drain_then_maint_and_survives_bad_clients(start_server, tmp_path):
+    port = free_port()
+    sleep_file = tmp_path / "import-sleep"
+    server = start_server("--workers", "2", "--agent", f"127.0.0.1:{port}", "--drain-delay", "1.5",
+                          "--limit-concurrency", "10", "--timeout-keep-alive", "30",
+                          "tests.apps.slowboot:app",
+                          env={"SLOWBOOT_SLEEP_FILE": str(sleep_file)})
+    assert agent(port) == "up ready 100%"
+    assert agent(port, b"") == "up ready 100%"  # without agent-send too
+
+    # load: 10 keep-alive connections of 2 × 10 slots (limit_concurrency) -> about half free
+    held = [keep_alive(server.port) for _ in range(10)]
+    seen = []
+    assert wait_for(lambda: seen.append(a := agent(port)) or a == "up ready 50%", 5), seen  # heartbeats
+    for sock in held:
+        sock.close()
+    assert wait_for(lambda: agent(port) == "up ready 100%", 5)
+
+    # clients that never read or close (more than MAX_CONNECTIONS), one that floods
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(100)]
+    flood = socket.create_connection(("127.0.0.1", port))
+    try:
+        flood.sendall(b"x" * 1_000_000)
+    except OSError:
+        pass  # reset once the agent had read its 4 KiB: what it should do
+    begun = time.monotonic()
+    assert agent(port) == "up ready 100%" and time.monotonic() - begun < 1
+    assert http_get(server.port)[0] == 200
+    for sock in [*idle, flood]:
+        sock.close()
+
+    # a reload: drain while the new generation boots, ready once it serves
+    sleep_file.write_text("1.5")
+    server.signal(signal.SIGHUP)
+    assert wait_for(lambda: agent(port) == "up drain", 3)
+    assert wait_for(lambda: agent(port) == "up ready 100%" and server.status()["generation"] == 2, 15)
+
+    # a graceful stop: drain for 1.5 s while still serving, then maint, then exit 0
+    server.signal(signal.SIGTERM)
+    assert wait_for(lambda: agent(port) == "up drain", 2)
+    assert http_get(server.port)[0] == 200  # the drain delay still serves new connections
+    assert wait_for(lambda: agent(port) == "maint", 4)
+    assert server.proc.wait(20) == 0
+    assert "stopping gracefully after a 1.5s drain delay" in server.stderr()
