@@ -165,7 +165,7 @@ SETTINGS: tuple[Setting, ...] = (
       "as uvicorn)", "GLOB", flags=("--reload-include",), section="guards"),
     S("reload_excludes", "list", (), "file or directory pattern to ignore, added to .*, "
       ".py[cod], .sw.*, ~* (repeatable)", "GLOB", flags=("--reload-exclude",), section="guards"),
-    # ---------------------------------------------------------------- load balancer (issue 16; master/agent.py)
+    # ------------------------------------------------------- load balancer (issue 16; master/agent.py)
     S("agent", "text", None, "answer HAProxy's agent-check here (ready N%, drain, maint, down; master). "
       "Under systemd: the socket unit's socket named 'agent'", "HOST:PORT", section="balancer"),
     S("drain_delay", "float", 0.0, "a graceful stop first serves S more seconds while the agent "

@@ -1,7 +1,8 @@
 """The supervisor core's stop sequence, pure (part of supervisor.Supervisor).
 
 Graceful (SIGTERM): with ``drain_delay``, first serve on that long in the STOPPING phase
-(stop stage "delay": the agent answers drain, agentcheck.py; SIGINT cuts it short); then stop accepting; kill the workers that were hung and any
+(stop stage "delay": the agent answers drain, agentcheck.py; SIGINT cuts it short).  Then
+stop accepting; kill the workers that were hung and any
 that do not listen yet; wait (at most ``HANDOUT``) until every accepted
 connection, the hung workers' rr windows included, is handed to a worker that
 still takes connections; then disconnect every worker, kill what still drains
