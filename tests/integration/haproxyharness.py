@@ -1,0 +1,126 @@
+"""A real HAProxy (Debian's ``haproxy`` package) started by a test, in the foreground, on loopback.
+
+``HAProxy(tmp_path, servers, ...)`` writes a haproxy.cfg, starts ``haproxy -db`` (no
+daemon, no system service) and stops it by PID.  Every request is logged to
+``requests.log`` (``log stdout``) as ``server status termination-state retries``, so a
+test can say which host failed what; ``stats()`` reads ``show stat`` from its admin
+socket.  ``missing_reason()`` is the one reason a test may skip: no haproxy binary.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import pathlib
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass
+
+from conftest import free_port, wait_for
+
+BACKEND = "hosts"
+
+
+def missing_reason() -> str | None:
+    if shutil.which("haproxy") is None:
+        return "haproxy is not installed (scripts/setup.sh --test installs Debian's haproxy package)"
+    return None
+
+
+@dataclass
+class Host:
+    """A sockserve host as HAProxy sees it: its name, HTTP port and agent port."""
+
+    name: str
+    port: int
+    agent_port: int | None = None
+
+
+def config(front: int, stats_sock: str, hosts: list[Host], *, agent_inter: str = "200ms",
+           extra_server: str = "") -> str:
+    """haproxy.cfg for ``hosts`` behind one HTTP frontend on 127.0.0.1:``front`` (docs/scaling.md)."""
+    servers = []
+    for h in hosts:
+        agent = (f" agent-check agent-addr 127.0.0.1 agent-port {h.agent_port} agent-inter {agent_inter}"
+                 if h.agent_port else "")
+        servers.append(f"    server {h.name} 127.0.0.1:{h.port} weight 100 check inter 500ms fall 2 rise 2"
+                       f"{agent}{extra_server}")
+    return f"""global
+    maxconn 4096
+    stats socket {stats_sock} mode 600 level admin
+    log stdout format raw local0
+
+defaults
+    mode http
+    log global
+    log-format "%s %ST %ts %rc"
+    timeout connect 1s
+    timeout client 10s
+    timeout server 10s
+    retries 3
+    option redispatch 1
+
+frontend front
+    bind 127.0.0.1:{front}
+    default_backend {BACKEND}
+
+backend {BACKEND}
+    balance roundrobin
+{chr(10).join(servers)}
+"""
+
+
+class HAProxy:
+    def __init__(self, tmp_path: pathlib.Path, hosts: list[Host], **options: str) -> None:
+        self.port = free_port()
+        self.stats_sock = str(tmp_path / "haproxy.sock")
+        self.cfg = tmp_path / "haproxy.cfg"
+        self.cfg.write_text(config(self.port, self.stats_sock, hosts, **options))
+        self.log_path = tmp_path / "requests.log"
+        self.err_path = tmp_path / "haproxy.err"
+        check = subprocess.run(["haproxy", "-c", "-f", str(self.cfg)], capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+        with open(self.log_path, "wb") as out, open(self.err_path, "wb") as err:
+            self.proc = subprocess.Popen(["haproxy", "-db", "-f", str(self.cfg)], stdin=subprocess.DEVNULL,
+                                         stdout=out, stderr=err)
+        assert wait_for(lambda: pathlib.Path(self.stats_sock).exists() or self.proc.poll() is not None, 10)
+        assert self.proc.poll() is None, self.err_path.read_text()
+
+    def command(self, line: str) -> str:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(5)
+            sock.connect(self.stats_sock)
+            sock.sendall(line.encode() + b"\n")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        return data.decode()
+
+    def stats(self) -> dict[str, dict[str, str]]:
+        """``show stat`` of the backend's servers, by server name (status, weight, agent_status...)."""
+        text = self.command("show stat").lstrip("# ")
+        rows = csv.DictReader(io.StringIO(text))
+        return {r["svname"]: r for r in rows if r["pxname"] == BACKEND and r["svname"] != "BACKEND"}
+
+    def weights(self) -> dict[str, tuple[str, int]]:
+        """(status, effective weight) of each server."""
+        return {name: (r["status"], int(r["weight"] or 0)) for name, r in self.stats().items()}
+
+    def requests(self) -> list[tuple[str, int, str, str]]:
+        """Every logged request: (server, status, termination state, retries)."""
+        out = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            parts = line.split()
+            if len(parts) == 4 and parts[1].lstrip("-").isdigit():
+                out.append((parts[0], int(parts[1]), parts[2], parts[3]))
+        return out
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

@@ -1,0 +1,128 @@
+"""Three sockserve hosts behind a real HAProxy, drained and weighted by their agents (issue 16).
+
+Each host is a sockserve master on its own port with ``--agent`` and ``--drain-delay``;
+HAProxy (haproxyharness.py) checks each agent every 200 ms.  First the weights follow
+the hosts' load (connections held on one host); then, under a bounded wrk load through
+HAProxy, one host reloads, one is stopped gracefully (SIGTERM) and one is killed -9 with
+its workers.  HAProxy's log says which host served or failed each request; the figures
+are printed (docs/scaling.md quotes them).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections import Counter
+
+import pytest
+from conftest import alive, children, free_port, wait_for
+from haproxyharness import HAProxy, Host, missing_reason
+
+pytestmark = pytest.mark.skipif(missing_reason() is not None, reason=missing_reason() or "")
+LOAD_SECONDS = 9
+
+
+@pytest.fixture
+def haproxy(tmp_path):
+    started: list[HAProxy] = []
+
+    def start(hosts: list[Host], **options: str) -> HAProxy:
+        started.append(HAProxy(tmp_path, hosts, **options))
+        return started[-1]
+
+    yield start
+    for proxy in started:
+        proxy.stop()
+
+
+def three_hosts(start_server, *args: str):
+    servers, hosts = [], []
+    for name in ("h1", "h2", "h3"):
+        agent = free_port()
+        servers.append(start_server("--workers", "2", "--agent", f"127.0.0.1:{agent}", *args))
+        hosts.append(Host(name, servers[-1].port, agent))
+    return servers, hosts
+
+
+def hold(port: int, count: int) -> list[socket.socket]:
+    """``count`` keep-alive connections straight to a host, each after one request."""
+    held = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        held.append(sock)
+    return held
+
+
+def test_haproxy_weights_follow_the_hosts_load(start_server, haproxy):
+    servers, hosts = three_hosts(start_server, "--limit-concurrency", "10", "--timeout-keep-alive", "30")
+    proxy = haproxy(hosts)
+    full = {"h1": ("UP", 100), "h2": ("UP", 100), "h3": ("UP", 100)}
+    assert wait_for(lambda: proxy.weights() == full, 10), proxy.weights()
+    held = hold(servers[0].port, 10)  # half of h1's 2 × 10 slots
+    try:
+        assert wait_for(lambda: proxy.weights()["h1"] == ("UP", 50), 5), proxy.weights()
+        assert proxy.weights()["h2"] == ("UP", 100)
+    finally:
+        for sock in held:
+            sock.close()
+    assert wait_for(lambda: proxy.weights() == full, 5), proxy.weights()
+
+
+def run_wrk(port: int, seconds: int) -> subprocess.Popen:
+    return subprocess.Popen(["wrk", "-t2", "-c12", f"-d{seconds}s", "--timeout", "5s",
+                             f"http://127.0.0.1:{port}/"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def kill_host(server) -> None:
+    """SIGKILL the master and its workers, by PID (processes this test started)."""
+    pids = [server.pid, *children(server.pid)]
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    server.proc.wait(5)
+    assert wait_for(lambda: not any(alive(p) for p in pids[1:]), 5)
+
+
+def test_reload_and_graceful_stop_fail_nothing_and_a_kill_only_what_it_held(start_server, haproxy):
+    servers, hosts = three_hosts(start_server, "--drain-delay", "1")
+    proxy = haproxy(hosts)
+    assert wait_for(lambda: all(s == "UP" for s, _ in proxy.weights().values()), 10), proxy.weights()
+    wrk = run_wrk(proxy.port, LOAD_SECONDS)
+    began = time.monotonic()
+    time.sleep(1.5)
+    servers[0].signal(signal.SIGHUP)  # h1 reloads: drain while its new generation boots
+    assert wait_for(lambda: servers[0].status()["generation"] == 2, 15)
+    time.sleep(1.5)
+    servers[1].signal(signal.SIGTERM)  # h2 stops gracefully: drain 1 s, then stop
+    assert servers[1].proc.wait(20) == 0
+    time.sleep(1)
+    kill_host(servers[2])  # h3 is killed -9
+    out, _ = wrk.communicate(timeout=LOAD_SECONDS + 15)
+    elapsed = time.monotonic() - began
+    proxy.stop()
+    logged = proxy.requests()
+    # wrk closes its connections when its time is up: those requests are the client's ("C*")
+    aborted = sum(1 for server, _, ts, _ in logged if server == "<NOSRV>" and ts.startswith("C"))
+    logged = [r for r in logged if not (r[0] == "<NOSRV>" and r[2].startswith("C"))]
+    failed = Counter(server for server, status, _, _ in logged if not 200 <= status < 400)
+    served = Counter(server for server, status, _, _ in logged if 200 <= status < 400)
+    terminations = Counter(ts for _, status, ts, _ in logged if not 200 <= status < 400)
+    retried = Counter(server for server, _, _, retries in logged if retries != "0")
+    wrk_total = int(re.search(r"(\d+) requests in", out).group(1))
+    print(f"\nhaproxy figures ({elapsed:.1f}s of wrk -t2 -c12): sent {len(logged)} (wrk completed "
+          f"{wrk_total}), served by host {dict(served)}, failed by host {dict(failed)}, "
+          f"termination states of failures {dict(terminations)}, retried by final host {dict(retried)}, "
+          f"aborted by wrk at its end {aborted}")
+    print(out)
+    assert len(logged) > 1000 and wrk_total > 1000
+    assert failed["h1"] == 0, (failed, terminations)  # the reload
+    assert failed["h2"] == 0, (failed, terminations)  # the graceful stop
+    assert failed["h3"] <= 12, (failed, terminations)  # the kill: at most wrk's 12 connections in flight
+    assert set(failed) <= {"h1", "h2", "h3"}, failed  # nothing failed without a host (<NOSRV>)
+    assert served["h2"] > 0 and served["h3"] > 0 and served["h1"] > served["h2"]
