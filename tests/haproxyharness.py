@@ -15,11 +15,27 @@ import pathlib
 import shutil
 import socket
 import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from conftest import free_port, wait_for
-
 BACKEND = "hosts"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], object], timeout: float) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.05)
+    return predicate()
 
 
 def missing_reason() -> str | None:
@@ -72,7 +88,9 @@ backend {BACKEND}
 
 
 class HAProxy:
-    def __init__(self, tmp_path: pathlib.Path, hosts: list[Host], **options: str) -> None:
+    def __init__(self, tmp_path: pathlib.Path, hosts: list[Host], prefix: tuple[str, ...] = (),
+                 **options: str) -> None:
+        """``prefix``: argv before haproxy's (``nsenter -t PID -n --``: a box's network)."""
         self.port = free_port()
         self.stats_sock = str(tmp_path / "haproxy.sock")
         self.cfg = tmp_path / "haproxy.cfg"
@@ -82,8 +100,8 @@ class HAProxy:
         check = subprocess.run(["haproxy", "-c", "-f", str(self.cfg)], capture_output=True, text=True)
         assert check.returncode == 0, check.stdout + check.stderr
         with open(self.log_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen(["haproxy", "-db", "-f", str(self.cfg)], stdin=subprocess.DEVNULL,
-                                         stdout=out, stderr=err)
+            self.proc = subprocess.Popen([*prefix, "haproxy", "-db", "-f", str(self.cfg)],
+                                         stdin=subprocess.DEVNULL, stdout=out, stderr=err)
         assert wait_for(lambda: pathlib.Path(self.stats_sock).exists() or self.proc.poll() is not None, 10)
         assert self.proc.poll() is None, self.err_path.read_text()
 
@@ -115,6 +133,17 @@ class HAProxy:
             if len(parts) == 4 and parts[1].lstrip("-").isdigit():
                 out.append((parts[0], int(parts[1]), parts[2], parts[3]))
         return out
+
+    def figures(self) -> dict[str, object]:
+        """What the log says: requests ``sent`` (wrk's own aborts at its end left out: ``aborted``),
+        ``served`` / ``failed`` by host, failures' termination ``states``, ``retried`` by final host."""
+        logged = self.requests()
+        aborted = [r for r in logged if r[0] == "<NOSRV>" and r[2].startswith("C")]
+        logged = [r for r in logged if r not in aborted]
+        bad = [r for r in logged if not 200 <= r[1] < 400]
+        return {"sent": len(logged), "served": dict(Counter(r[0] for r in logged if 200 <= r[1] < 400)),
+                "failed": dict(Counter(r[0] for r in bad)), "states": dict(Counter(r[2] for r in bad)),
+                "retried": dict(Counter(r[0] for r in logged if r[3] != "0")), "aborted": len(aborted)}
 
     def stop(self) -> None:
         if self.proc.poll() is None:
