@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import socket
+import struct
 import time
 
 from conftest import free_port, http_get, wait_for
@@ -56,6 +57,9 @@ def test_agent_answers_ready_then_drain_then_maint_and_survives_bad_clients(star
     flood = socket.create_connection(("127.0.0.1", port))
     with contextlib.suppress(OSError):  # reset once the agent had read its 4 KiB: what it should do
         flood.sendall(b"x" * 1_000_000)
+    for _ in range(20):  # clients that reset at once (SO_LINGER 0)
+        with socket.create_connection(("127.0.0.1", port)) as reset:
+            reset.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     begun = time.monotonic()
     assert agent(port) == "up ready 100%" and time.monotonic() - begun < 1
     assert http_get(server.port)[0] == 200
@@ -75,3 +79,4 @@ def test_agent_answers_ready_then_drain_then_maint_and_survives_bad_clients(star
     assert wait_for(lambda: agent(port) == "maint", 4)
     assert server.proc.wait(20) == 0
     assert "stopping gracefully after a 1.5s drain delay" in server.stderr()
+    assert "Traceback" not in server.stderr() and "Unhandled" not in server.stderr(), server.stderr()
