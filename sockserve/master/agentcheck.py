@@ -13,7 +13,8 @@ What the master answers (``answer``):
 - ``up drain``: a graceful stop's ``drain_delay`` runs (it still serves, send nothing
   new), or a generation boots (the start, a reload) while a worker listens: keep what
   is open, send new connections elsewhere until the new generation serves.
-- ``down#no listening worker``: no worker of the serving generation listens.
+- ``down#no-listening-worker``: no worker of the serving generation listens (the text after
+  ``#`` is the reason HAProxy shows; a space would end it).
 - ``up ready N%``: serving; ``N`` (1..100) is the free capacity (``weight``).
 """
 
@@ -71,7 +72,7 @@ def answer(state: str, draining: bool, load: Load) -> str:
     if state in ("stopping", "stopped"):
         return "maint"
     if load.listening <= 0:
-        return "down#no listening worker"
+        return "down#no-listening-worker"
     if state in ("starting", "reloading"):
         return "up drain"
     return f"up ready {weight(load)}%"

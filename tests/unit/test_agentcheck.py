@@ -52,7 +52,7 @@ def test_weight_follows_free_capacity(load, expected):
 def test_answers_through_start_reload_and_a_graceful_stop_with_drain_delay():
     core = Supervisor(CONFIG)
     core.handle(L.Start())
-    assert line(core) == "down#no listening worker"
+    assert line(core) == "down#no-listening-worker"
     listen(core, 1)
     assert line(core) == "up drain"  # the first generation is not complete yet
     listen(core, 2)
@@ -108,7 +108,7 @@ def test_losing_every_worker_answers_down_then_up_again():
     core.handle(L.Start())
     listen(core, 1)
     out = core.handle(L.Exited(1, "signal", -9, "killed by SIGKILL", 60.0))
-    assert line(core) == "down#no listening worker"
+    assert line(core) == "down#no-listening-worker"
     for timer in [t for t in of(out, L.SetTimer) if t.name[0] == "respawn"]:
         out += core.handle(L.Timer(timer.name))
     [spawn] = of(out, L.Spawn)
