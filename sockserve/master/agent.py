@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from typing import TYPE_CHECKING
 
 from ..config import ConfigError, parse_address
@@ -90,7 +91,8 @@ class AgentServer:
                 self._server = await asyncio.start_server(self._serve, address.host, address.port,
                                                           reuse_address=True)
             except OSError as exc:
-                raise ConfigError(f"agent: cannot listen on {wanted}: {exc.strerror or exc}") from None
+                why = os.strerror(exc.errno) if exc.errno else str(exc)  # asyncio rewords strerror
+                raise ConfigError(f"agent: cannot listen on {wanted}: {why}") from None
             host, port = self._server.sockets[0].getsockname()[:2]
             self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         else:

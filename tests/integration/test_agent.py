@@ -10,9 +10,11 @@ import contextlib
 import signal
 import socket
 import struct
+import subprocess
+import sys
 import time
 
-from conftest import free_port, http_get, wait_for
+from conftest import ROOT, free_port, http_get, wait_for
 
 
 def agent(port: int, send: bytes = b"sockserve/h1\n") -> str:
@@ -80,3 +82,16 @@ def test_agent_answers_ready_then_drain_then_maint_and_survives_bad_clients(star
     assert server.proc.wait(20) == 0
     assert "stopping gracefully after a 1.5s drain delay" in server.stderr()
     assert "Traceback" not in server.stderr() and "Unhandled" not in server.stderr(), server.stderr()
+
+
+def test_agent_address_in_use_is_one_line_exit_2():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        out = subprocess.run([sys.executable, "-m", "sockserve", "--bind", f"127.0.0.1:{free_port()}",
+                              "--agent", address, "--log-target", "stderr"],
+                             capture_output=True, text=True, cwd=ROOT, timeout=30)
+    lines = [line for line in out.stderr.splitlines() if line.startswith("sockserve: error")]
+    assert out.returncode == 2 and lines == [f"sockserve: error: agent: cannot listen on {address}: "
+                                             "Address already in use"], out.stderr
