@@ -95,3 +95,48 @@ def test_agent_address_in_use_is_one_line_exit_2():
     lines = [line for line in out.stderr.splitlines() if line.startswith("sockserve: error")]
     assert out.returncode == 2 and lines == [f"sockserve: error: agent: cannot listen on {address}: "
                                              "Address already in use"], out.stderr
+
+
+LAUNCH = r"""
+import os, socket, sys
+socks = []
+for port in (int(sys.argv[1]), int(sys.argv[2])):  # what a socket unit does: bind, listen, pass
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", port))
+    s.listen(16)
+    socks.append(s)
+high = [os.dup2(s.fileno(), 20 + i) for i, s in enumerate(socks)]  # out of the way of 3 and 4
+for fd, old in enumerate(high, 3):
+    os.dup2(old, fd)
+    os.set_inheritable(fd, True)
+os.environ.update(LISTEN_FDS="2", LISTEN_FDNAMES="http:agent", LISTEN_PID=str(os.getpid()))
+os.execv(sys.executable, [sys.executable, "-m", "sockserve", *sys.argv[3:]])
+"""
+
+
+def test_the_inherited_socket_named_agent_is_the_agents_never_a_workers(tmp_path):
+    http, port, control = free_port(), free_port(), str(tmp_path / "control.sock")
+    argv = [sys.executable, "-c", LAUNCH, str(http), str(port), "--workers", "1", "--log-target",
+            "stderr", "--control-socket", control]
+    clash = subprocess.run([*argv, "--agent", f"127.0.0.1:{free_port()}"], capture_output=True,
+                           text=True, cwd=ROOT, timeout=30)
+    assert clash.returncode == 2 and "sockserve: error: agent: " in clash.stderr, clash.stderr
+    assert f"FileDescriptorName=agent) on 127.0.0.1:{port}" in clash.stderr
+    proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: _quiet(agent, port) == "up ready 100%", 15)
+        from sockserve.master.control import request
+        assert request(control, {"cmd": "status"}, 5.0)["listeners"] == ["http"]
+        assert http_get(http)[0] == 200
+    finally:
+        proc.terminate()
+        assert proc.wait(30) == 0
+
+
+def _quiet(check, *args):
+    try:
+        return check(*args)
+    except OSError:
+        return None
