@@ -15,6 +15,7 @@ import pathlib
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -145,7 +146,33 @@ class HAProxy:
                 "failed": dict(Counter(r[0] for r in bad)), "states": dict(Counter(r[2] for r in bad)),
                 "retried": dict(Counter(r[0] for r in logged if r[3] != "0")), "aborted": len(aborted)}
 
+    def watch(self, interval: float = 0.05) -> dict[str, list[str]]:
+        """Sample ``show stat`` in a thread until ``stop()``: each server's statuses, in order
+        (UP, DRAIN, MAINT, DOWN, "UP 1/2"...), a new entry at each change."""
+        self.seen: dict[str, list[str]] = {}
+        self._done = threading.Event()
+
+        def sample() -> None:
+            while not self._done.is_set():
+                try:
+                    weights = self.weights()
+                except OSError:
+                    return
+                for name, (status, _) in weights.items():
+                    states = self.seen.setdefault(name, [])
+                    if not states or states[-1] != status:
+                        states.append(status)
+                self._done.wait(interval)
+
+        self._watcher = threading.Thread(target=sample, daemon=True)
+        self._watcher.start()
+        return self.seen
+
     def stop(self) -> None:
+        if getattr(self, "_watcher", None) is not None:
+            self._done.set()
+            self._watcher.join(5)
+            self._watcher = None
         if self.proc.poll() is None:
             self.proc.terminate()
             try:

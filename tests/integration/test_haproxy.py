@@ -93,6 +93,7 @@ def test_reload_and_graceful_stop_fail_nothing_and_a_kill_only_what_it_held(star
     servers, hosts = three_hosts(start_server, "--drain-delay", "1")
     proxy = haproxy(hosts)
     assert wait_for(lambda: all(s == "UP" for s, _ in proxy.weights().values()), 10), proxy.weights()
+    seen = proxy.watch()
     wrk = run_wrk(proxy.port, LOAD_SECONDS)
     began = time.monotonic()
     time.sleep(1.5)
@@ -109,12 +110,17 @@ def test_reload_and_graceful_stop_fail_nothing_and_a_kill_only_what_it_held(star
     figures = proxy.figures()
     failed = figures["failed"]
     wrk_total = int(re.search(r"(\d+) requests in", out).group(1))
-    print(f"\nhaproxy figures ({elapsed:.1f}s of wrk -t2 -c12, wrk completed {wrk_total}): {figures}")
+    print(f"\nhaproxy figures ({elapsed:.1f}s of wrk -t2 -c12, wrk completed {wrk_total}): {figures}; "
+          f"server states seen in show stat: {seen}")
     print(out)
     assert figures["sent"] > 1000 and wrk_total > 1000
     assert failed.get("h1", 0) == 0, figures  # the reload
     assert failed.get("h2", 0) == 0, figures  # the graceful stop
     assert failed.get("h3", 0) <= 12, figures  # the kill: at most wrk's 12 connections in flight
     assert set(failed) <= {"h1", "h2", "h3"}, figures  # nothing failed without a host (<NOSRV>)
+    drain = "DRAIN (agent)"  # HAProxy's status when the agent said drain
+    assert drain in seen["h1"] and seen["h1"][-1] == "UP", seen  # the agent drained the reload
+    assert drain in seen["h2"] and "MAINT" in seen["h2"][seen["h2"].index(drain):], seen
+    assert "DOWN" in seen["h3"], seen  # the health check found the killed host
     served = figures["served"]
     assert served["h2"] > 0 and served["h3"] > 0 and served["h1"] > served["h2"]
