@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..config import ConfigError, parse_address
 from ..listeners import Listener
@@ -120,6 +120,12 @@ class AgentServer:
         finally:
             self._open -= 1
             writer.close()
+
+    def statistics(self) -> dict[str, Any] | None:
+        """``{"address", "answer", "answered"}`` for ``statistics()``; None without an agent."""
+        if self._server is None:
+            return None
+        return {"address": self.address, "answer": agent_line(self.master), "answered": self.answered}
 
     def close(self) -> None:
         """Stop listening (systemd's socket stays open in systemd for the next start)."""

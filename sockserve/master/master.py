@@ -68,6 +68,7 @@ class Master(Shell):
 
     def statistics(self) -> dict[str, Any]:
         """What is in effect: the serving generation and its policy, every live worker;
+        ``agent``: the HAProxy agent's address and answer now (None without one, agent.py);
         ``native``: the rr hand-off runs its C hot path (native.py; off while a reload that
         changes ``policy`` has two policies in use, with shared, or with SOCKSERVE_NATIVE=0)."""
         workers = [w.as_dict() for w in sorted(self.pool.workers.values(), key=lambda w: w.id)]
@@ -79,6 +80,7 @@ class Master(Shell):
             "listeners": list(self.dispatcher.listeners),
             "accept_paused": self.dispatcher.fd_exhausted, "spawn_failures": self.pool.spawn_failures,
             "native": self.dispatcher.native,
+            "agent": self.agent.statistics(),
             **self.guards.statistics(),
         }
 

@@ -45,6 +45,11 @@ def test_agent_answers_ready_then_drain_then_maint_and_survives_bad_clients(star
                           env={"SLOWBOOT_SLEEP_FILE": str(sleep_file)})
     assert agent(port) == "up ready 100%"
     assert agent(port, b"") == "up ready 100%"  # without agent-send too
+    assert server.status()["agent"] == {"address": f"127.0.0.1:{port}", "answer": "up ready 100%",
+                                        "answered": 2}
+    shown = subprocess.run([sys.executable, "-m", "sockserve", "status", "--control-socket", server.control],
+                           capture_output=True, text=True, cwd=ROOT, timeout=30).stdout
+    assert f"HAProxy agent on 127.0.0.1:{port}: up ready 100%" in shown, shown
 
     # load: 10 keep-alive connections of 2 × 10 slots (limit_concurrency) -> about half free
     held = [keep_alive(server.port) for _ in range(10)]
