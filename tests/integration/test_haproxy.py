@@ -15,10 +15,11 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
-from conftest import alive, children, free_port, wait_for
+from conftest import ROOT, alive, children, free_port, terminate, wait_for
 
 from tests.haproxyharness import HAProxy, Host, missing_reason
 
@@ -124,3 +125,30 @@ def test_reload_and_graceful_stop_fail_nothing_and_a_kill_only_what_it_held(star
     assert "DOWN" in seen["h3"], seen  # the health check found the killed host
     served = figures["served"]
     assert served["h2"] > 0 and served["h3"] > 0 and served["h1"] > served["h2"]
+
+
+def test_a_host_in_maint_comes_back_when_a_new_master_answers(start_server, haproxy, tmp_path):
+    """HAProxy keeps asking the agent of a server it holds in MAINT: the next master's
+    ``up ready`` brings it back (only the agent can undo what the agent did)."""
+    first = start_server("--workers", "1", "--agent", f"127.0.0.1:{(agent := free_port())}",
+                         "tests.apps.sample:slow_app")
+    proxy = haproxy([Host("h1", first.port, agent)])
+    assert wait_for(lambda: proxy.weights()["h1"] == ("UP", 100), 10), proxy.weights()
+    with socket.create_connection(("127.0.0.1", first.port), timeout=10) as slow:
+        slow.sendall(b"GET /?s=2 HTTP/1.1\r\nHost: x\r\n\r\n")  # the stop waits for it
+        time.sleep(0.2)
+        first.signal(signal.SIGTERM)
+        assert wait_for(lambda: proxy.weights()["h1"][0] == "MAINT", 5), proxy.weights()
+        answer = b""
+        while chunk := slow.recv(65536):  # "connection: close" while stopping
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"slept 2.0\n"), answer
+    assert first.proc.wait(20) == 0
+    argv = [sys.executable, "-m", "sockserve", "--bind", f"127.0.0.1:{first.port}", "--workers", "1",
+            "--agent", f"127.0.0.1:{agent}", "--control-socket", str(tmp_path / "again.sock")]
+    again = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: proxy.weights()["h1"] == ("UP", 100), 10), proxy.weights()
+    finally:
+        assert terminate(again) == 0
