@@ -151,6 +151,11 @@ def format_sockname(family: int, sockname: object) -> str:
     return f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
 
 
+def listener_name(fd_name: str) -> str:
+    """A listener's name for an fd name: "" for ``unknown`` (no LISTEN_FDNAMES), else itself."""
+    return "" if fd_name == UNNAMED else fd_name
+
+
 def _assign_keys(found: list[InheritedSocket]) -> None:
     """Key = the fd name when named and unique among listeners, else the address."""
     counts: dict[str, int] = {}
