@@ -82,8 +82,9 @@ def _normal(entries: list[tuple[str, str]]) -> AppSetting:
             shown = spec if name == DEFAULT else f"{name}={spec}"
             raise ConfigError(f"app: {shown!r} is not MODULE:ATTRIBUTE")
         if name in seen:
-            which = "the default app" if name == DEFAULT else f"listener {name!r}"
-            raise ConfigError(f"app: {which} is given twice ({seen[name]}, {spec})")
+            which = "the default app is given twice" if name == DEFAULT else \
+                f"listener {name!r} is given two apps"
+            raise ConfigError(f"app: {which} ({seen[name]}, {spec})")
         seen[name] = spec
     if not seen:
         return None
