@@ -11,6 +11,7 @@ import asyncio
 import logging
 import socket
 
+from .. import appmap
 from ..config import EXIT_APP, EXIT_OK, Config
 from ..eventloop import new_event_loop
 from ..logs import log_event
@@ -33,7 +34,8 @@ async def _serve(config: Config, socks: list[socket.socket], names: list[str]) -
         adapter = appset.load_apps(config.for_worker(0, keys), 0, loop)
         await adapter.startup()
     except (appset.AppsLoadError, apps.AppStartupError) as exc:
-        why = str(exc) if isinstance(exc, appset.AppsLoadError) else f"cannot start app: {exc}"
+        app = appmap.shown(config.app) if config.app else "the built-in app"
+        why = str(exc) if isinstance(exc, appset.AppsLoadError) else f"cannot load app {app!r}: {exc}"
         log_event(log, logging.CRITICAL, "worker_boot_failure", why)
         return EXIT_APP
     for key, sock in zip(keys, socks, strict=True):

@@ -148,8 +148,8 @@ BAD_RELOADS = [  # the same lines as a start's (below)
     (f'app = {{ http = "{ASGI}", api = "{WSGI}" }}\n',
      "app: no listener is named 'api' (bind names: admin, http; name one with --bind api=HOST:PORT)"),
     (f'app = {{ http = "{ASGI}" }}\n',
-     "app: listener 'admin' (127.0.0.1:{admin}) has no app: the mapping names http; name it too, or add a default app "
-     "(--app MODULE:ATTR, or \"*\" = \"MODULE:ATTR\" in the file)"),
+     "app: listener 'admin' (127.0.0.1:{admin}) has no app: the mapping names http; name it too, "
+     "or add a default app (--app MODULE:ATTR, or \"*\" = \"MODULE:ATTR\" in the file)"),
 ]
 
 
@@ -186,8 +186,8 @@ def test_environment_form_is_checked_like_the_others():
     env["SOCKSERVE_APP"] = f"http={ASGI},admin=tests.apps.broken:app"  # check loads each app
     done = subprocess.run([sys.executable, "-m", "sockserve", "check"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=30)
-    assert done.returncode == 6 and done.stderr.startswith(
-        "sockserve: error: cannot load app 'tests.apps.broken:app' (listener admin): RuntimeError"), done.stderr
+    broken = "sockserve: error: cannot load app 'tests.apps.broken:app' (listener admin): RuntimeError"
+    assert done.returncode == 6 and done.stderr.startswith(broken), done.stderr
 
 
 @needs_activate
