@@ -212,3 +212,15 @@ def _connects(port: int) -> bool:
         return True
     except OSError:
         return False
+
+
+@needs_activate
+def test_accept_yes_serves_the_app_of_the_connections_name():
+    port = free_port()
+    proc = start("--app", f"admin={STREAM}", ASGI,  # Accept=yes: one connection, served in-process
+                 activate=("-l", f"127.0.0.1:{port}", "--accept", "--fdname=admin"))
+    try:
+        assert wait_for(lambda: _connects(port), 10)
+        assert echo(port, b"one\n") == b"ONE\n"  # the admin app, not the default
+    finally:
+        terminate(proc)
