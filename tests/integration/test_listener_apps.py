@@ -78,19 +78,24 @@ def one_error(proc: subprocess.Popen) -> tuple[int, str]:
 # ------------------------------------------------------------ serving
 @pytest.mark.parametrize("policy", ["rr", "shared", "reuseport"])
 def test_named_binds_serve_their_own_apps(tmp_path, policy):
-    http, admin, plain = free_port(), free_port(), free_port()
+    http, admin, slow, plain = free_port(), free_port(), free_port(), free_port()
     control = str(tmp_path / "control.sock")
     proc = start("-w", "2", "--policy", policy, "--control-socket", control,
                  "--bind", f"http=127.0.0.1:{http}", "--bind", f"admin=127.0.0.1:{admin}",
-                 "--bind", f"127.0.0.1:{plain}",  # unnamed: the default app
-                 "--app", f"http={ASGI}", "--app", f"admin={STREAM}", WSGI)
+                 "--bind", f"slow=127.0.0.1:{slow}", "--bind", f"127.0.0.1:{plain}",  # unnamed: default
+                 "--app", f"http={ASGI}", "--app", f"admin={STREAM}",
+                 "--app", "slow=tests.apps.sample:slow_app", WSGI, "--request-timeout", "1", "--max-header-size", "1024")
     try:
         assert wait_for(lambda: running(control), 20), proc.stderr
-        assert status(control)["listeners"] == ["http", "admin", f"127.0.0.1:{plain}"]
+        assert status(control)["listeners"] == ["http", "admin", "slow", f"127.0.0.1:{plain}"]
         for _ in range(4):  # both workers: every one serves every listener with its app
             assert http_get(http, "/a") == (200, "asgi /a lifespan=lifespan.startup\n")
             assert echo(admin) == b"PING\n"
             assert http_get(plain, "/b") == (200, "wsgi /b\n")
+        # the guards and limits wrap every app, not one: request_timeout, max_header_size
+        assert http_get(slow, "/?s=0") == (200, "slept 0.0\n")
+        assert http_get(slow, "/?s=3")[0] == 504
+        assert http_get(plain, "/" + "x" * 2048)[0] in (431, 400)  # httptools, h11
     finally:
         assert terminate(proc) == 0
 
