@@ -84,7 +84,8 @@ def test_named_binds_serve_their_own_apps(tmp_path, policy):
                  "--bind", f"http=127.0.0.1:{http}", "--bind", f"admin=127.0.0.1:{admin}",
                  "--bind", f"slow=127.0.0.1:{slow}", "--bind", f"127.0.0.1:{plain}",  # unnamed: default
                  "--app", f"http={ASGI}", "--app", f"admin={STREAM}",
-                 "--app", "slow=tests.apps.sample:slow_app", WSGI, "--request-timeout", "1", "--max-header-size", "1024")
+                 "--app", "slow=tests.apps.sample:slow_app", WSGI,
+                 "--request-timeout", "1", "--max-header-size", "1024")
     try:
         assert wait_for(lambda: running(control), 20), proc.stderr
         assert status(control)["listeners"] == ["http", "admin", "slow", f"127.0.0.1:{plain}"]
