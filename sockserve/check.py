@@ -4,7 +4,8 @@ The settings go through the start's checks (``master.serve.start_checks``: the v
 the environment forbids: ``bind`` or ``reuseport`` beside sockets passed by systemd, the TLS
 files), and its ``log_config``.  Then what a start loads: chdir, env_file, virtualenv, app_dir
 and the hooks (in this process, as the master does), and the app (in a subprocess started as
-a worker is).
+a worker is; per-listener apps: each listener's, the mapping checked against the names of
+``bind`` or ``LISTEN_FDNAMES``, appmap.py).
 One line, and the exit code a start would give: 0 ``sockserve: configuration ok``; 2 a bad
 setting; 6 the app cannot load.
 Not checked: that the addresses can be bound (the running service holds them).

@@ -122,6 +122,25 @@ def test_systemd_named_fds_serve_their_own_apps(tmp_path, policy):
         assert terminate(proc) == 0
 
 
+@needs_activate
+def test_one_name_on_several_sockets_serves_its_app_on_each(tmp_path):
+    """systemd names every ListenStream= of a unit alike: their keys are their addresses, and
+    the name's app serves them all."""
+    one, two, admin = free_port(), free_port(), free_port()
+    control = str(tmp_path / "control.sock")
+    proc = start("-w", "1", "--control-socket", control, "--app", f"http={ASGI}", "--app", f"admin={STREAM}",
+                 activate=("-l", f"127.0.0.1:{one}", "-l", f"127.0.0.1:{two}", "-l", f"127.0.0.1:{admin}",
+                           "--fdname=http:http:admin"))
+    try:
+        assert wait_for(lambda: answers(one), 20)
+        assert wait_for(lambda: running(control), 20)
+        assert status(control)["listeners"] == [f"127.0.0.1:{one}", f"127.0.0.1:{two}", "admin"]
+        assert http_get(one)[1].startswith("asgi /") and http_get(two)[1].startswith("asgi /")
+        assert echo(admin) == b"PING\n"
+    finally:
+        assert terminate(proc) == 0
+
+
 def test_reload_changes_one_listeners_app_and_refuses_a_bad_mapping(tmp_path):
     http, admin = free_port(), free_port()
     control, conf = str(tmp_path / "control.sock"), tmp_path / "sockserve.toml"
