@@ -146,6 +146,16 @@ def _where(present: set[str], source: str, name: str) -> str:
     return f"bind names: {have}; name one with --bind {name}=HOST:PORT"
 
 
+def listener_keys(listeners: list[tuple[str, str]]) -> list[str]:
+    """The key of each ``(name, address)``: the name when no other listener has it, else the
+    address (names never contain ':', addresses always do).  The one rule for systemd's
+    sockets (listenfds.py) and sockserve's own (listeners.py)."""
+    counts: dict[str, int] = {}
+    for name, _ in listeners:
+        counts[name] = counts.get(name, 0) + 1
+    return [name if name and counts[name] == 1 else address for name, address in listeners]
+
+
 def bind_names(bind: tuple[str, ...]) -> dict[str, str]:
     """address text -> name for the ``bind`` entries (``NAME=ADDR``; "" unnamed); ConfigError
     for a bad name, or a name given twice (its key would be ambiguous)."""

@@ -16,6 +16,7 @@ import stat
 from dataclasses import dataclass
 from typing import Any
 
+from .appmap import listener_keys
 from .config import Address, ConfigError, parse_address
 
 MIGRATE_SYSCTL = "/proc/sys/net/ipv4/tcp_migrate_req"
@@ -70,15 +71,17 @@ def bind_all(addresses: tuple[Address, ...], backlog: int, reuseport: bool, *,
     """
     listeners: list[Listener] = []
     try:
-        for address, name in zip(addresses, names or ("",) * len(addresses), strict=True):
-            listener = _bind(address, backlog, reuseport, mode, owner)
-            listener.name, listener.key = name, name or listener.key
-            listeners.append(listener)
+        for address in addresses:
+            listeners.append(_bind(address, backlog, reuseport, mode, owner))
     except ConfigError:
         for listener in listeners:
             listener.sock.close()
         remove_socket_files(listeners)
         raise
+    names = names or ("",) * len(listeners)
+    keys = listener_keys([(name, listener.address) for name, listener in zip(names, listeners, strict=True)])
+    for listener, name, key in zip(listeners, names, keys, strict=True):
+        listener.name, listener.key = name, key
     return listeners
 
 

@@ -72,3 +72,8 @@ def test_bind_names_and_config():
         make_config({"bind": ["a=127.0.0.1:1", "a=127.0.0.1:2"]})
     with pytest.raises(ConfigError, match="bind: duplicate address"):
         make_config({"bind": ["a=127.0.0.1:1", "b=127.0.0.1:1"]})
+
+
+def test_listener_keys_name_when_alone_else_address():
+    pairs = [("http", "127.0.0.1:80"), ("http", "[::1]:80"), ("admin", "127.0.0.1:9"), ("", "unix:/x")]
+    assert appmap.listener_keys(pairs) == ["127.0.0.1:80", "[::1]:80", "admin", "unix:/x"]
