@@ -123,7 +123,9 @@ def resolve(app: AppSetting, listeners: Mapping[str, str], source: str = "bind")
     if not names:
         return {key: default(app) for key in listeners}
     present = {name for name in listeners.values() if name}
-    for name in sorted(set(names) - present):
+    missing = sorted(set(names) - present)
+    if missing:
+        name = missing[0]
         raise ConfigError(f"app: no listener is named {name!r} ({_where(present, source, name)})")
     fallback = default(app)
     resolved: dict[str, str | None] = {}
