@@ -8,8 +8,8 @@ import pytest
 PURE = ["cluster/protocol", "cluster/peer", "config", "settings", "access", "master/round_robin",
         "master/shared", "master/backoff", "master/events", "master/lifecycle",
         "master/generations", "master/supervisor", "master/supervisor_stop",
-        "master/supervisor_workers", "master/policy_switch", "master/supervisor_recycle", "master/agentcheck",
-        "recycling", "master/idle"]
+        "master/supervisor_workers", "master/policy_switch", "master/supervisor_recycle",
+        "recycling", "master/idle", "appmap", "address", "errors", "master/agentcheck"]
 FORBIDDEN = {"os", "socket", "signal", "time", "asyncio", "subprocess", "select"}
 ROOT = pathlib.Path(__file__).resolve().parents[2] / "sockserve"
 
