@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from ..config import ConfigError, parse_address
 from ..listeners import Listener
 from ..systemd import log_event
+from ..systemd.listenfds import AGENT
 from .agentcheck import WORKER_CONNECTIONS, Load, answer
 from .generations import WorkerStage
 
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from .master import Master
 
 log = logging.getLogger("sockserve.master")
-NAME = "agent"  # FileDescriptorName= of the agent's socket in the socket unit
+NAME = AGENT  # FileDescriptorName= of the agent's socket in the socket unit
 MAX_CONNECTIONS = 64  # agent connections served at once
 MAX_READ = 4096  # bytes read (and dropped) per connection
 LINGER = 1.0  # seconds a client has to close after our line

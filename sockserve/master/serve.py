@@ -13,7 +13,7 @@ from ..listeners import Listener, bind_config, remove_socket_files
 from ..logs import LogConfigError
 from ..settings import SETTINGS
 from ..systemd import ListenFdsError, listen_fds, setup_logging
-from ..systemd.listenfds import listener_name
+from ..systemd.listenfds import AGENT, listener_name
 from ..tls import check_tls
 from .control import ControlError
 from .guards import check_listeners
@@ -40,7 +40,7 @@ def serve(config: Config, *, explicit_bind: bool, reread: Reread) -> int:
         inherited = listen_fds()
     except ListenFdsError as exc:
         raise ConfigError(str(exc)) from None
-    names = {s.key: listener_name(s.name) for s in inherited} if inherited else None
+    names = {s.key: listener_name(s.name) for s in inherited if s.key != AGENT} if inherited else None
     start_checks(config, inherited=bool(inherited), explicit_bind=explicit_bind, listeners=names)
     again = checked_reread(config, bool(inherited), reread, names)
     if not inherited:

@@ -123,7 +123,7 @@ os.execv(sys.executable, [sys.executable, "-m", "sockserve", *sys.argv[3:]])
 def test_the_inherited_socket_named_agent_is_the_agents_never_a_workers(tmp_path):
     http, port, control = free_port(), free_port(), str(tmp_path / "control.sock")
     argv = [sys.executable, "-c", LAUNCH, str(http), str(port), "--workers", "1", "--log-target",
-            "stderr", "--control-socket", control, "http=tests.apps.sample:app"]  # no app for agent
+            "stderr", "--control-socket", control, "http=tests.apps.sample:asgi_app"]  # none for agent
     clash = subprocess.run([*argv, "--agent", f"127.0.0.1:{free_port()}"], capture_output=True,
                            text=True, cwd=ROOT, timeout=30)
     assert clash.returncode == 2 and "sockserve: error: agent: " in clash.stderr, clash.stderr
@@ -134,7 +134,7 @@ def test_the_inherited_socket_named_agent_is_the_agents_never_a_workers(tmp_path
         assert wait_for(lambda: _quiet(agent, port) == "up ready 100%", 15)
         from sockserve.master.control import request
         assert request(control, {"cmd": "status"}, 5.0)["listeners"] == ["http"]
-        assert http_get(http) == (200, "asgi / lifespan=startup\n")
+        assert http_get(http) == (200, "asgi / lifespan=lifespan.startup\n")
     finally:
         proc.terminate()
         assert proc.wait(30) == 0

@@ -123,3 +123,9 @@ def test_agent_and_drain_delay_settings_are_checked():
         make_config({"drain_delay": -1})
     with pytest.raises(ConfigError, match=r"^agent: .* needs a restart"):
         validate_reload(make_config({"agent": "127.0.0.1:9"}), make_config({"agent": "127.0.0.1:10"}))
+
+
+def test_sockserve_check_leaves_the_agents_socket_out_of_the_app_mapping():
+    from sockserve.check import fd_names
+
+    assert fd_names({"LISTEN_FDS": "2", "LISTEN_FDNAMES": "http:agent"}) == {"http": "http"}
