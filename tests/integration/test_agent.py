@@ -68,7 +68,7 @@ def test_agent_answers_ready_then_drain_then_maint_and_survives_bad_clients(star
         with socket.create_connection(("127.0.0.1", port)) as reset:
             reset.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     begun = time.monotonic()
-    assert agent(port) == "up ready 100%" and time.monotonic() - begun < 1
+    assert agent(port) == "up ready 100%" and time.monotonic() - begun < 3  # a hang guard
     assert http_get(server.port)[0] == 200
     for sock in [*idle, flood]:
         sock.close()
