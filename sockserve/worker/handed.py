@@ -14,6 +14,8 @@ import logging
 import socket
 from typing import Any
 
+from .proxyread import ProxyGate
+
 log = logging.getLogger("sockserve.worker")
 SETTLE_POLL = 0.005  # seconds between looks while connections are being set up
 
@@ -24,14 +26,18 @@ class Handed:
     def __init__(self, loop: asyncio.AbstractEventLoop, adapter: Any, config: dict[str, Any]) -> None:
         self.loop, self.adapter, self.config = loop, adapter, config
         self.pending = 0
+        self.proxy = ProxyGate(loop, config)  # --proxy-protocol listeners: a header first
 
-    def taken(self) -> None:
+    def taken(self, key: str = "", sock: socket.socket | None = None) -> None:
         """A connection is ours from now on (its ack will say accepted)."""
         self.pending += 1
+        if sock is not None:
+            self.proxy.mark(key, sock)
 
-    def accepted(self, sock: socket.socket) -> None:
+    def accepted(self, sock: socket.socket, key: str = "") -> None:
         """Accepted on our own listener (shared, reuseport): ours, set it up."""
         self.pending += 1
+        self.proxy.mark(key, sock)
         self.loop.create_task(self._serve(sock))
 
     def serve_all(self, socks: list[socket.socket]) -> None:
@@ -41,8 +47,11 @@ class Handed:
 
     async def _serve(self, sock: socket.socket) -> None:
         try:
+            factory = await self.proxy.admit(sock, self.adapter.protocol_factory)  # proxyread.py
+            if factory is None:
+                return  # refused and closed
             await self.loop.connect_accepted_socket(  # idle_timeout bounds a TLS handshake too
-                self.adapter.protocol_factory, sock, ssl=self.adapter.ssl, ssl_handshake_timeout=(
+                factory, sock, ssl=self.adapter.ssl, ssl_handshake_timeout=(
                     float(self.config.get("idle_timeout", 10.0)) if self.adapter.ssl else None))
         except OSError as exc:  # the client left before we could start
             sock.close()

@@ -1,0 +1,50 @@
+"""Which listeners expect a PROXY header, and which peers may send one.  Pure: no I/O.
+
+``--proxy-protocol`` names listeners by key (a systemd ``FileDescriptorName``) or by address
+(``127.0.0.1:8000``, ``[::1]:8000``, ``unix:/run/x.sock``, as sockserve prints it), or says
+``all``.  A peer may send a header only from ``--forwarded-allow-ips``, read the way uvicorn's
+``ProxyHeadersMiddleware`` reads it (addresses, networks, ``*``); a unix-socket peer has no
+address, so (as for uvicorn's proxy headers) only ``*`` trusts it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+ALL = "all"
+
+
+def expects(entries: Iterable[str], key: str, address: str) -> bool:
+    """Whether the listener ``key`` at ``address`` is one of ``entries`` (``--proxy-protocol``)."""
+    wanted = {entry.strip() for entry in entries}
+    return ALL in wanted or key in wanted or address in wanted
+
+
+class TrustedPeers:
+    """``--forwarded-allow-ips``: comma-separated addresses, networks (``10.0.0.0/8``) or ``*``."""
+
+    def __init__(self, spec: str | Iterable[str]) -> None:
+        items = spec.split(",") if isinstance(spec, str) else list(spec)
+        items = [item.strip() for item in items if item.strip()]
+        self.everyone = "*" in items
+        self.networks = []
+        self.literals = set()
+        for item in items:
+            try:
+                self.networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                self.literals.add(item)  # as uvicorn: kept, compared as text
+
+    def __contains__(self, host: str | None) -> bool:
+        if self.everyone:
+            return True
+        if not host:
+            return False
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return host in self.literals
+        if ip.version == 6 and ip.ipv4_mapped:  # ::ffff:127.0.0.1 on a dual-stack listener
+            ip = ip.ipv4_mapped
+        return any(ip in net for net in self.networks)
