@@ -36,7 +36,7 @@ LOG_WINDOW, LOG_BURST = 10.0, 5  # seconds; refusal lines logged per window (the
 
 
 class Refused(Exception):
-    """A connection refused on a PROXY listener; ``str()`` says why."""
+    """A peer refused on a PROXY listener; ``str()`` says why."""
 
 
 class ProxyGate:
@@ -70,22 +70,28 @@ class ProxyGate:
         self.marked.discard(sock.fileno())
         try:
             sock.setblocking(False)
-            peer = _peername(sock)  # a unix-socket peer has no address: only '*' trusts it
-            if (peer[0] if isinstance(peer, tuple) else None) not in self.trusted:
+            peer = sock.getpeername()
+            if (peer[0] if isinstance(peer, tuple) else None) not in self.trusted:  # unix: only '*'
                 raise Refused("peer is not in --forwarded-allow-ips")
             header = await asyncio.wait_for(read_header(self.loop, sock), self.timeout)
-        except (Refused, proxyproto.HeaderError, OSError, EOFError, asyncio.TimeoutError) as exc:
-            self._refuse(sock, exc)
+        except (OSError, EOFError) as exc:
+            if not isinstance(exc, EOFError) or not exc.args[0]:  # left before sending a byte
+                sock.close()  # (a port scan, a plain TCP health check): nothing to say
+                log.debug("PROXY: the client left before its header: %s", exc)
+                return None
+            self._refuse(sock, peer, f"closed after {exc.args[0]} bytes of a PROXY header")
+            return None
+        except (Refused, proxyproto.HeaderError) as exc:
+            self._refuse(sock, peer, str(exc))
+            return None
+        except TimeoutError:
+            self._refuse(sock, peer, f"no whole PROXY header within {self.timeout:g}s")
             return None
         return proxied_factory(factory, header, sock)
 
-    def _refuse(self, sock: socket.socket, exc: BaseException) -> None:
-        why = {asyncio.TimeoutError: f"no whole PROXY header within {self.timeout:g}s",
-               EOFError: "closed before a whole PROXY header"}.get(type(exc), str(exc))
-        try:
-            peer = _printable(_peername(sock))
-        except OSError:
-            peer = "?"
+    def _refuse(self, sock: socket.socket, peer: Any, why: str) -> None:
+        """Close ``sock`` with one warning line (``LOG_BURST`` per ``LOG_WINDOW``, the rest counted)."""
+        peer = _printable(peer)
         sock.close()
         self.refused += 1
         now = self.loop.time()
@@ -112,7 +118,7 @@ async def read_header(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> p
         except (BlockingIOError, InterruptedError):
             continue
         if not peeked:
-            raise EOFError
+            raise EOFError(len(buf))
         buf += sock.recv(proxyproto.take(buf, peeked))  # queued already: all of it comes
     return proxyproto.parse(buf)
 
@@ -125,10 +131,6 @@ async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> Non
         await ready
     finally:
         loop.remove_reader(fd)
-
-
-def _peername(sock: socket.socket) -> Any:
-    return sock.getpeername()
 
 
 def _printable(address: Any) -> str:
