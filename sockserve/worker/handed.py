@@ -47,9 +47,11 @@ class Handed:
 
     async def _serve(self, sock: socket.socket) -> None:
         try:
-            factory = await self.proxy.admit(sock, self.adapter.protocol_factory)  # proxyread.py
-            if factory is None:
-                return  # refused and closed
+            factory = self.adapter.protocol_factory
+            if sock.fileno() in self.proxy.marked:  # a PROXY listener's: its header first (proxyread.py)
+                factory = await self.proxy.admit(sock, factory)
+                if factory is None:
+                    return  # refused and closed
             await self.loop.connect_accepted_socket(  # idle_timeout bounds a TLS handshake too
                 factory, sock, ssl=self.adapter.ssl, ssl_handshake_timeout=(
                     float(self.config.get("idle_timeout", 10.0)) if self.adapter.ssl else None))

@@ -64,9 +64,8 @@ class ProxyGate:
 
     async def admit(self, sock: socket.socket, factory: Callable[[], asyncio.BaseProtocol]
                     ) -> Callable[[], asyncio.BaseProtocol] | None:
-        """``factory`` itself, or one seeing the header's addresses; None: refused and closed."""
-        if sock.fileno() not in self.marked:
-            return factory
+        """For a ``mark``ed ``sock``: a factory whose protocols see the header's addresses;
+        None: refused and closed."""
         self.marked.discard(sock.fileno())
         try:
             sock.setblocking(False)

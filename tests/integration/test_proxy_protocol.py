@@ -9,7 +9,9 @@ from untrusted peers are closed with a (rate-limited) log line, and the worker s
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
+import subprocess
 import time
 
 import pytest
@@ -111,3 +113,23 @@ def test_a_header_from_an_untrusted_peer_is_refused(start_server):
     assert ask(server.port, V2 + HTTP) == b""
     assert wait_for(lambda: refusals(server), 5)
     assert "127.0.0.1" in refusals(server)[0] and "forwarded-allow-ips" in refusals(server)[0]
+
+
+def test_tls_after_the_header_is_the_protocols(start_server, tmp_path):
+    """The header is read to its last byte and not one more: the TLS handshake after it works."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", "key.pem", "-out", "cert.pem", "-days", "1", "-subj", "/CN=x"],
+                   cwd=tmp_path, check=True, capture_output=True, timeout=60)
+    server = start_server(APP["asgi"], "--workers", "1", "--proxy-protocol", "all",
+                          "--ssl-certfile", str(tmp_path / "cert.pem"),
+                          "--ssl-keyfile", str(tmp_path / "key.pem"))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+        raw.sendall(V2)
+        with context.wrap_socket(raw) as tls:
+            tls.sendall(HTTP)
+            got = b""
+            while chunk := tls.recv(65536):
+                got += chunk
+    assert got.rpartition(b"\r\n\r\n")[2].startswith(b"203.0.113.9:40000 "), got

@@ -211,3 +211,30 @@ def test_trusted_peers_read_forwarded_allow_ips_as_uvicorn_does():
     assert "127.0.0.1" in peers and "10.2.3.4" in peers and "::1" in peers and "::ffff:127.0.0.1" in peers
     assert "192.0.2.7" not in peers and None not in peers and "" not in peers
     assert None in TrustedPeers("*") and "192.0.2.7" in TrustedPeers("*")
+
+
+def test_mutated_headers_raise_only_header_error():
+    """Random byte flips, cuts and growths of valid headers: a Header or HeaderError, nothing else."""
+    import random
+
+    rng = random.Random(16)
+    seeds = [V1, v2(), v2(family=0x31, block=b"/a".ljust(216, b"\0")), v2(tlvs=tlv(0x03, b"abcd")),
+             b"PROXY TCP6 ::1 ::2 1 2\r\n"]
+    for _ in range(3000):
+        data = bytearray(rng.choice(seeds))
+        for _ in range(rng.randint(1, 4)):
+            at = rng.randrange(len(data))
+            data[at] = rng.randrange(256) if rng.random() < 0.8 else data[at] ^ 0x20
+        tail = bytes(rng.randrange(256) for _ in range(rng.randint(0, 8)))
+        data = bytes(data[:rng.randint(1, len(data))]) + tail
+        try:
+            buf = b""
+            while need := remaining(buf):
+                chunk = data[len(buf):len(buf) + need]
+                if not chunk:
+                    break
+                buf += chunk[:take(buf, chunk)]
+            else:
+                assert parse(buf).length == len(buf)
+        except HeaderError:
+            pass
