@@ -8,14 +8,17 @@ from untrusted peers are closed with a (rate-limited) log line, and the worker s
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import ssl
 import struct
 import subprocess
+import sys
 import time
 
 import pytest
-from conftest import free_port, wait_for
+from conftest import ROOT, free_port, terminate, wait_for
 
 from sockserve.worker.proxyproto import SIGNATURE_V2
 from sockserve.worker.proxyread import LOG_BURST
@@ -133,3 +136,27 @@ def test_tls_after_the_header_is_the_protocols(start_server, tmp_path):
             while chunk := tls.recv(65536):
                 got += chunk
     assert got.rpartition(b"\r\n\r\n")[2].startswith(b"203.0.113.9:40000 "), got
+
+
+@pytest.mark.skipif(not shutil.which("systemd-socket-activate"),
+                    reason="systemd-socket-activate is not installed")
+def test_a_systemd_socket_is_named_by_its_fdname(tmp_path):
+    edge, admin = free_port(), free_port()
+    proc = subprocess.Popen(
+        ["systemd-socket-activate", "-E", "PYTHONPATH", "-l", f"127.0.0.1:{edge}",
+         "-l", f"127.0.0.1:{admin}", "--fdname=edge:admin",
+         sys.executable, "-m", "sockserve", APP["asgi"], "--workers", "1",
+         "--control-socket", str(tmp_path / "control.sock"), "--proxy-protocol", "edge"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.DEVNULL)
+    try:  # the first connection (plain, to admin) starts the master
+        assert wait_for(lambda: _plain_answers(admin), 15)
+        assert answer(edge, V2, "asgi").startswith("203.0.113.9:40000 ")
+    finally:
+        terminate(proc, 20)
+
+
+def _plain_answers(port: int) -> bool:
+    try:
+        return answer(port, b"", "asgi").startswith("127.0.0.1:")
+    except OSError:  # the activator does not listen yet
+        return False
