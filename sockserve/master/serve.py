@@ -51,7 +51,7 @@ def serve(config: Config, *, explicit_bind: bool, reread: Reread) -> int:
     if connected:
         from ..systemd.inetd import serve_connections
 
-        return serve_connections(config, [s.sock for s in connected])
+        return serve_connections(config, [s.sock for s in connected], [s.key for s in connected])
     listeners = [Listener(key=s.key, address=s.address, sock=s.sock, inherited=True) for s in inherited]
     return _run(Master(config, listeners, reread=again))
 

@@ -15,17 +15,18 @@ from ..config import EXIT_APP, EXIT_OK, Config
 from ..eventloop import new_event_loop
 from ..logs import log_event
 from ..worker import apps, drain
+from ..worker.proxyread import ProxyGate
 
 log = logging.getLogger("sockserve.master")
 
 
-def serve_connections(config: Config, socks: list[socket.socket]) -> int:
-    """Serve ``socks`` (connected) until they close; the exit code."""
+def serve_connections(config: Config, socks: list[socket.socket], keys: list[str] | None = None) -> int:
+    """Serve ``socks`` (connected; ``keys``: their systemd names) until they close; the exit code."""
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        return runner.run(_serve(config, socks))
+        return runner.run(_serve(config, socks, keys or [""] * len(socks)))
 
 
-async def _serve(config: Config, socks: list[socket.socket]) -> int:
+async def _serve(config: Config, socks: list[socket.socket], keys: list[str]) -> int:
     loop = asyncio.get_running_loop()
     try:
         adapter = apps.load_adapter(config.app, config.interface, 0, loop, config.for_worker(0, ()))
@@ -34,9 +35,15 @@ async def _serve(config: Config, socks: list[socket.socket]) -> int:
         app = config.app or "the built-in app"
         log_event(log, logging.CRITICAL, "worker_boot_failure", f"cannot load app {app!r}: {exc}")
         return EXIT_APP
-    for sock in socks:
+    gate = ProxyGate(loop, config.for_worker(0, ()))  # --proxy-protocol: 'all' or the fd name
+    for sock, key in zip(socks, keys, strict=True):
         sock.setblocking(False)
-        await loop.connect_accepted_socket(adapter.protocol_factory, sock, ssl=adapter.ssl)
+        gate.listener(key, key)
+        gate.mark(key, sock)
+        factory = adapter.protocol_factory
+        if sock.fileno() in gate.marked and not (factory := await gate.admit(sock, factory)):
+            continue  # refused and closed
+        await loop.connect_accepted_socket(factory, sock, ssl=adapter.ssl)
     while adapter.busy():  # the client decides; uvicorn closes an idle keep-alive after 5 s
         await asyncio.sleep(drain.POLL)
     await adapter.shutdown()

@@ -160,3 +160,26 @@ def _plain_answers(port: int) -> bool:
         return answer(port, b"", "asgi").startswith("127.0.0.1:")
     except OSError:  # the activator does not listen yet
         return False
+
+
+@pytest.mark.skipif(not shutil.which("systemd-socket-activate"),
+                    reason="systemd-socket-activate is not installed")
+def test_accept_yes_connections_take_the_header_too(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen(
+        ["systemd-socket-activate", "-E", "PYTHONPATH", "-l", f"127.0.0.1:{port}", "--accept",
+         sys.executable, "-m", "sockserve", APP["asgi"], "--proxy-protocol", "all"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: _connects(port), 10)
+        assert answer(port, V1, "asgi").startswith("192.0.2.7:51234 198.51.100.1:8443")
+    finally:
+        terminate(proc, 10)
+
+
+def _connects(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
