@@ -21,6 +21,12 @@ def expects(entries: Iterable[str], key: str, address: str) -> bool:
     return ALL in wanted or key in wanted or address in wanted
 
 
+def unmatched(entries: Iterable[str], listeners: Iterable[tuple[str, str]]) -> list[str]:
+    """The ``entries`` naming none of ``listeners`` (``(key, address)`` pairs): a typo, most likely."""
+    known = {name for pair in listeners for name in pair} | {ALL}
+    return [entry for entry in (e.strip() for e in entries) if entry not in known]
+
+
 class TrustedPeers:
     """``--forwarded-allow-ips``: comma-separated addresses, networks (``10.0.0.0/8``) or ``*``."""
 

@@ -183,3 +183,12 @@ def _connects(port: int) -> bool:
         return True
     except OSError:
         return False
+
+
+def test_an_entry_naming_no_listener_is_a_bad_setting(start_server):
+    server = start_server(APP["asgi"], "--workers", "1", "--proxy-protocol", "all, 127.0.0.1:1, edge",
+                          ready=False)
+    assert server.proc.wait(15) == 2
+    errors = [line for line in server.stderr().splitlines() if "error" in line]
+    assert len(errors) == 1 and "'127.0.0.1:1', 'edge' names no listener" in errors[0], server.stderr()
+    assert f"listeners: 127.0.0.1:{server.port}" in errors[0]
