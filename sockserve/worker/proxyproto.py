@@ -130,9 +130,14 @@ def _parse_v1(buf: bytes) -> Header:
 
 
 def _v1_host(text: str, family: str) -> str:
-    kind = ipaddress.IPv4Address if family == "AF_INET" else ipaddress.IPv6Address
+    if family == "AF_INET":  # the common case, without ipaddress's cost (~10 us here)
+        octets = text.split(".")
+        if len(octets) == 4 and all(o.isdigit() and o.isascii() and len(o) <= 3 and int(o) <= 255
+                                    and (o == "0" or o[0] != "0") for o in octets):
+            return text
+        raise HeaderError(f"PROXY v1: {text[:46]!r} is not an {family} address")
     try:
-        return str(kind(text))
+        return str(ipaddress.IPv6Address(text))
     except ValueError:
         raise HeaderError(f"PROXY v1: {text[:46]!r} is not an {family} address") from None
 
@@ -161,7 +166,7 @@ def _parse_v2(buf: bytes) -> Header:
 def _v2_addresses(family: str, block: bytes) -> tuple[object, object]:
     if family == "AF_INET":
         src, dst, sport, dport = struct.unpack("!4s4sHH", block)
-        return (str(ipaddress.IPv4Address(src)), sport), (str(ipaddress.IPv4Address(dst)), dport)
+        return (".".join(map(str, src)), sport), (".".join(map(str, dst)), dport)
     if family == "AF_INET6":
         src, dst, sport, dport = struct.unpack("!16s16sHH", block)
         return (str(ipaddress.IPv6Address(src)), sport), (str(ipaddress.IPv6Address(dst)), dport)
