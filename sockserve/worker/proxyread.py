@@ -73,6 +73,9 @@ class ProxyGate:
             if (peer[0] if isinstance(peer, tuple) else None) not in self.trusted:  # unix: only '*'
                 raise Refused("peer is not in --forwarded-allow-ips")
             header = await asyncio.wait_for(read_header(self.loop, sock), self.timeout)
+        except TimeoutError:  # first: it is an OSError too
+            self._refuse(sock, peer, f"no whole PROXY header within {self.timeout:g}s")
+            return None
         except (OSError, EOFError) as exc:
             if not isinstance(exc, EOFError) or not exc.args[0]:  # left before sending a byte
                 sock.close()  # (a port scan, a plain TCP health check): nothing to say
@@ -82,9 +85,6 @@ class ProxyGate:
             return None
         except (Refused, proxyproto.HeaderError) as exc:
             self._refuse(sock, peer, str(exc))
-            return None
-        except TimeoutError:
-            self._refuse(sock, peer, f"no whole PROXY header within {self.timeout:g}s")
             return None
         return proxied_factory(factory, header, sock)
 
