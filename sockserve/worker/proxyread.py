@@ -17,7 +17,7 @@ in all, and give back a protocol factory whose protocols see the client's addres
 
 A LOCAL header (HAProxy's health checks) or UNSPEC / v1 UNKNOWN keeps the real endpoints,
 as the spec says.  A refused connection is closed with one warning line; past
-``LOG_BURST`` lines in ``LOG_WINDOW`` seconds they are counted and summed up in one line.
+``LOG_BURST`` lines in ``LOG_WINDOW`` seconds they are counted, and the count told when the window ends.
 """
 
 from __future__ import annotations
@@ -95,16 +95,20 @@ class ProxyGate:
         self.refused += 1
         now = self.loop.time()
         if now - self._window >= LOG_WINDOW:
-            if self._hushed:
-                log.warning("PROXY: %d more connections refused in %gs", self._hushed, LOG_WINDOW,
-                            extra={"SOCKSERVE_EVENT": "proxy_refused"})
-            self._window, self._logged, self._hushed = now, 0, 0
+            self._window, self._logged = now, 0
         if self._logged < LOG_BURST:
             self._logged += 1
             log.warning("PROXY: connection from %s refused: %s", peer, why,
                         extra={"SOCKSERVE_EVENT": "proxy_refused", "REMOTE_ADDR": peer})
-        else:
-            self._hushed += 1
+            return
+        if not self._hushed:  # the count is told when this window ends
+            self.loop.call_at(self._window + LOG_WINDOW, self._tell_hushed)
+        self._hushed += 1
+
+    def _tell_hushed(self) -> None:
+        log.warning("PROXY: %d more connections refused in %gs (not logged one by one)", self._hushed,
+                    LOG_WINDOW, extra={"SOCKSERVE_EVENT": "proxy_refused"})
+        self._hushed = 0
 
 
 async def read_header(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> proxyproto.Header:

@@ -238,3 +238,26 @@ def test_mutated_headers_raise_only_header_error():
                 assert parse(buf).length == len(buf)
         except HeaderError:
             pass
+
+
+def test_refusals_past_the_burst_are_counted_in_one_line(monkeypatch, caplog):
+    from sockserve.worker import proxyread
+
+    monkeypatch.setattr(proxyread, "LOG_WINDOW", 0.2)
+
+    async def main() -> None:
+        gate = proxyread.ProxyGate(asyncio.get_running_loop(), {})
+        for i in range(proxyread.LOG_BURST + 3):
+            a, b = socket.socketpair()
+            a.close()
+            gate._refuse(b, ("192.0.2.1", i), "no PROXY header")
+        await asyncio.sleep(0.4)  # the window ends: the count is told without another refusal
+        assert gate.refused == proxyread.LOG_BURST + 3
+
+    with caplog.at_level("WARNING", logger="sockserve.worker"):
+        asyncio.run(main())
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[:proxyread.LOG_BURST] == [f"PROXY: connection from 192.0.2.1:{i} refused: no PROXY header"
+                                          for i in range(proxyread.LOG_BURST)]
+    summary = "PROXY: 3 more connections refused in 0.2s (not logged one by one)"
+    assert lines[proxyread.LOG_BURST:] == [summary]
