@@ -28,6 +28,8 @@ APP = {"asgi": "tests.apps.proxy_probe:asgi", "wsgi": "tests.apps.proxy_probe:ws
 V1 = b"PROXY TCP4 192.0.2.7 198.51.100.1 51234 8443\r\n"
 V2 = SIGNATURE_V2 + b"\x21\x11\x00\x0c" + socket.inet_aton("203.0.113.9") + socket.inet_aton("198.51.100.2") \
     + struct.pack("!HH", 40000, 443)
+V2_INET6 = SIGNATURE_V2 + b"\x21\x21\x00\x24" + socket.inet_pton(socket.AF_INET6, "2001:db8::7") \
+    + socket.inet_pton(socket.AF_INET6, "2001:db8::1") + struct.pack("!HH", 61000, 443)
 V2_LOCAL = SIGNATURE_V2 + b"\x20\x00\x00\x00"
 HTTP = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 
@@ -63,6 +65,7 @@ def test_the_header_names_the_client_the_app_sees(start_server, policy, interfac
     seen = "via 127.0.0.1" if interface == "stream" else ""
     assert answer(server.port, V1, interface) == f"192.0.2.7:51234 198.51.100.1:8443 {seen}".strip()
     assert answer(server.port, V2, interface) == f"203.0.113.9:40000 198.51.100.2:443 {seen}".strip()
+    assert answer(server.port, V2_INET6, interface) == f"2001:db8::7:61000 2001:db8::1:443 {seen}".strip()
     local = answer(server.port, V2_LOCAL, interface)  # HAProxy's health check: the real endpoints
     assert local.startswith("127.0.0.1:") and f"127.0.0.1:{server.port}" in local, local
     if interface != "stream":
