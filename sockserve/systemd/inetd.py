@@ -20,13 +20,13 @@ from ..worker.proxyread import ProxyGate
 log = logging.getLogger("sockserve.master")
 
 
-def serve_connections(config: Config, socks: list[socket.socket], keys: list[str] | None = None) -> int:
-    """Serve ``socks`` (connected; ``keys``: their systemd names) until they close; the exit code."""
+def serve_connections(config: Config, socks: list[socket.socket], names: list[str] | None = None) -> int:
+    """Serve ``socks`` (connected; ``names``: their listener names) until they close; the exit code."""
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        return runner.run(_serve(config, socks, keys or [""] * len(socks)))
+        return runner.run(_serve(config, socks, names or [""] * len(socks)))
 
 
-async def _serve(config: Config, socks: list[socket.socket], keys: list[str]) -> int:
+async def _serve(config: Config, socks: list[socket.socket], names: list[str]) -> int:
     loop = asyncio.get_running_loop()
     try:
         adapter = apps.load_adapter(config.app, config.interface, 0, loop, config.for_worker(0, ()))
@@ -36,10 +36,10 @@ async def _serve(config: Config, socks: list[socket.socket], keys: list[str]) ->
         log_event(log, logging.CRITICAL, "worker_boot_failure", f"cannot load app {app!r}: {exc}")
         return EXIT_APP
     gate = ProxyGate(loop, config.for_worker(0, ()))  # --proxy-protocol: 'all' or the fd name
-    for sock, key in zip(socks, keys, strict=True):
+    for sock, name in zip(socks, names, strict=True):
         sock.setblocking(False)
-        gate.listener(key, key)
-        gate.mark(key, sock)
+        gate.listener(name, name)
+        gate.mark(name, sock)
         factory = adapter.protocol_factory
         if sock.fileno() in gate.marked and not (factory := await gate.admit(sock, factory)):
             continue  # refused and closed

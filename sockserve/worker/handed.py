@@ -28,16 +28,17 @@ class Handed:
         self.pending = 0
         self.proxy = ProxyGate(loop, config)  # --proxy-protocol listeners: a header first
 
-    def taken(self, key: str = "", sock: socket.socket | None = None) -> None:
-        """A connection is ours from now on (its ack will say accepted)."""
+    def taken(self, sock: socket.socket | None = None, key: str | None = None) -> None:
+        """A connection is ours from now on (its ack will say accepted); of listener ``key``."""
         self.pending += 1
-        if sock is not None:
-            self.proxy.mark(key, sock)
+        if sock is not None and key is not None:
+            self.proxy.mark(key, sock)  # a --proxy-protocol listener's: its header first
 
-    def accepted(self, sock: socket.socket, key: str = "") -> None:
-        """Accepted on our own listener (shared, reuseport): ours, set it up."""
+    def accepted(self, sock: socket.socket, key: str | None = None) -> None:
+        """Accepted on our own listener ``key`` (shared, reuseport): ours, set it up."""
         self.pending += 1
-        self.proxy.mark(key, sock)
+        if key is not None:
+            self.proxy.mark(key, sock)
         self.loop.create_task(self._serve(sock))
 
     def serve_all(self, socks: list[socket.socket]) -> None:
