@@ -9,6 +9,7 @@ address, so (as for uvicorn's proxy headers) only ``*`` trusts it.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 
@@ -41,12 +42,14 @@ class TrustedPeers:
                 self.networks.append(ipaddress.ip_network(item, strict=False))
             except ValueError:
                 self.literals.add(item)  # as uvicorn: kept, compared as text
+        self._judge = functools.lru_cache(maxsize=4096)(self._compute)  # as uvicorn's
 
     def __contains__(self, host: str | None) -> bool:
         if self.everyone:
             return True
-        if not host:
-            return False
+        return bool(host) and len(host) <= 64 and self._judge(host)  # an address is ≤ 45 chars
+
+    def _compute(self, host: str) -> bool:
         try:
             ip = ipaddress.ip_address(host)
         except ValueError:

@@ -72,7 +72,8 @@ class ProxyGate:
             peer = sock.getpeername()
             if (peer[0] if isinstance(peer, tuple) else None) not in self.trusted:  # unix: only '*'
                 raise Refused("peer is not in --forwarded-allow-ips")
-            header = await asyncio.wait_for(read_header(self.loop, sock), self.timeout)
+            async with asyncio.timeout(self.timeout):  # no task of its own, unlike wait_for
+                header = await read_header(self.loop, sock)
         except TimeoutError:  # first: it is an OSError too
             self._refuse(sock, peer, f"no whole PROXY header within {self.timeout:g}s")
             return None
@@ -115,10 +116,10 @@ async def read_header(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> p
     """Read exactly one PROXY header from non-blocking ``sock`` (peek, then take its bytes)."""
     buf = b""
     while need := proxyproto.remaining(buf):
-        await _readable(loop, sock)
-        try:
+        try:  # most often the header is there already (sent with the connection's first bytes)
             peeked = sock.recv(need, socket.MSG_PEEK)
         except (BlockingIOError, InterruptedError):
+            await _readable(loop, sock)
             continue
         if not peeked:
             raise EOFError(len(buf))
