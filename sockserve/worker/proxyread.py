@@ -72,8 +72,12 @@ class ProxyGate:
             peer = sock.getpeername()
             if (peer[0] if isinstance(peer, tuple) else None) not in self.trusted:  # unix: only '*'
                 raise Refused("peer is not in --forwarded-allow-ips")
-            async with asyncio.timeout(self.timeout):  # no task of its own, unlike wait_for
-                header = await read_header(self.loop, sock)
+            buf = read_queued(sock)  # most often the whole header is there already
+            if proxyproto.remaining(buf):
+                async with asyncio.timeout(self.timeout):
+                    header = await read_header(self.loop, sock, buf)
+            else:
+                header = proxyproto.parse(buf)
         except TimeoutError:  # first: it is an OSError too
             self._refuse(sock, peer, f"no whole PROXY header within {self.timeout:g}s")
             return None
@@ -112,19 +116,28 @@ class ProxyGate:
         self._hushed = 0
 
 
-async def read_header(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> proxyproto.Header:
-    """Read exactly one PROXY header from non-blocking ``sock`` (peek, then take its bytes)."""
-    buf = b""
+async def read_header(loop: asyncio.AbstractEventLoop, sock: socket.socket,
+                      buf: bytes = b"") -> proxyproto.Header:
+    """Read exactly one PROXY header from non-blocking ``sock`` (``buf``: its bytes read so far)."""
+    while proxyproto.remaining(buf := read_queued(sock, buf)):
+        await _readable(loop, sock)
+    return proxyproto.parse(buf)
+
+
+def read_queued(sock: socket.socket, buf: bytes = b"") -> bytes:
+    """``buf`` plus the header's bytes queued in ``sock`` now (peek, then take only those).
+
+    EOFError(bytes read) when the peer closed; HeaderError as soon as they cannot be a header.
+    """
     while need := proxyproto.remaining(buf):
-        try:  # most often the header is there already (sent with the connection's first bytes)
+        try:
             peeked = sock.recv(need, socket.MSG_PEEK)
         except (BlockingIOError, InterruptedError):
-            await _readable(loop, sock)
-            continue
+            return buf
         if not peeked:
             raise EOFError(len(buf))
         buf += sock.recv(proxyproto.take(buf, peeked))  # queued already: all of it comes
-    return proxyproto.parse(buf)
+    return buf
 
 
 async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
@@ -160,8 +173,12 @@ def proxied_factory(factory: Callable[[], Any], header: proxyproto.Header,
 
     def make() -> Any:
         protocol = factory()
-        made = protocol.connection_made
-        protocol.connection_made = lambda transport: made(TransportView(transport, extra))
+
+        def made(transport: asyncio.BaseTransport) -> None:
+            del protocol.connection_made  # the class's again: no reference cycle is left
+            protocol.connection_made(TransportView(transport, extra))
+
+        protocol.connection_made = made
         return protocol
 
     return make
@@ -173,7 +190,8 @@ class TransportView:
     def __init__(self, transport: asyncio.BaseTransport, extra: dict[str, Any]) -> None:
         self._transport, self._extra = transport, extra
         if "peername" in extra:
-            extra["socket"] = SocketView(transport.get_extra_info("socket"), extra)
+            extra["socket"] = SocketView(transport.get_extra_info("socket"), extra["peername"],
+                                         extra["sockname"])
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name in self._extra:
@@ -187,14 +205,14 @@ class TransportView:
 class SocketView:
     """The transport's socket, whose ``getpeername()`` / ``getsockname()`` are the header's."""
 
-    def __init__(self, sock: Any, extra: dict[str, Any]) -> None:
-        self._sock, self._extra = sock, extra
+    def __init__(self, sock: Any, peername: Any, sockname: Any) -> None:
+        self._sock, self._peername, self._sockname = sock, peername, sockname
 
     def getpeername(self) -> Any:
-        return self._extra["peername"]
+        return self._peername
 
     def getsockname(self) -> Any:
-        return self._extra["sockname"]
+        return self._sockname
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
