@@ -57,8 +57,9 @@ def refusals(server) -> list[str]:
     return [line for line in server.stderr().splitlines() if "PROXY: connection from" in line]
 
 
-@pytest.mark.parametrize("interface", ["asgi", "wsgi", "stream"])
-@pytest.mark.parametrize("policy", ["rr", "shared"])
+@pytest.mark.parametrize("policy, interface", [
+    (policy, interface) for policy in ("rr", "shared") for interface in ("asgi", "wsgi", "stream")
+] + [("reuseport", "asgi")])
 def test_the_header_names_the_client_the_app_sees(start_server, policy, interface):
     server = start_server(APP[interface], "--workers", "1", "--policy", policy, "--interface", interface,
                           "--proxy-protocol", "all", "--access-log", "--access-log-format", "from {client}")
