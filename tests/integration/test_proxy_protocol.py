@@ -8,6 +8,7 @@ from untrusted peers are closed with a (rate-limited) log line, and the worker s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -196,3 +197,35 @@ def test_an_entry_naming_no_listener_is_a_bad_setting(start_server):
     errors = [line for line in server.stderr().splitlines() if "error" in line]
     assert len(errors) == 1 and "'127.0.0.1:1', 'edge' names no listener" in errors[0], server.stderr()
     assert f"listeners: 127.0.0.1:{server.port}" in errors[0]
+
+
+def test_a_half_sent_header_holds_a_stop_at_most_idle_timeout(start_server):
+    server = start_server(APP["asgi"], "--workers", "1", "--proxy-protocol", "all", "--idle-timeout", "2",
+                          "--graceful-timeout", "20")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as slow:
+        slow.sendall(V1[:20])
+        assert wait_for(lambda: server.status()["workers"][0].get("state") == "listening", 5)
+        time.sleep(0.3)  # handed over and being read
+        began = time.monotonic()
+        assert server.stop() == 0
+        assert time.monotonic() - began < 6, "the stop waited past idle_timeout for a header"
+
+
+@pytest.mark.parametrize("allow, trusted", [("*", True), ("127.0.0.1", False)])
+def test_a_unix_socket_peer_is_trusted_only_with_star(start_server, tmp_path, allow, trusted):
+    path = str(tmp_path / "web.sock")
+    server = start_server(APP["asgi"], "--workers", "1", "--bind", f"unix:{path}",
+                          "--proxy-protocol", f"unix:{path}", "--forwarded-allow-ips", allow)
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(path)
+        s.sendall(V2 + HTTP)
+        got = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := s.recv(65536):
+                got += chunk
+    if trusted:
+        assert got.rpartition(b"\r\n\r\n")[2].startswith(b"203.0.113.9:40000 "), got
+    else:
+        assert got == b"" and wait_for(lambda: refusals(server), 5)
+        assert "unix" in refusals(server)[0] and "forwarded-allow-ips" in refusals(server)[0]
