@@ -71,6 +71,9 @@ def test_the_header_names_the_client_the_app_sees(start_server, policy, interfac
     local = answer(server.port, V2_LOCAL, interface)  # HAProxy's health check: the real endpoints
     assert local.startswith("127.0.0.1:") and f"127.0.0.1:{server.port}" in local, local
     if interface != "stream":
+        spoof = HTTP.replace(b"Host: x\r\n", b"Host: x\r\nX-Forwarded-For: 6.6.6.6\r\n")
+        got = ask(server.port, V2 + spoof)  # the client (203.0.113.9) is no trusted proxy: ignored
+        assert got.rpartition(b"\r\n\r\n")[2].startswith(b"203.0.113.9:40000 "), got
         assert wait_for(lambda: "from 203.0.113.9:40000" in server.stderr(), 5), server.stderr()
         assert "from 192.0.2.7:51234" in server.stderr()
     assert refusals(server) == []
