@@ -150,17 +150,16 @@ def _v1_port(text: str) -> int:
 
 
 def _parse_v2(buf: bytes) -> Header:
-    command = "PROXY" if buf[12] & 0xF else "LOCAL"
-    family = FAMILIES.get(buf[13] >> 4, "UNSPEC")  # unknown: use the real endpoints (the spec)
-    transport = TRANSPORTS.get(buf[13] & 0xF, "UNSPEC")
+    if buf[13] >> 4 not in FAMILIES or buf[13] & 0xF not in TRANSPORTS:  # the spec: reject them
+        raise HeaderError(f"PROXY v2: unknown address family/transport 0x{buf[13]:02x}")
+    if not buf[12] & 0xF:  # LOCAL: the proxy's own (health check); the spec: discard the block
+        return Header(2, "LOCAL", "UNSPEC", "UNSPEC", None, None, (), len(buf))
+    family, transport = FAMILIES[buf[13] >> 4], TRANSPORTS[buf[13] & 0xF]
     size = ADDRESS_SIZE.get(family, 0)
     if len(buf) - 16 < size:
         raise HeaderError(f"PROXY v2: {len(buf) - 16} bytes cannot hold an {family} address")
     source, destination = _v2_addresses(family, buf[16:16 + size])
-    tlvs = _tlvs(buf, 16 + size)
-    if command == "LOCAL":  # the spec: discard the protocol block, use the real endpoints
-        family, source, destination = "UNSPEC", None, None
-    return Header(2, command, family, transport, source, destination, tlvs, len(buf))
+    return Header(2, "PROXY", family, transport, source, destination, _tlvs(buf, 16 + size), len(buf))
 
 
 def _v2_addresses(family: str, block: bytes) -> tuple[object, object]:

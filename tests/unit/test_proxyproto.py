@@ -108,6 +108,7 @@ def test_v2_local_and_unspec_keep_the_real_endpoints():
     local = whole(v2(command=0))  # HAProxy's health checks: LOCAL, addresses ignored
     assert local.command == "LOCAL" and not local.relayed and local.source is None
     assert not whole(v2(command=0, family=0x00, block=b"")).relayed
+    assert whole(v2(command=0, block=b"", tlvs=b"\x01")).command == "LOCAL"  # the block is not read
     unspec = whole(v2(family=0x00, block=b"", tlvs=tlv(0x04, b"")))
     assert unspec.family == "UNSPEC" and not unspec.relayed and unspec.tlvs == ((0x04, b""),)
 
@@ -128,6 +129,8 @@ def test_v2_crc32c_is_checked():
     (v2(family=0x21), "cannot hold"),  # 12 bytes of v4 under an AF_INET6 family
     (SIGNATURE_V2 + b"\x31\x11\x00\x00", "version 3"),
     (SIGNATURE_V2 + b"\x22\x11\x00\x00", "unknown command"),
+    (v2(family=0x41), "unknown address family"),  # the spec: other values are rejected
+    (v2(family=0x13), "unknown address family"),
 ])
 def test_v2_malformed_headers_are_refused(data, why):
     with pytest.raises(HeaderError, match=why):
