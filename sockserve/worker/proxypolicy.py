@@ -1,10 +1,11 @@
 """Which listeners expect a PROXY header, and which peers may send one.  Pure: no I/O.
 
-``--proxy-protocol`` names listeners by key (a systemd ``FileDescriptorName``) or by address
-(``127.0.0.1:8000``, ``[::1]:8000``, ``unix:/run/x.sock``, as sockserve prints it), or says
-``all``.  A peer may send a header only from ``--forwarded-allow-ips``, read the way uvicorn's
-``ProxyHeadersMiddleware`` reads it (addresses, networks, ``*``); a unix-socket peer has no
-address, so (as for uvicorn's proxy headers) only ``*`` trusts it.
+``--proxy-protocol`` names listeners by name (a systemd ``FileDescriptorName``, or ``NAME`` of
+``--bind NAME=ADDR``) or by address (``127.0.0.1:8000``, ``[::1]:8000``, ``unix:/run/x.sock``,
+as sockserve prints it), or says ``all``.  A peer may send a header only from
+``--forwarded-allow-ips``, read the way uvicorn's ``ProxyHeadersMiddleware`` reads it
+(addresses, networks, ``*``); a unix-socket peer has no address, so (as for uvicorn's proxy
+headers) only ``*`` trusts it.
 """
 
 from __future__ import annotations
@@ -16,15 +17,16 @@ from collections.abc import Iterable
 ALL = "all"
 
 
-def expects(entries: Iterable[str], key: str, address: str) -> bool:
-    """Whether the listener ``key`` at ``address`` is one of ``entries`` (``--proxy-protocol``)."""
+def expects(entries: Iterable[str], key: str, address: str, name: str = "") -> bool:
+    """Whether the listener ``key`` at ``address`` named ``name`` (systemd's fd name, or a
+    ``--bind NAME=ADDR``; "" for none) is one of ``entries`` (``--proxy-protocol``)."""
     wanted = {entry.strip() for entry in entries}
-    return ALL in wanted or key in wanted or address in wanted
+    return ALL in wanted or bool({key, address, name} & wanted)
 
 
-def unmatched(entries: Iterable[str], listeners: Iterable[tuple[str, str]]) -> list[str]:
-    """The ``entries`` naming none of ``listeners`` (``(key, address)`` pairs): a typo, most likely."""
-    known = {name for pair in listeners for name in pair} | {ALL}
+def unmatched(entries: Iterable[str], listeners: Iterable[tuple[str, ...]]) -> list[str]:
+    """The ``entries`` naming none of ``listeners`` (``(key, address, name)``): a typo, most likely."""
+    known = {part for parts in listeners for part in parts if part} | {ALL}
     return [entry for entry in (e.strip() for e in entries) if entry not in known]
 
 

@@ -47,6 +47,7 @@ class ProxyGate:
         self.entries = tuple(config.get("proxy_protocol") or ())
         self.trusted = TrustedPeers(config.get("forwarded_allow_ips") or "127.0.0.1")
         self.timeout = float(config.get("idle_timeout", 10.0))
+        self.names: dict[str, str] = dict(config.get("listeners") or {})  # key -> listener name
         self.keys: set[str] = set()  # listeners whose connections start with a header
         self.marked: set[int] = set()  # fds taken on them, not yet read
         self._window, self._logged, self._hushed = -LOG_WINDOW, 0, 0
@@ -54,7 +55,7 @@ class ProxyGate:
 
     def listener(self, key: str, address: str) -> None:
         """The master named a listener (its ServerReply): does it take PROXY headers?"""
-        if self.entries and expects(self.entries, key, address):
+        if self.entries and expects(self.entries, key, address, self.names.get(key, "")):
             self.keys.add(key)
 
     def mark(self, key: str, sock: socket.socket) -> None:

@@ -88,6 +88,14 @@ def test_a_listener_named_by_address_takes_headers_and_the_other_stays_plain(sta
     assert b" 400 " in ask(server.port, V2 + HTTP)  # where no header is expected, it is HTTP garbage
 
 
+def test_a_named_bind_is_named_by_its_name(start_server):
+    edge = free_port()
+    server = start_server(APP["asgi"], "--workers", "1", "--bind", f"edge=127.0.0.1:{edge}",
+                          "--proxy-protocol", "edge")
+    assert answer(edge, V1, "asgi").startswith("192.0.2.7:51234 ")
+    assert answer(server.port, b"", "asgi").startswith("127.0.0.1:")
+
+
 def test_bad_headers_are_closed_with_a_log_line_and_the_worker_serves_on(start_server):
     server = start_server(APP["asgi"], "--workers", "1", "--proxy-protocol", "all", "--idle-timeout", "1")
     assert ask(server.port, HTTP) == b""  # no header: closed, no answer

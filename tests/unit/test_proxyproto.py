@@ -207,6 +207,7 @@ def test_a_peer_closing_mid_header_is_eof():
 def test_listeners_are_named_by_key_address_or_all():
     assert expects(["web"], "web", "127.0.0.1:8000") and expects(["127.0.0.1:8000"], "web", "127.0.0.1:8000")
     assert expects(["all"], "x", "unix:/run/x.sock") and not expects(["api"], "web", "127.0.0.1:8000")
+    assert expects(["edge"], "[::1]:80", "[::1]:80", "edge")  # a name shared by several sockets: not a key
 
 
 def test_trusted_peers_read_forwarded_allow_ips_as_uvicorn_does():
