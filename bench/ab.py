@@ -5,7 +5,10 @@
 
 For a question run.py answers too slowly on a shared box: every server is started
 once (2 workers) and stays up, so each round measures all of them within seconds of
-each other; the load average is printed per round.  Prints per server: req/s median
+each other; the load average is printed per round.  ``"sockserve rr|PYTHONPATH=/tmp/base"``
+runs another checkout's sockserve beside this one: run ab.py from a directory without a
+``sockserve`` package then (workers start as ``python -m sockserve.worker``, which puts the
+current directory first on ``sys.path``).  Prints per server: req/s median
 (min-max), the ratio to the first server (median of per-round ratios), master and
 per-worker CPU µs per request, and the per-worker split.  Loopback only; every server
 is stopped by PID at the end, also on error.
