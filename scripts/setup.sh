@@ -13,8 +13,10 @@ python=${PYTHON:-python3}
 run_pkgs=(python3 python3-venv python3-dev gcc pkg-config libsystemd-dev curl)
 test_pkgs=(wrk nodejs systemd util-linux iproute2 debhelper dh-python pybuild-plugin-pyproject
            python3-all python3-setuptools lintian man-db python3-systemd python3-sdnotify
-           python3-uvicorn python3-uvloop python3-httptools python3-dotenv python3-prometheus-client
-           haproxy)  # haproxy: tests/integration/test_haproxy.py starts its own (not the service)
+           python3-uvicorn python3-uvloop python3-httptools python3-dotenv python3-prometheus-client)
+# haproxy: tests/integration/test_haproxy_proxy.py (PROXY v1/v2) and test_haproxy.py (agent-check,
+# three hosts) start their own haproxy, never the system service (issue 16)
+test_pkgs+=(haproxy)
 extras="systemd,wsgi"
 pkgs=("${run_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then

@@ -46,6 +46,7 @@ def serve(config: Config, *, explicit_bind: bool, reread: Reread) -> int:
     if not inherited:
         listeners = bind_config(config)
         try:
+            check_proxy_protocol(config, listeners)
             return _run(Master(config, listeners, reread=again))
         finally:
             remove_socket_files(listeners)
@@ -57,7 +58,18 @@ def serve(config: Config, *, explicit_bind: bool, reread: Reread) -> int:
                                  [listener_name(s.name) for s in connected])
     listeners = [Listener(key=s.key, address=s.address, sock=s.sock, name=listener_name(s.name),
                           inherited=True) for s in inherited]
+    check_proxy_protocol(config, listeners)
     return _run(Master(config, listeners, reread=again))
+
+
+def check_proxy_protocol(config: Config, listeners: list[Listener]) -> None:
+    """``proxy_protocol`` entries must name a listener (key or address) or be ``all``; else exit 2."""
+    from ..worker.proxypolicy import unmatched
+
+    if wrong := unmatched(config.proxy_protocol, [(lst.key, lst.address, lst.name) for lst in listeners]):
+        known = ", ".join(lst.key for lst in listeners)
+        raise ConfigError(f"proxy_protocol: {', '.join(map(repr, wrong))} names no listener "
+                          f"(listeners: {known}; or 'all')")
 
 
 def _run(master: Master) -> int:
