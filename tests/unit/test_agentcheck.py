@@ -100,7 +100,7 @@ def test_a_reload_during_the_drain_delay_is_refused_and_the_stop_is_bounded_with
     extend = [ln for n in of(out, L.Notify) for ln in n.lines if ln.startswith("EXTEND_TIMEOUT_USEC=")]
     assert int(extend[0].split("=")[1]) == int((core.bound() + 2 + 5) * 1_000_000)
     assert of(core.handle(L.Reload("r")), L.ReloadResult) == [L.ReloadResult("r", False, "cannot reload "
-                                                                              "while stopping")]
+                                                                              "while stopping", True)]
 
 
 def test_losing_every_worker_answers_down_then_up_again():
