@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import random
 import signal
 import socket
 import subprocess
@@ -35,7 +36,21 @@ def private_runtime_directory(worker_runtime_directory: pathlib.Path,
 
 
 def free_port() -> int:
-    with socket.socket() as s:
+    """A free loopback port below the kernel's ephemeral range (ip_local_port_range).
+
+    Not one the kernel picks with ``bind(0)``: that one is in the range every client
+    connection takes its source port from, and under ``pytest -n`` another worker's clients
+    took it before the server bound it ("Address already in use").
+    """
+    low = int(pathlib.Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in random.sample(range(10000, max(low, 10001)), min(200, max(low - 10000, 1))):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # a box without room below its range: the kernel's choice
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
