@@ -246,7 +246,8 @@ def format_status(stats: dict[str, Any]) -> str:
              for row in rows]
     exits = [f"worker {w.get('id')}: last exit {w['last_exit']}" for w in stats.get("workers", [])
              if w.get("last_exit")]
-    return "\n".join([head, *lines, *exits, *_recycle_lines(stats)])
+    failed = [f"last reload failed: {stats['last_reload_error']}"] if stats.get("last_reload_error") else []
+    return "\n".join([head, *lines, *exits, *failed, *_recycle_lines(stats)])
 
 
 def _recycle_lines(stats: dict[str, Any]) -> list[str]:
