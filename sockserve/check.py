@@ -63,7 +63,7 @@ def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
         config = make_config(values, os.cpu_count() or 1)
         if names is None and given is not None:
             names, source = parse_fdnames(given), "fdnames"
-        elif names is None and activated:
+        elif names is None and activated and appmap.named(config.app):  # only a table needs names
             names, source = master_names(config, environ, instance), "master"
         start_checks(config, inherited=activated, explicit_bind="bind" in values, listeners=names,
                      source=source)
