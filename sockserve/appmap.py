@@ -168,12 +168,12 @@ def _where(present: set[str], source: str, name: str) -> str:
         return (f"LISTEN_FDNAMES has {have}; set FileDescriptorName={name} on a socket unit "
                 "of the service")
     if source == "reload":  # systemd passes sockets at a start only
-        return (f"this master was started with the sockets {have}; it cannot receive a socket "
-                "in a reload: start the socket unit with FileDescriptorName="
-                f"{name}, then systemctl restart the service (not reload)")
+        return (f"this master was started with the sockets {have}; the service must be restarted "
+                f"to receive another: systemctl stop it, start the socket unit with "
+                f"FileDescriptorName={name}, then start it (a reload cannot add a socket)")
     if source == "master":
-        return (f"the running master's sockets are {have}; a new socket needs its socket unit "
-                f"(FileDescriptorName={name}) and a systemctl restart, not a reload")
+        return (f"the running master's sockets are {have}; a new socket (FileDescriptorName={name}) "
+                "takes a restart of the service, not a reload")
     if source == "fdnames":
         return f"--fdnames has {have}"
     if source == "unbound":  # a config for systemd's sockets, checked without them

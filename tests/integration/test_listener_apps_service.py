@@ -93,8 +93,8 @@ def test_pre_reload_check_uses_the_running_masters_socket_names(short_dir):
         assert check("--socket-activated", "-c", good) == (0, "sockserve: configuration ok")
         assert check("--socket-activated", "-c", typo) == (2, (
             f"sockserve: error: config file {typo}: app.admn: no listener is named 'admn' (the running "
-            "master's sockets are admin, http; a new socket needs its socket unit "
-            "(FileDescriptorName=admn) and a systemctl restart, not a reload)"))
+            "master's sockets are admin, http; a new socket (FileDescriptorName=admn) takes a restart "
+            "of the service, not a reload)"))
         assert check("--fdnames", "http,admin", "-c", good) == (0, "sockserve: configuration ok")
         assert check("--fdnames", "http,admin", "-c", typo)[0] == 2
         code, line = check("-c", good)  # forgot --socket-activated: no advice to bind
@@ -144,7 +144,7 @@ def test_reload_of_a_socket_it_lacks_says_restart_and_failures_stay_in_status(sh
             assert started(http, control), "master did not start"
             write(conf, head + f'app = {{ http = "{ASGI}", admin = "{WSGI}" }}\n')
             answer = request(control, {"cmd": "reload", "wait": True}, 60)
-            assert answer["ok"] is False and "systemctl restart the service (not reload)" in answer["message"]
+            assert answer["ok"] is False and "the service must be restarted" in answer["message"]
             assert "this master was started with the sockets http" in answer["message"], answer
             assert running(control)["last_reload_error"] == answer["message"]
             assert wait_for(lambda: any("; last reload failed: configuration: " in line for line

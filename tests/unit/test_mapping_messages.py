@@ -77,10 +77,11 @@ def test_bind_from_the_file_is_advised_in_the_files_words(tmp_path):
 @pytest.mark.parametrize("source, advice", [
     ("LISTEN_FDNAMES", "LISTEN_FDNAMES has http; set FileDescriptorName=admin on a socket unit "
      "of the service"),
-    ("reload", "this master was started with the sockets http; it cannot receive a socket in a reload: "
-     "start the socket unit with FileDescriptorName=admin, then systemctl restart the service (not reload)"),
-    ("master", "the running master's sockets are http; a new socket needs its socket unit "
-     "(FileDescriptorName=admin) and a systemctl restart, not a reload"),
+    ("reload", "this master was started with the sockets http; the service must be restarted to receive "
+     "another: systemctl stop it, start the socket unit with FileDescriptorName=admin, then start it "
+     "(a reload cannot add a socket)"),
+    ("master", "the running master's sockets are http; a new socket (FileDescriptorName=admin) takes a "
+     "restart of the service, not a reload"),
     ("fdnames", "--fdnames has http"),
 ])
 def test_a_name_systemd_did_not_pass_is_explained_by_where_names_came_from(source, advice):
