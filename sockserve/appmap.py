@@ -70,6 +70,9 @@ def parse(value: Any) -> AppSetting:
             if isinstance(item, (tuple, list)) and len(item) == 2:  # the normal form again
                 entries.append((str(item[0]), str(item[1])))
                 continue
+            if not str(item).replace(",", "").strip():  # leaving app out is the built-in app
+                raise ConfigError(f"app: {item!r} is empty: give MODULE:ATTR (or leave app out "
+                                  "for the built-in app)")
             for part in str(item).split(","):
                 if part.strip():
                     name, spec = split_bind(part)

@@ -14,7 +14,7 @@ from typing import Any
 from . import appmap
 from .access import ACCESS_FIELDS, format_access_line
 from .address import Address, parse_address  # noqa: F401 (re-exported)
-from .errors import ConfigError
+from .errors import ConfigError, in_file
 from .settings import BY_NAME, SETTINGS, worker_keys
 
 # Exit codes systemd sees (LSB / systemd's EXIT_* names in brackets).
@@ -87,7 +87,10 @@ def make_config(values: dict[str, Any], cpu_count: int = 1) -> Config:
         raise ConfigError("virtualenv: set either virtualenv or worker_python, not both")
     if values.get("workers") is None:  # not given: one per CPU
         config = replace(config, workers=max(1, cpu_count))
-    _validate(config)
+    try:
+        _validate(config)
+    except ConfigError as exc:  # "key: ...": name the file when the value is the file's
+        raise in_file(exc, str(exc).partition(":")[0], config.config_file, config.file_keys) from None
     return config
 
 
@@ -102,14 +105,7 @@ def _from(values: dict[str, Any], key: str, value: Any) -> Any:
     try:
         return _coerce(key, value)
     except ConfigError as exc:
-        if key in values.get("file_keys", ()):
-            raise ConfigError(in_file(values.get("config_file"), str(exc))) from None
-        raise
-
-
-def in_file(path: str | None, message: str) -> str:
-    """``config file PATH: message`` (the message as is when there is no file)."""
-    return f"config file {path}: {message}" if path else message
+        raise in_file(exc, key, values.get("config_file"), tuple(values.get("file_keys", ()))) from None
 
 
 def _coerce(key: str, value: Any) -> Any:
@@ -245,11 +241,10 @@ def validate_for_start(config: Config, *, inherited: bool, explicit_bind: bool,
         source = ("bind_file" if "bind" in config.file_keys else "bind") if explicit_bind \
             else "unbound" if config.config_file else "bind"
     if listeners is not None:
-        in_toml = "app" in config.file_keys
         try:
-            appmap.resolve(config.app, listeners, source, in_file=in_toml)
+            appmap.resolve(config.app, listeners, source, in_file="app" in config.file_keys)
         except ConfigError as exc:
-            raise ConfigError(in_file(config.config_file, str(exc)) if in_toml else str(exc)) from None
+            raise in_file(exc, "app", config.config_file, config.file_keys) from None
 
 
 # a running master cannot change these: its listening sockets (and their unix file mode/owner),

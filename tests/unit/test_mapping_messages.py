@@ -101,3 +101,21 @@ def test_listener_labels_quote_the_name_alike_under_systemd_and_bind():
                            listeners={"http": "http", "admin": "admin"})
     assert "listener 'admin' (127.0.0.1:2) has no app" in str(bound.value)
     assert "listener 'admin' has no app" in str(passed.value)
+
+
+@pytest.mark.parametrize("value", ["", "  ", [""], [" , "]])
+def test_an_empty_app_is_refused_not_the_built_in_app(value):
+    """``app = ""`` in the file or ``--app ''`` served the hello app; leaving app out does."""
+    with pytest.raises(ConfigError, match=r"^app: '.*' is empty: give MODULE:ATTR"):
+        appmap.parse(value)
+
+
+def test_range_errors_of_the_files_values_name_the_file_too(tmp_path):
+    path, values = config_from(tmp_path, "workers = 0\nbacklog = 70000\n")
+    with pytest.raises(ConfigError) as err:
+        make_config(values)
+    assert str(err.value) == f"config file {path}: workers: must be at least 1, got 0"
+    _, values = config_from(tmp_path, "workers = 0\n", "--workers", "2", "--backlog", "0")
+    with pytest.raises(ConfigError) as err:  # the command line's value: no file to name
+        make_config(values)
+    assert str(err.value) == "backlog: must be 1..65535, got 0"
