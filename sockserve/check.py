@@ -32,7 +32,7 @@ from .logs import LogConfigError, apply_log_config
 from .master.control import ControlError, default_control_path, request
 from .master.serve import start_checks
 from .systemd import ListenFdsError, parse_listen_env
-from .systemd.listenfds import listener_name
+from .systemd.listenfds import AGENT, listener_name
 
 OK_LINE = "sockserve: configuration ok"
 STATUS_TIMEOUT = 10.0  # seconds the running master has to answer ``status``
@@ -96,7 +96,8 @@ def fd_names(environ: Mapping[str, str]) -> dict[str, str] | None:
         pairs = parse_listen_env({**environ, "LISTEN_PID": str(pid)}, pid)
     except ListenFdsError as exc:
         raise ConfigError(str(exc)) from None
-    return {listener_name(name) or f"fd {fd}": listener_name(name) for fd, name in pairs} or None
+    return {listener_name(name) or f"fd {fd}": listener_name(name) for fd, name in pairs
+            if name != AGENT} or None  # the agent's socket is the master's (master/agent.py)
 
 
 def parse_fdnames(text: str) -> dict[str, str]:
@@ -105,7 +106,7 @@ def parse_fdnames(text: str) -> dict[str, str]:
     bad = next((n for n in names if not appmap.valid_name(n)), None)
     if not names or bad is not None:
         raise ConfigError(f"--fdnames: {bad or text!r} is not a FileDescriptorName= (NAME,NAME...)")
-    return {name: name for name in names}
+    return {name: name for name in names if name != AGENT}  # the agent's socket is the master's
 
 
 def master_names(config: Config, environ: Mapping[str, str], instance: str | None) -> dict[str, str]:
