@@ -133,7 +133,7 @@ def shown(app: AppSetting) -> str:
 
 
 # Where the names come from, for the message of a name no listener has (``resolve``'s source).
-SOURCES = ("bind", "bind_file", "unbound", "LISTEN_FDNAMES", "reload", "master", "fdnames")
+SOURCES = ("bind", "bind_file", "unbound", "LISTEN_FDNAMES", "reload", "master", "units", "fdnames")
 
 
 def resolve(app: AppSetting, listeners: Mapping[str, str], source: str = "bind",
@@ -177,6 +177,9 @@ def _where(present: set[str], source: str, name: str) -> str:
     if source == "master":
         return (f"the running master's sockets are {have}; a new socket (FileDescriptorName={name}) "
                 "takes a restart of the service, not a reload")
+    if source == "units":  # sockserve check with the service stopped: systemctl show
+        return (f"the socket units of the service name their sockets {have}; set "
+                f"FileDescriptorName={name} on one")
     if source == "fdnames":
         return f"--fdnames has {have}"
     if source == "unbound":  # a config for systemd's sockets, checked without them

@@ -9,7 +9,7 @@ a worker is; per-listener apps: each listener's, the mapping checked against the
 Under systemd (``--socket-activated``) the names are, first found: ``LISTEN_FDNAMES`` (with
 ``LISTEN_FDS``), ``--fdnames``, or the running master's (its control socket's ``status``:
 the sockets a reload runs with, so ``check --socket-activated && systemctl reload`` checks
-what the reload will check).
+what the reload will check), else the service's socket units' (``systemctl show``).
 One line, and the exit code a start would give: 0 ``sockserve: configuration ok``; 2 a bad
 setting; 6 the app cannot load.
 Not checked: that the addresses can be bound (the running service holds them).
@@ -31,7 +31,7 @@ from .config import EXIT_APP, EXIT_OK, EXIT_USAGE, Config, ConfigError, make_con
 from .logs import LogConfigError, apply_log_config
 from .master.control import ControlError, default_control_path, request
 from .master.serve import start_checks
-from .systemd import ListenFdsError, parse_listen_env
+from .systemd import ListenFdsError, parse_listen_env, units
 from .systemd.listenfds import AGENT, listener_name
 
 OK_LINE = "sockserve: configuration ok"
@@ -64,7 +64,7 @@ def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
         if names is None and given is not None:
             names, source = parse_fdnames(given), "fdnames"
         elif names is None and activated and appmap.named(config.app):  # only a table needs names
-            names, source = master_names(config, environ, instance), "master"
+            names, source = master_names(config, environ, instance)
         start_checks(config, inherited=activated, explicit_bind="bind" in values, listeners=names,
                      source=source)
         listeners = names if activated else {n or a: n for a, n in bind_names(config.bind).items()}
@@ -109,18 +109,25 @@ def parse_fdnames(text: str) -> dict[str, str]:
     return {name: name for name in names if name != AGENT}  # the agent's socket is the master's
 
 
-def master_names(config: Config, environ: Mapping[str, str], instance: str | None) -> dict[str, str]:
+def master_names(config: Config, environ: Mapping[str, str],
+                 instance: str | None) -> tuple[dict[str, str], str]:
     """The running master's listeners, key -> name (its control socket's ``status``): the
-    sockets systemd gave it, which a reload keeps.  ConfigError when it cannot tell."""
+    sockets systemd gave it, which a reload keeps; when no master answers, those the service's
+    socket units will pass (systemd/units.py); and which (appmap.SOURCES).  ConfigError when
+    neither can tell."""
     path = config.control_socket or default_control_path(environ, instance)
     how = "pass the socket units' FileDescriptorName= values with --fdnames NAME,NAME"
     if not path:
         raise ConfigError(f"--socket-activated: no control socket to ask for the socket names; {how}")
     try:
         stats = request(path, {"cmd": "status"}, STATUS_TIMEOUT)
-    except ControlError as exc:
-        raise ConfigError(f"--socket-activated: cannot ask the running master for its socket "
-                          f"names ({exc}); {how}") from None
+    except ControlError as exc:  # not running: the names its socket units will give it
+        try:
+            names = units.socket_names(units.service_name(instance))
+            return {n: n for n in names if n != AGENT}, "units"
+        except units.UnitsError as why:
+            raise ConfigError(f"--socket-activated: cannot ask the running master for its socket "
+                              f"names ({exc}), nor systemd ({why}); {how}") from None
     names = stats.get("listener_names")
     if not stats.get("ok") or not isinstance(names, dict):
         why = stats.get("error") or "its status has no listener names"
@@ -129,7 +136,7 @@ def master_names(config: Config, environ: Mapping[str, str], instance: str | Non
     if not stats.get("socket_activated"):
         raise ConfigError(f"--socket-activated: the master at {path} binds its own addresses "
                           "(it was not given sockets by systemd); check without --socket-activated")
-    return {str(key): str(name) for key, name in names.items()}
+    return {str(key): str(name) for key, name in names.items()}, "master"
 
 
 def app_failure(config: Config, environ: Mapping[str, str],

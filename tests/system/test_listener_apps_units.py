@@ -125,3 +125,18 @@ def test_adding_a_socket_takes_a_restart_not_a_reload(box):
     box.run("systemctl", "start", "sockserve-admin.socket", SERVICE, timeout=90)
     wait_until(lambda: box.show(SERVICE, "ActiveState")["ActiveState"] == "active", 20, "READY=1")
     assert echo(box, 9000) == b"ADMIN\n" and get(box, 8000).startswith("asgi /site")
+
+
+def test_check_with_the_service_stopped_reads_the_socket_units(box):
+    """No master to ask: the names are those the socket units will pass (systemctl show)."""
+    box.run("systemctl", "stop", SERVICE, timeout=90)
+    ok = box.run("sockserve", "check", "--socket-activated", "-c", CONFIG, check=False, timeout=90)
+    assert (ok.returncode, ok.stdout.strip()) == (0, "sockserve: configuration ok"), ok.stderr
+    original = box.path(CONFIG).read_text()
+    box.path(CONFIG).write_text(original.replace("admin = ", "admn = "))
+    try:
+        typo = box.run("sockserve", "check", "--socket-activated", "-c", CONFIG, check=False, timeout=90)
+        assert typo.returncode == 2, typo.stderr
+        assert "(the socket units of the service name their sockets admin, http; " in typo.stderr
+    finally:
+        box.path(CONFIG).write_text(original)

@@ -82,6 +82,7 @@ def test_bind_from_the_file_is_advised_in_the_files_words(tmp_path):
      "(a reload cannot add a socket)"),
     ("master", "the running master's sockets are http; a new socket (FileDescriptorName=admin) takes a "
      "restart of the service, not a reload"),
+    ("units", "the socket units of the service name their sockets http; set FileDescriptorName=admin on one"),
     ("fdnames", "--fdnames has http"),
 ])
 def test_a_name_systemd_did_not_pass_is_explained_by_where_names_came_from(source, advice):
