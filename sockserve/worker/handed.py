@@ -23,6 +23,7 @@ class Handed:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, adapter: Any, config: dict[str, Any]) -> None:
         self.loop, self.adapter, self.config = loop, adapter, config
+        self._pick = getattr(adapter, "pick", lambda sock: adapter)  # worker/keyed.py: one app per listener
         self.pending = 0
 
     def taken(self) -> None:
@@ -40,10 +41,11 @@ class Handed:
             self.loop.create_task(self._serve(sock))
 
     async def _serve(self, sock: socket.socket) -> None:
+        adapter = self._pick(sock)
         try:
             await self.loop.connect_accepted_socket(  # idle_timeout bounds a TLS handshake too
-                self.adapter.protocol_factory, sock, ssl=self.adapter.ssl, ssl_handshake_timeout=(
-                    float(self.config.get("idle_timeout", 10.0)) if self.adapter.ssl else None))
+                adapter.protocol_factory, sock, ssl=adapter.ssl, ssl_handshake_timeout=(
+                    float(self.config.get("idle_timeout", 10.0)) if adapter.ssl else None))
         except OSError as exc:  # the client left before we could start
             sock.close()
             log.debug("handed-over connection failed: %s", exc)

@@ -5,7 +5,7 @@ import pathlib
 
 import pytest
 
-PURE = ["cluster/protocol", "cluster/peer", "config", "settings", "access", "master/round_robin",
+PURE = ["cluster/protocol", "cluster/peer", "cluster/handles", "cluster/events", "config", "settings", "access", "master/round_robin",
         "master/shared", "master/backoff", "master/events", "master/lifecycle",
         "master/generations", "master/supervisor", "master/supervisor_stop",
         "master/supervisor_workers", "master/policy_switch", "master/supervisor_recycle",

@@ -1,0 +1,207 @@
+"""``sockserve.cluster`` in a worker: Node's lib/internal/cluster/child.js on the service's runtime.
+
+The program started by ``cluster.fork()`` finds ``SOCKSERVE_WORKER_ID`` and its channel in
+its environment; ``cluster.run(main)`` makes its ``ChildWorker`` (runtime.Worker: Online,
+heartbeats, hand-offs and acks, shared accepts, the drain at ``Disconnect``) and runs
+``main``.  ``await sockserve.listen(app, port=8000)`` is Node's ``server.listen(8000)`` in a
+worker: the app's adapter is made (ASGI, WSGI or an asyncio stream handler, worker/apps.py)
+and started, ``QueryServer(key)`` goes to the primary, and the reply is served as the
+service's workers serve theirs (rr hand-offs or the shared socket).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import signal
+import socket
+import threading
+from typing import Any
+
+from ..cluster import protocol
+from ..cluster.handles import address_info, parse_key, server_key
+from ..config import EXIT_FAILURE
+from . import apps, limits
+from .keyed import Keyed
+from .runtime import Worker
+
+log = logging.getLogger("sockserve.worker")
+CONFIG = {"keys": [], "heartbeat_interval": 1.0, "graceful_timeout": 30.0, "backlog": 511}
+
+
+class ListenError(OSError):
+    """The primary could not open what ``listen()`` asked for (its one-line reason)."""
+
+
+class Server:
+    """What ``listen()`` returns: Node's ``net.Server`` as far as a cluster worker sees it."""
+
+    def __init__(self, worker: ChildWorker, key: str, address: str) -> None:
+        self.key, self._worker, self._address = key, worker, address
+        self.listening = True
+
+    def address(self) -> dict[str, Any]:
+        """``{"address", "port", "address_type", "name"}`` (Node's ``server.address()``)."""
+        return address_info(self._address, parse_key(self.key)[0])
+
+    def close(self) -> None:
+        """Stop taking connections here; the primary releases the handle with its last user."""
+        if self.listening:
+            self.listening = False
+            self._worker.close_server(self.key)
+
+
+class ChildWorker(Worker):
+    """``cluster.worker``: Node's Worker in a worker process, plus the servers of ``listen()``."""
+
+    def __init__(self, worker_id: int, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+        self.apps = Keyed()
+        super().__init__(worker_id, dict(CONFIG), sock, self.apps, loop)
+        self._thread = threading.get_ident()
+        self._waiting: dict[str, asyncio.Future[str]] = {}
+        self._acceptors: dict[str, Any] = {}
+        self.state = "online"
+
+    @property
+    def process(self) -> Worker:
+        return self  # ``cluster.worker.process.pid``: this process
+
+    @property
+    def exited_after_disconnect(self) -> bool | None:
+        return True if self.disconnecting else None
+
+    def send(self, payload: Any) -> bool:
+        """A JSON value to the primary (Node's ``process.send``); safe from app threads (WSGI)."""
+        if threading.get_ident() == self._thread:
+            super().send(payload)
+        else:
+            self.loop.call_soon_threadsafe(super().send, payload)
+        return True
+
+    def kill(self, sig: int | str = "SIGTERM") -> None:
+        os.kill(self.pid, getattr(signal, sig) if isinstance(sig, str) else sig)
+
+    destroy = kill
+
+    def is_connected(self) -> bool:
+        return not self._channel.closed
+
+    def is_dead(self) -> bool:
+        return False
+
+    # ------------------------------------------------------------ listen
+    async def listen(self, app: Any, key: str, interface: str = "auto",
+                     options: dict[str, Any] | None = None) -> Server:
+        if key in self.apps.adapters or key in self._waiting:
+            raise ValueError(f"listen(): this worker already listens on {key!r}")
+        adapter = apps.adapter_for(app, interface, self.id, self.loop, options)
+        limits.apply(adapter, limits.HttpLimits.from_worker_config(self.config))
+        await adapter.startup()  # ASGI lifespan before the first connection, as the service
+        self.apps.add(key, adapter)
+        future = self._waiting[key] = self.loop.create_future()
+        self.keys += (key,)
+        self._channel.send(protocol.QueryServer(key))
+        try:
+            address = await future
+        except ListenError:
+            self.keys = tuple(k for k in self.keys if k != key)
+            self.apps.remove(key)
+            await adapter.shutdown()
+            raise
+        finally:
+            self._waiting.pop(key, None)
+        self.state = "listening"
+        return Server(self, key, address)
+
+    def _on_server_reply(self, msg: protocol.ServerReply, fds: list[int]) -> None:
+        future = self._waiting.get(msg.key)
+        if msg.mode == "error" and future is not None:
+            for fd in fds:
+                os.close(fd)
+            future.set_exception(ListenError(f"listen {msg.key}: {msg.error}"))
+            return
+        self.apps.located(msg.key, msg.address)
+        before = list(self._servers)
+        super()._on_server_reply(msg, fds)
+        if msg.mode != "rr":
+            self.loop.create_task(self._note_acceptor(msg.key, before))
+
+    async def _note_acceptor(self, key: str, before: list[Any]) -> None:
+        for _ in range(100):
+            new = [s for s in self._servers if s not in before]
+            if new:
+                self._acceptors[key] = new[0]
+                return
+            await asyncio.sleep(0)
+
+    def _listening(self, key: str) -> None:
+        super()._listening(key)
+        future = self._waiting.get(key)
+        if future is not None and not future.done():
+            address = self.apps._where.get(key)
+            future.set_result(_printable(address))
+
+    def close_server(self, key: str) -> None:
+        """Node's ``server.close()`` in a worker: ``Close(key)`` to the primary."""
+        if key in self._rr_keys:
+            self._rr_keys.discard(key)
+        elif (acceptor := self._acceptors.pop(key, None)) is not None:
+            acceptor.close()
+            self._servers.remove(acceptor)
+        else:
+            return
+        self._channel.send(protocol.Close(key))
+
+
+def _printable(where: tuple[str, int] | str | None) -> str:
+    if isinstance(where, tuple):
+        host, port = where
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return f"unix:{where}"
+
+
+async def run_worker(main: Any) -> int:
+    """``cluster.run(main)`` in a worker: the ChildWorker, then ``main()``; the exit code once
+    it is disconnected (or at once, when ``main`` returns without listening)."""
+    loop = asyncio.get_running_loop()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the primary's to handle
+    fd = int(os.environ["SOCKSERVE_CHANNEL_FD"])
+    os.set_inheritable(fd, False)
+    worker = ChildWorker(int(os.environ["SOCKSERVE_WORKER_ID"]), socket.socket(fileno=fd), loop)
+    serving = loop.create_task(worker.run())
+    await asyncio.sleep(0)  # run() installed its handlers: SIGTERM is a plain kill here, as in Node
+    loop.remove_signal_handler(signal.SIGTERM)
+    try:
+        result = main()
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        log.exception("worker %d: main() failed", worker.id)
+        worker.finish(EXIT_FAILURE)
+        return EXIT_FAILURE
+    if not worker.keys:
+        worker.finish(0)
+    return await serving
+
+
+async def listen(app: Any, port: int | None = None, host: str | None = None, *,
+                 name: str | None = None, path: str | None = None, interface: str = "auto",
+                 options: dict[str, Any] | None = None) -> Server:
+    """Serve ``app`` on ``port`` (and ``host``; all IPv4 addresses by default), on the unix
+    socket ``path``, or on the systemd socket ``name`` (LISTEN_FDNAMES; with a port too, that
+    address when systemd passed no such socket).  The primary opens it (Node's queryServer):
+    rr hand-offs or the shared socket, as ``cluster.scheduling_policy`` says.
+
+    ``app``: an ASGI app, a WSGI app or ``async def handle(reader, writer)`` (``interface``
+    says which when detection cannot: asgi, wsgi, stream).  ``options``: the service's worker
+    settings (http, threads, timeouts...).  Raises ListenError (an OSError) with the primary's
+    reason, ValueError for bad arguments, AppLoadError / AppStartupError for the app.
+    """
+    from .runtime import current_worker
+
+    worker = current_worker()
+    if not isinstance(worker, ChildWorker):
+        raise RuntimeError("sockserve.listen() runs in a worker of sockserve.cluster.run(main)")
+    return await worker.listen(app, server_key(port, host, name=name, path=path), interface, options)
