@@ -47,12 +47,15 @@ def run(main: Any) -> None:
     """Run the program: ``main()`` (a function or a coroutine function) in this process's
     event loop (uvloop when installed), then, in a worker, serve until disconnected; in the
     primary, until no worker is left and nothing else runs.  Exits the process with its code."""
+    import logging
+
     from ..eventloop import new_event_loop
 
+    if not logging.getLogger().handlers:  # a library's manners: quiet unless the program logs
+        logging.getLogger("sockserve").addHandler(logging.NullHandler())
     here = side()
     if is_worker:
         import asyncio
-        import logging
 
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
             code = runner.run(here.run_worker(main))

@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import threading
+import traceback
 from typing import Any
 
 from ..cluster import protocol
@@ -178,7 +179,7 @@ async def run_worker(main: Any) -> int:
         if inspect.isawaitable(result):
             await result
     except Exception:
-        log.exception("worker %d: main() failed", worker.id)
+        traceback.print_exc()  # an uncaught exception, as Node prints it; the worker exits 1
         worker.finish(EXIT_FAILURE)
         return EXIT_FAILURE
     if not worker.keys:
