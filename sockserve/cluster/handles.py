@@ -1,10 +1,10 @@
 """Node's ``handles`` map for the library primary (``sockserve.cluster``), pure.
 
 A worker's ``listen()`` sends ``QueryServer(key)``; the key names what it listens on (Node
-keys its map by ``address:port:addressType:fd``): ``HOST:PORT``, ``[V6]:PORT``,
+keys its map by ``address:port:addressType:fd:index``): ``HOST:PORT``, ``[V6]:PORT``,
 ``unix:/PATH``, a systemd socket name (``LISTEN_FDNAMES``), or ``NAME=ADDRESS`` (that
 name when systemd passed it, else ADDRESS bound by the primary; the CLI's ``--bind
-NAME=ADDR`` spelling).  The first worker asking for a key makes the primary open the
+NAME=ADDR`` spelling), with ``#N`` when one worker asks for the same address again (``indexed``).  The first worker asking for a key makes the primary open the
 handle; the same key from other workers shares it; the last ``Close`` (or death) of its
 users releases it (Node's ``RoundRobinHandle.remove`` / ``SharedHandle.remove`` returning
 true).  No sockets here: ``master/primary_pool.py`` opens and closes them.
@@ -47,8 +47,21 @@ def server_key(port: int | None = None, host: str | None = None, *, name: str | 
     return address
 
 
+def indexed(key: str, taken: object) -> str:
+    """``key``, or ``key#N`` with the first N not ``in taken``: the same address asked twice by
+    one worker is two servers (Node's ``index``; ``listen(0)`` twice is two random ports)."""
+    n, candidate = 0, key
+    while candidate in taken:  # type: ignore[operator]
+        n += 1
+        candidate = f"{key}#{n}"
+    return candidate
+
+
 def parse_key(key: str) -> tuple[str | None, str | None]:
-    """(name, address) of a key: either may be None, not both."""
+    """(name, address) of a key: either may be None, not both (a ``#N`` index is dropped)."""
+    head, sep, index = key.rpartition("#")
+    if sep and index.isdigit():
+        key = head
     if key.startswith("unix:") or key.startswith("["):
         return None, key
     name, sep, address = key.partition("=")

@@ -22,7 +22,7 @@ import traceback
 from typing import Any
 
 from ..cluster import protocol
-from ..cluster.handles import address_info, parse_key, server_key
+from ..cluster.handles import address_info, indexed, parse_key, server_key
 from ..config import EXIT_FAILURE
 from . import apps, limits
 from .keyed import Keyed
@@ -95,8 +95,7 @@ class ChildWorker(Worker):
     # ------------------------------------------------------------ listen
     async def listen(self, app: Any, key: str, interface: str = "auto",
                      options: dict[str, Any] | None = None) -> Server:
-        if key in self.apps.adapters or key in self._waiting:
-            raise ValueError(f"listen(): this worker already listens on {key!r}")
+        key = indexed(key, self.keys)
         adapter = apps.adapter_for(app, interface, self.id, self.loop, options)
         limits.apply(adapter, limits.HttpLimits.from_worker_config(self.config))
         await adapter.startup()  # ASGI lifespan before the first connection, as the service

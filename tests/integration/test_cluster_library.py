@@ -1,0 +1,142 @@
+"""sockserve.cluster as a library (issue 15): Node's events in Node's order, several listeners
+per worker under rr and shared, handles released with their last user, systemd's named socket.
+The program is tests/apps/cluster_events.py; it prints one JSON line per event."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+from conftest import ROOT, free_port, http_get, terminate, wait_for
+from test_socket_activation import listening_socket_inodes, socket_inodes
+
+pytestmark = pytest.mark.timeout(60)
+APP = str(ROOT / "tests" / "apps" / "cluster_events.py")
+TWO = "http:port=0,host=127.0.0.1;echo:port=0,host=127.0.0.1"
+
+
+class Program:
+    """The test program running; ``events`` fills as it prints."""
+
+    def __init__(self, *prefix: str, **env: str) -> None:
+        self.proc = subprocess.Popen([*prefix, sys.executable, APP], cwd=ROOT, text=True,
+                                     env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.events: list[list] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            if line.startswith("["):
+                self.events.append(json.loads(line))
+
+    def names(self, worker: int | None = None) -> list[str]:
+        return [e[0] for e in self.events if worker is None or (len(e) > 1 and e[1] == worker)]
+
+    def wait(self, name: str, count: int = 1, timeout: float = 20) -> bool:
+        return wait_for(lambda: self.names().count(name) >= count, timeout)
+
+    def ports(self) -> list[int]:
+        return sorted({e[2]["port"] for e in self.events if e[0] == "listening"})
+
+    def exit_code(self, timeout: float = 20) -> int:
+        return self.proc.wait(timeout)
+
+
+def run_to_end(scenario: str, workers: int = 1) -> Program:
+    program = Program(SCENARIO=scenario, WORKERS=str(workers))
+    assert program.exit_code() == 0, program.proc.stderr.read()  # no worker left: it ends
+    wait_for(lambda: False, 0.2)  # the reader thread takes the last lines
+    return program
+
+
+NODE_ORDER = ["fork", "worker.online", "online", "listening", "worker.disconnect", "disconnect",
+              "worker.exit", "exit"]
+
+
+@pytest.mark.parametrize("scenario, code, sig, asked", [
+    ("kill", None, "SIGTERM", True),  # worker.kill(): SIGTERM, no graceful disconnect
+    ("disconnect", 0, None, True),  # worker.disconnect(): drains, exits 0
+    ("crash", 3, None, False),  # it left by itself: exitedAfterDisconnect false
+])
+def test_one_worker_events_in_node_order(scenario, code, sig, asked):
+    program = run_to_end(scenario)
+    assert program.names(1) == NODE_ORDER, program.events
+    exit_event = program.events[-1]
+    # exit(worker, code, signal); exitedAfterDisconnect; isDead(); gone from cluster.workers
+    assert exit_event == ["exit", 1, code, sig, asked, True, False, "dead"]
+    assert ["disconnect", 1, True] in program.events  # still in workers until it has exited too
+
+
+def test_cluster_disconnect_calls_back_once_every_worker_has_left():
+    program = run_to_end("cluster_disconnect", workers=2)
+    for worker in (1, 2):
+        assert program.names(worker) == NODE_ORDER, program.events
+        assert ["exit", worker, 0, None, True, True, False, "dead"] in program.events
+    assert program.events[-1] == ["done", 0]
+
+
+def test_closing_the_last_user_releases_the_handle():
+    program = run_to_end("close")
+    assert ["released", True] in program.events  # nobody listens on the port any more
+
+
+@pytest.mark.parametrize("policy", ["rr", "none"])
+def test_worker_serves_http_and_a_raw_tcp_echo(policy):
+    program = Program(SCENARIO="serve", WORKERS="2", LISTEN=TWO, SOCKSERVE_SCHED_POLICY=policy)
+    try:
+        assert program.wait("ready"), program.events
+        listens = [e for e in program.events if e[0] == "listening"]
+        assert len(listens) == 4 and len(program.ports()) == 2  # port 0: one port per key, shared
+        http_port = listens[0][2]["port"]
+        echo_port = next(p for p in program.ports() if p != http_port)
+        bodies = {http_get(http_port)[1] for _ in range(6)}
+        assert all(b.startswith("hello from worker ") for b in bodies)
+        if policy == "rr":
+            assert len(bodies) == 2  # both workers take turns
+        with socket.create_connection(("127.0.0.1", echo_port), timeout=5) as conn:
+            conn.sendall(b"ping\n" * 1000)
+            conn.shutdown(socket.SHUT_WR)
+            got = b"".join(iter(lambda: conn.recv(65536), b""))
+        assert got == b"ping\n" * 1000
+        workers = [int(p) for p in _children(program.proc.pid)]
+        held = set().union(*(socket_inodes(pid) for pid in workers)) & listening_socket_inodes()
+        assert len(held) == (2 if policy == "none" else 0)  # shared: workers accept themselves
+    finally:
+        assert terminate(program.proc) == 0
+
+
+@pytest.mark.skipif(not shutil.which("systemd-socket-activate"), reason="needs systemd-socket-activate")
+def test_named_socket_from_systemd_socket_activate():
+    port = free_port()
+    env = {"SCENARIO": "serve", "LISTEN": "http:name=http;echo:port=0,host=127.0.0.1"}
+    program = Program("systemd-socket-activate", "-l", f"127.0.0.1:{port}", "--fdname=http",
+                      "-E", "PYTHONPATH", *[a for k in env for a in ("-E", k)], **env)
+    try:
+        assert wait_for(lambda: _connects(port), 10)  # the first connection starts the program
+        assert program.wait("ready"), (program.events, program.proc.stderr)
+        http = next(e for e in program.events if e[0] == "listening" and e[2]["name"] == "http")
+        assert http[2]["port"] == port and http[2]["address"] == "127.0.0.1"
+        assert http_get(port)[1] == "hello from worker 1\n"
+    finally:
+        program.proc.send_signal(signal.SIGTERM)
+        assert program.exit_code() == 0
+
+
+def _connects(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def _children(pid: int) -> list[str]:
+    return open(f"/proc/{pid}/task/{pid}/children").read().split()
