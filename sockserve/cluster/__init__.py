@@ -51,8 +51,9 @@ def run(main: Any) -> None:
 
     from ..eventloop import new_event_loop
 
-    if not logging.getLogger().handlers:  # a library's manners: quiet unless the program logs
-        logging.getLogger("sockserve").addHandler(logging.NullHandler())
+    if not logging.getLogger().handlers:  # the service's logs: quiet unless the program logs
+        for side_name in ("sockserve.master", "sockserve.worker"):
+            logging.getLogger(side_name).addHandler(logging.NullHandler())
     here = side()
     if is_worker:
         import asyncio

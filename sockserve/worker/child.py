@@ -81,6 +81,14 @@ class ChildWorker(Worker):
             self.loop.call_soon_threadsafe(super().send, payload)
         return True
 
+    def _emit(self, event: str, *args: Any) -> None:
+        """The program's listeners: one that raises is printed (Node would throw), never fatal."""
+        for callback in list(self._listeners.get(event, ())):
+            try:
+                callback(*args)
+            except Exception:
+                traceback.print_exc()
+
     def kill(self, sig: int | str = "SIGTERM") -> None:
         os.kill(self.pid, getattr(signal, sig) if isinstance(sig, str) else sig)
 

@@ -6,6 +6,7 @@ the primary does once every worker listens on everything: serve, kill, disconnec
 cluster_disconnect, crash, close).
 """
 
+import asyncio
 import json
 import os
 import socket
@@ -15,6 +16,7 @@ from sockserve import cluster
 
 SCENARIO = os.environ.get("SCENARIO", "serve")
 WORKERS = int(os.environ.get("WORKERS", "1"))
+tasks = []
 LISTEN = [spec for spec in os.environ.get("LISTEN", "http:port=0,host=127.0.0.1").split(";") if spec]
 
 
@@ -92,19 +94,24 @@ def primary():
 
 
 async def worker_main():
-    servers = []
+    servers, listening = [], asyncio.Event()
+
+    async def close():
+        await listening.wait()  # the primary may see "listening" before listen() returned here
+        port = servers[0].address()["port"]
+        servers[0].close()
+        cluster.worker.send({"closed": port})
 
     def on_message(message):
         if message == "crash":
             os._exit(3)
         if message == "close":
-            port = servers[0].address()["port"]
-            servers[0].close()
-            cluster.worker.send({"closed": port})
+            tasks.append(asyncio.get_running_loop().create_task(close()))
 
     cluster.worker.on("message", on_message)  # first: the primary may write once we listen
     for handler, kwargs in map(arguments, LISTEN):
         servers.append(await sockserve.listen(handler, **kwargs))
+    listening.set()
 
 
 async def main():
