@@ -4,10 +4,11 @@ A worker's ``listen()`` sends ``QueryServer(key)``; the key names what it listen
 keys its map by ``address:port:addressType:fd:index``): ``HOST:PORT``, ``[V6]:PORT``,
 ``unix:/PATH``, a systemd socket name (``LISTEN_FDNAMES``), or ``NAME=ADDRESS`` (that
 name when systemd passed it, else ADDRESS bound by the primary; the CLI's ``--bind
-NAME=ADDR`` spelling), with ``#N`` when one worker asks for the same address again (``indexed``).  The first worker asking for a key makes the primary open the
-handle; the same key from other workers shares it; the last ``Close`` (or death) of its
-users releases it (Node's ``RoundRobinHandle.remove`` / ``SharedHandle.remove`` returning
-true).  No sockets here: ``master/primary_pool.py`` opens and closes them.
+NAME=ADDR`` spelling), with ``#N`` when one worker asks for the same address again
+(``indexed``).  The first worker asking for a key makes the primary open the handle; the
+same key from other workers shares it; the last ``Close`` (or death) of its users releases it
+(Node's ``RoundRobinHandle.remove`` / ``SharedHandle.remove`` returning true).
+No sockets here: ``master/primary_pool.py`` opens and closes them.
 
 ``OpenPeer`` is ``peer.WorkerPeer`` for library workers, whose keys are not known at
 spawn: any key may be asked, at any time while the worker serves.
