@@ -55,11 +55,20 @@ class Server:
 
 
 class ChildWorker(Worker):
-    """``cluster.worker``: Node's Worker in a worker process, plus the servers of ``listen()``."""
+    """``cluster.worker``: Node's Worker in a worker process, plus the servers of ``listen()``.
 
-    def __init__(self, worker_id: int, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+    The service's workers are ChildWorkers too (worker/main.py): their ``config`` names the
+    keys and ``apps`` their app per key; they ask for those keys at start (runtime.Worker),
+    a library worker in each ``listen()``: one QueryServer, reply and serving path for both.
+    """
+
+    def __init__(self, worker_id: int, sock: socket.socket, loop: asyncio.AbstractEventLoop, *,
+                 config: dict[str, Any] | None = None, apps: dict[str, Any] | None = None) -> None:
         self.apps = Keyed()
-        super().__init__(worker_id, dict(CONFIG), sock, self.apps, loop)
+        config = dict(CONFIG) if config is None else config
+        super().__init__(worker_id, config, sock, self.apps, loop)
+        for key, adapter in (apps or {}).items():
+            self._add(key, adapter, started=False)
         self._thread = threading.get_ident()
         self._waiting: dict[str, asyncio.Future[str]] = {}
         self._acceptors: dict[str, Any] = {}
@@ -105,9 +114,8 @@ class ChildWorker(Worker):
                      options: dict[str, Any] | None = None) -> Server:
         key = indexed(key, self.keys)
         adapter = apps.adapter_for(app, interface, self.id, self.loop, options)
-        limits.apply(adapter, limits.HttpLimits.from_worker_config(self.config))
         await adapter.startup()  # ASGI lifespan before the first connection, as the service
-        self.apps.add(key, adapter)
+        self._add(key, adapter, started=True)
         future = self._waiting[key] = self.loop.create_future()
         self.keys += (key,)
         self._channel.send(protocol.QueryServer(key))
@@ -122,6 +130,10 @@ class ChildWorker(Worker):
             self._waiting.pop(key, None)
         self.state = "listening"
         return Server(self, key, address)
+
+    def _add(self, key: str, adapter: Any, started: bool) -> None:
+        if self.apps.add(key, adapter, started):  # HTTP bounds, once per app
+            limits.apply(adapter, limits.HttpLimits.from_worker_config(self.config))
 
     def _on_server_reply(self, msg: protocol.ServerReply, fds: list[int]) -> None:
         future = self._waiting.get(msg.key)

@@ -21,24 +21,38 @@ class Keyed:
     def __init__(self) -> None:
         self.adapters: dict[str, Any] = {}
         self._where: dict[str, tuple[str, int] | str] = {}  # key -> (host, port) or unix path
+        self._distinct: list[Any] = []  # each adapter once (the service: one app on every key)
+        self._started: set[int] = set()  # id() of the adapters whose startup ran
 
-    def add(self, key: str, adapter: Any) -> None:
+    def add(self, key: str, adapter: Any, started: bool = False) -> bool:
+        """Serve ``key`` with ``adapter``; True if this adapter is new here."""
         self.adapters[key] = adapter
+        if started:
+            self._started.add(id(adapter))
+        new = all(a is not adapter for a in self._distinct)
+        if new:
+            self._distinct.append(adapter)
+        return new
 
     def remove(self, key: str) -> Any:
         self._where.pop(key, None)
-        return self.adapters.pop(key, None)
+        adapter = self.adapters.pop(key, None)
+        if all(a is not adapter for a in self.adapters.values()):
+            self._distinct = [a for a in self._distinct if a is not adapter]
+        return adapter
 
     def located(self, key: str, address: str) -> None:
         """``key`` listens on ``address`` (the printable address of the ServerReply)."""
+        host, _, port = address.rpartition(":")
         if address.startswith("unix:"):
             self._where[key] = address[5:]
-        else:
-            host, _, port = address.rpartition(":")
+        elif port.isdigit():
             self._where[key] = (host.strip("[]"), int(port))
 
     def pick(self, sock: socket.socket) -> Any:
         """The adapter serving the listener ``sock`` was accepted from."""
+        if len(self._distinct) == 1:  # the service's case: no syscall on its hot path
+            return self._distinct[0]
         try:
             local = sock.getsockname()
         except OSError:
@@ -52,42 +66,46 @@ class Keyed:
                     fallback = fallback or self.adapters[key]
             elif where == local:
                 return self.adapters[key]
-        return fallback or next(iter(self.adapters.values()))
+        return fallback or self._distinct[0]
 
     # ------------------------------------------------------------ one adapter, to the runtime
     @property
     def open(self) -> int:
-        return sum(a.open for a in self.adapters.values())
+        return sum(a.open for a in self._distinct)
 
     @property
     def served(self) -> int:
-        return sum(a.served for a in self.adapters.values())
+        return sum(a.served for a in self._distinct)
 
     @property
     def idle_grace(self) -> float:
-        return max((a.idle_grace for a in self.adapters.values()), default=0.0)
+        return max((a.idle_grace for a in self._distinct), default=0.0)
 
     @property
     def tasks(self) -> set[asyncio.Task[Any]]:
-        return set().union(*(a.tasks for a in self.adapters.values()))
+        return set().union(*(a.tasks for a in self._distinct))
 
     def transports(self) -> list[asyncio.BaseTransport]:
-        return [t for a in self.adapters.values() for t in a.transports()]
+        return [t for a in self._distinct for t in a.transports()]
 
     def busy(self) -> bool:
-        return any(a.busy() for a in self.adapters.values())
+        return any(a.busy() for a in self._distinct)
 
     def begin_drain(self) -> None:
-        for adapter in self.adapters.values():
+        for adapter in self._distinct:
             adapter.begin_drain()
 
     def close_idle(self) -> None:
-        for adapter in self.adapters.values():
+        for adapter in self._distinct:
             adapter.close_idle()
 
     async def startup(self) -> None:
-        """Each app starts in its own ``listen()``, before its QueryServer."""
+        """The ASGI lifespan startup of each app not started yet (raises AppStartupError)."""
+        for adapter in list(self._distinct):
+            if id(adapter) not in self._started:
+                self._started.add(id(adapter))
+                await adapter.startup()
 
     async def shutdown(self) -> None:
-        for adapter in self.adapters.values():
+        for adapter in self._distinct:
             await adapter.shutdown()

@@ -20,7 +20,7 @@ from ..config import EXIT_APP, EXIT_FAILURE
 from ..eventloop import new_event_loop
 from ..logs import LogConfigError, apply_log_config, setup_logging
 from . import apps, guards
-from .runtime import Worker
+from .child import ChildWorker
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
@@ -41,7 +41,8 @@ def main() -> None:
     except apps.AppLoadError as exc:
         logging.getLogger("sockserve.worker").debug("cannot load app %r", spec, exc_info=exc.__cause__)
         boot_failed(sock, worker_id, f"cannot load app '{spec}': {exc}")
-    worker = Worker(worker_id, config, sock, adapter, loop)
+    by_key = {key: adapter for key in config.get("keys", ())} or {"": adapter}  # one app on every key
+    worker = ChildWorker(worker_id, sock, loop, config=config, apps=by_key)  # listen()'s path too
     guards.install(worker, adapter)  # request timeout, max_requests (issue 13)
     code = loop.run_until_complete(worker.run())
     worker.event("exit", "worker %d exits with code %d", worker_id, code)
