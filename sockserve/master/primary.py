@@ -117,7 +117,7 @@ class Primary(EventEmitter):
         """Node's ``setupPrimary``: what later ``fork()`` calls start; emits ``setup``."""
         main = sys.modules.get("__main__")
         spec = getattr(main, "__spec__", None)
-        settings = {"exec": sys.argv[0], "args": sys.argv[1:], "cwd": None, "silent": False,
+        settings = {"exec": os.path.abspath(sys.argv[0]), "args": sys.argv[1:], "cwd": None, "silent": False,
                     "module": spec.name if spec is not None and spec.name != "__main__" else None,
                     **self.settings}
         given = {"exec": exec, "args": args, "cwd": cwd, "silent": silent}

@@ -140,3 +140,20 @@ def _connects(port: int) -> bool:
 
 def _children(pid: int) -> list[str]:
     return open(f"/proc/{pid}/task/{pid}/children").read().split()
+
+
+def test_setup_primary_fork_env_and_scheduling_policy(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "apps" / "cluster_setup.py")], cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "WORKER_CWD": str(tmp_path)},
+                          capture_output=True, text=True, timeout=40)
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("[")]
+    assert events[:2] == [["setup", ["one"], True], ["setup", ["two"], False]]
+    reports = {e[1]: e[2] for e in events if e[0] == "message"}
+    # cwd, args and fork(env) reach the worker; cwd stays for later forks (Node's settings)
+    assert reports[1] | {"port": 0} == {"cwd": str(tmp_path), "argv": ["one"], "extra": "1",
+                                        "shared": True, "port": 0}
+    assert reports[2]["argv"] == ["two"] and reports[2]["extra"] is None
+    assert all(r["shared"] for r in reports.values())  # cluster.scheduling_policy = SCHED_NONE
+    assert "noise from worker 2" in proc.stdout and "noise from worker 1" not in proc.stdout  # silent
+    assert sorted(e[1:] for e in events if e[0] == "exit") == [[1, 0], [2, 0]]
