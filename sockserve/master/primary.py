@@ -125,13 +125,13 @@ class Primary(EventEmitter):
         if exec is not None:
             settings["module"] = None
         self.settings = settings
-        asyncio.get_running_loop().call_soon(self.emit, "setup", dict(settings))
+        _loop("setup_primary").call_soon(self.emit, "setup", dict(settings))
 
     setup_master = setup_primary
 
     def fork(self, env: dict[str, str] | None = None) -> Worker:
         """Start a worker; its ``fork`` event comes on the next loop turn (Node: nextTick)."""
-        loop = asyncio.get_running_loop()
+        loop = _loop("fork")
         if not self.settings:
             self.setup_primary()
         pool = self._start(loop)
@@ -166,7 +166,7 @@ class Primary(EventEmitter):
     def disconnect(self, callback: Any = None) -> asyncio.Future[None]:
         """Disconnect every worker; ``callback()`` (and the returned future) once all are
         gone and every handle is closed."""
-        done = asyncio.get_running_loop().create_future()
+        done = _loop("disconnect").create_future()
         if callback is not None:
             done.add_done_callback(lambda _: callback())
         self._all_gone.append(done)
@@ -233,6 +233,14 @@ class _Relay:
         self.primary.emit(event, worker, *args)
         if remove:
             self.primary._check_gone()
+
+
+def _loop(name: str) -> asyncio.AbstractEventLoop:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(f"cluster.{name}() runs in the program's loop: call it from "
+                           "main(), started by cluster.run(main)") from None
 
 
 def _signal_name(number: int) -> str:

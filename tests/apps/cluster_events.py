@@ -3,7 +3,7 @@
 Environment (workers inherit it): ``WORKERS`` (how many to fork), ``LISTEN`` (``;``-separated
 ``KIND:key=value,...`` with KIND http or echo and the listen() arguments), ``SCENARIO`` (what
 the primary does once every worker listens on everything: serve, kill, disconnect,
-cluster_disconnect, crash, close).
+cluster_disconnect, crash, close, close_one).
 """
 
 import asyncio
@@ -51,8 +51,8 @@ def act(worker):
         worker.disconnect()
     elif SCENARIO == "cluster_disconnect":
         cluster.disconnect(lambda: say("done", len(cluster.workers)))
-    elif SCENARIO in ("crash", "close"):
-        worker.send(SCENARIO)
+    elif SCENARIO in ("crash", "close", "close_one"):
+        worker.send("crash" if SCENARIO == "crash" else "close")
     else:
         say("ready")
 
@@ -77,7 +77,10 @@ def primary():
                 say("released", False)
             except ConnectionRefusedError:
                 say("released", True)
-            worker.disconnect()
+            if SCENARIO == "close_one":  # the other listener serves on
+                say("ready")
+            else:
+                worker.disconnect()
 
     cluster.on("fork", lambda worker: say("fork", worker.id))
     cluster.on("online", lambda worker: say("online", worker.id))

@@ -157,3 +157,20 @@ def test_setup_primary_fork_env_and_scheduling_policy(tmp_path):
     assert all(r["shared"] for r in reports.values())  # cluster.scheduling_policy = SCHED_NONE
     assert "noise from worker 2" in proc.stdout and "noise from worker 1" not in proc.stdout  # silent
     assert sorted(e[1:] for e in events if e[0] == "exit") == [[1, 0], [2, 0]]
+
+
+@pytest.mark.parametrize("native", ["1", "0"])
+def test_the_other_listener_serves_on_after_a_release(native):
+    """Releasing a handle under the C engine moves the primary to the Python path for good."""
+    program = Program(SCENARIO="close_one", WORKERS="1", LISTEN=TWO, SOCKSERVE_NATIVE=native)
+    try:
+        assert program.wait("ready"), program.events
+        assert ["released", True] in program.events
+        echo_port = [e for e in program.events if e[0] == "listening"][1][2]["port"]
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", echo_port), timeout=5) as conn:
+                conn.sendall(b"still here")
+                conn.shutdown(socket.SHUT_WR)
+                assert b"".join(iter(lambda: conn.recv(65536), b"")) == b"still here"
+    finally:
+        assert terminate(program.proc) == 0

@@ -123,3 +123,22 @@ def test_life_leaves_workers_at_the_later_of_disconnect_and_exit(order, asked):
     assert second() is True  # now it leaves, before this event is emitted
     assert life.exited_after_disconnect is asked and life.state == "dead"
     assert not life.connected and life.dead
+
+
+def test_importing_the_cluster_module_starts_nothing_and_keeps_the_policy():
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; from sockserve import cluster; "
+            "print(sorted(m for m in sys.modules if m.startswith(('sockserve.master', 'sockserve.worker')))); "
+            "print(cluster.is_primary, cluster.is_worker, cluster.worker); "
+            "cluster.scheduling_policy = cluster.SCHED_NONE; print(cluster.side().scheduling_policy); "
+            "print(cluster.workers)\n"
+            "try:\n    cluster.fork()\nexcept RuntimeError as exc:\n    print(exc)")
+    env = {k: v for k, v in os.environ.items() if k != "SOCKSERVE_WORKER_ID"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    lines = out.stdout.splitlines()
+    assert lines[0] == "[]"  # nothing of either side until a name of one is used
+    assert lines[1:4] == ["True False None", "1", "{}"]
+    assert "cluster.run(main)" in lines[4]
