@@ -23,7 +23,7 @@ from ..cluster.handles import Handle, Handles, OpenPeer, parse_key
 from ..cluster.peer import WorkerState
 from ..cluster.protocol import Message, ServerReply
 from ..config import ConfigError, make_config, parse_address
-from ..listeners import Listener, bind_all
+from ..listeners import Listener, bind_all, remove_socket_files
 from ..systemd.listenfds import InheritedSocket
 from . import native, process
 from .handoff import Dispatcher
@@ -119,6 +119,7 @@ class PrimaryDispatcher(Dispatcher):
             self._used = {fd: k for fd, k in self._used.items() if k != handle.key}
         else:
             listener.sock.close()
+            remove_socket_files([listener])  # a unix socket file we made
         for worker in list(self.workers.values()):
             self.refresh(worker)
         self._update_readers()

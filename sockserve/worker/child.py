@@ -184,7 +184,8 @@ def _printable(where: tuple[str, int] | str | None) -> str:
 
 async def run_worker(main: Any) -> int:
     """``cluster.run(main)`` in a worker: the ChildWorker, then ``main()``; the exit code once
-    it is disconnected (or at once, when ``main`` returns without listening)."""
+    it is disconnected, or 0 when it listens on nothing and has no ``message`` listener nor
+    task left (Node's worker lives while a server or its IPC channel's listeners hold it)."""
     loop = asyncio.get_running_loop()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the primary's to handle
     fd = int(os.environ["SOCKSERVE_CHANNEL_FD"])
@@ -201,8 +202,13 @@ async def run_worker(main: Any) -> int:
         traceback.print_exc()  # an uncaught exception, as Node prints it; the worker exits 1
         worker.finish(EXIT_FAILURE)
         return EXIT_FAILURE
-    if not worker.keys:
-        worker.finish(0)
+    me = asyncio.current_task()
+    while not worker.keys and not serving.done():  # Node: alive while it listens, has a message
+        others = any(t is not me and t is not serving for t in asyncio.all_tasks())  # listener or work
+        if not others and not worker._listeners.get("message"):
+            worker.finish(0)
+            break
+        await asyncio.sleep(0.05)
     return await serving
 
 
@@ -224,4 +230,5 @@ async def listen(app: Any, port: int | None = None, host: str | None = None, *,
     worker = current_worker()
     if not isinstance(worker, ChildWorker):
         raise RuntimeError("sockserve.listen() runs in a worker of sockserve.cluster.run(main)")
+    path = os.path.abspath(path) if path is not None else None  # Node resolves it too
     return await worker.listen(app, server_key(port, host, name=name, path=path), interface, options)

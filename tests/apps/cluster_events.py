@@ -18,6 +18,7 @@ SCENARIO = os.environ.get("SCENARIO", "serve")
 WORKERS = int(os.environ.get("WORKERS", "1"))
 tasks = []
 LISTEN = [spec for spec in os.environ.get("LISTEN", "http:port=0,host=127.0.0.1").split(";") if spec]
+# no LISTEN: a worker with only a message listener (Node keeps such a worker alive)
 
 
 def say(*args):
@@ -51,6 +52,8 @@ def act(worker):
         worker.disconnect()
     elif SCENARIO == "cluster_disconnect":
         cluster.disconnect(lambda: say("done", len(cluster.workers)))
+    elif SCENARIO == "ping":
+        worker.send("ping")
     elif SCENARIO in ("crash", "close", "close_one"):
         worker.send("crash" if SCENARIO == "crash" else "close")
     else:
@@ -71,6 +74,8 @@ def primary():
 
     def on_message(worker, message):
         say("message", worker.id, message)
+        if message == "pong":
+            worker.disconnect()
         if isinstance(message, dict) and "closed" in message:
             try:
                 socket.create_connection(("127.0.0.1", message["closed"]), timeout=2).close()
@@ -84,6 +89,8 @@ def primary():
 
     cluster.on("fork", lambda worker: say("fork", worker.id))
     cluster.on("online", lambda worker: say("online", worker.id))
+    if not LISTEN:  # a worker that serves nothing: act once it is online
+        cluster.on("online", act)
     cluster.on("listening", lambda worker, address: say("listening", worker.id, address))
     cluster.on("listening", on_listening)
     cluster.on("message", on_message)
@@ -108,6 +115,8 @@ async def worker_main():
     def on_message(message):
         if message == "crash":
             os._exit(3)
+        if message == "ping":
+            cluster.worker.send("pong")
         if message == "close":
             tasks.append(asyncio.get_running_loop().create_task(close()))
 

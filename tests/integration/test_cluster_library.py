@@ -174,3 +174,29 @@ def test_the_other_listener_serves_on_after_a_release(native):
                 assert b"".join(iter(lambda: conn.recv(65536), b"")) == b"still here"
     finally:
         assert terminate(program.proc) == 0
+
+
+def test_unix_socket_listener_and_its_file_removed_at_release(tmp_path):
+    path = tmp_path / "app.sock"
+    program = Program(SCENARIO="serve", WORKERS="2", LISTEN=f"http:path={path}")
+    try:
+        assert program.wait("ready"), program.events
+        assert [e[2]["address_type"] for e in program.events if e[0] == "listening"] == [-1, -1]
+        bodies = set()
+        for _ in range(4):
+            with socket.socket(socket.AF_UNIX) as conn:
+                conn.connect(str(path))
+                conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                bodies.add(b"".join(iter(lambda c=conn: c.recv(65536), b"")).split(b"\r\n\r\n")[1])
+        assert bodies == {b"hello from worker 1\n", b"hello from worker 2\n"}
+    finally:
+        assert terminate(program.proc) == 0
+    assert not path.exists()  # the last worker left: the handle and its file are gone
+
+
+def test_a_worker_with_only_a_message_listener_stays_until_disconnected():
+    program = Program(SCENARIO="ping", WORKERS="1", LISTEN="")
+    assert program.exit_code() == 0, program.proc.stderr.read()
+    wait_for(lambda: False, 0.2)
+    assert ["message", 1, "pong"] in program.events  # alive after main() returned, answering
+    assert program.events[-1] == ["exit", 1, 0, None, True, True, False, "dead"]

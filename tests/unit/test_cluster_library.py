@@ -131,7 +131,8 @@ def test_importing_the_cluster_module_starts_nothing_and_keeps_the_policy():
     import sys
 
     code = ("import sys; from sockserve import cluster; "
-            "print(sorted(m for m in sys.modules if m.startswith(('sockserve.master', 'sockserve.worker')))); "
+            "sides = ('sockserve.master', 'sockserve.worker'); "
+            "print(sorted(m for m in sys.modules if m.startswith(sides))); "
             "print(cluster.is_primary, cluster.is_worker, cluster.worker); "
             "cluster.scheduling_policy = cluster.SCHED_NONE; print(cluster.side().scheduling_policy); "
             "print(cluster.workers)\n"
