@@ -65,6 +65,7 @@ class ChildWorker(Worker):
     def __init__(self, worker_id: int, sock: socket.socket, loop: asyncio.AbstractEventLoop, *,
                  config: dict[str, Any] | None = None, apps: dict[str, Any] | None = None) -> None:
         self.apps = Keyed()
+        self.library = config is None  # started by cluster.fork(), not by the sockserve service
         config = dict(CONFIG) if config is None else config
         super().__init__(worker_id, config, sock, self.apps, loop)
         for key, adapter in (apps or {}).items():
@@ -112,6 +113,10 @@ class ChildWorker(Worker):
     # ------------------------------------------------------------ listen
     async def listen(self, app: Any, key: str, interface: str = "auto",
                      options: dict[str, Any] | None = None) -> Server:
+        if not self.library:  # its master knows its keys from the configuration only
+            raise RuntimeError("listen(): the sockserve service's workers serve the configured "
+                               "addresses (bind, or systemd's sockets); run the program with "
+                               "sockserve.cluster.run(main) to listen yourself")
         key = indexed(key, self.keys)
         adapter = apps.adapter_for(app, interface, self.id, self.loop, options)
         await adapter.startup()  # ASGI lifespan before the first connection, as the service

@@ -3,7 +3,7 @@
 Environment (workers inherit it): ``WORKERS`` (how many to fork), ``LISTEN`` (``;``-separated
 ``KIND:key=value,...`` with KIND http or echo and the listen() arguments), ``SCENARIO`` (what
 the primary does once every worker listens on everything: serve, kill, disconnect,
-cluster_disconnect, crash, close, close_one).
+cluster_disconnect, crash, close, close_one, ping, respawn).
 """
 
 import asyncio
@@ -54,8 +54,8 @@ def act(worker):
         cluster.disconnect(lambda: say("done", len(cluster.workers)))
     elif SCENARIO == "ping":
         worker.send("ping")
-    elif SCENARIO in ("crash", "close", "close_one"):
-        worker.send("crash" if SCENARIO == "crash" else "close")
+    elif SCENARIO in ("crash", "close", "close_one", "respawn"):
+        worker.send("close" if SCENARIO.startswith("close") else "crash")
     else:
         say("ready")
 
@@ -65,12 +65,16 @@ def primary():
 
     def on_listening(worker, address):
         listening.setdefault(worker.id, []).append(address)
-        if sum(len(a) for a in listening.values()) == WORKERS * len(LISTEN):
+        if SCENARIO == "respawn" and worker.id == 2:  # the replacement serves
+            say("ready")
+        elif sum(len(a) for a in listening.values()) == WORKERS * len(LISTEN):
             act(cluster.workers[min(cluster.workers)])
 
     def on_exit(worker, code, signal):
         say("exit", worker.id, code, signal, worker.exited_after_disconnect, worker.is_dead(),
             worker.id in cluster.workers, worker.state)
+        if SCENARIO == "respawn" and worker.id == 1:  # Node's docs: fork again from "exit"
+            cluster.fork()
 
     def on_message(worker, message):
         say("message", worker.id, message)

@@ -200,3 +200,15 @@ def test_a_worker_with_only_a_message_listener_stays_until_disconnected():
     wait_for(lambda: False, 0.2)
     assert ["message", 1, "pong"] in program.events  # alive after main() returned, answering
     assert program.events[-1] == ["exit", 1, 0, None, True, True, False, "dead"]
+
+
+def test_the_primary_respawns_only_when_the_program_forks_from_exit():
+    program = Program(SCENARIO="respawn", WORKERS="1")  # worker 1 crashes; "exit" forks worker 2
+    try:
+        assert program.wait("ready"), program.events
+        assert ["exit", 1, 3, None, False, True, False, "dead"] in program.events
+        port = program.ports()[-1]  # worker 1 held the only user: a new random port (as Node)
+        assert http_get(port)[1] == "hello from worker 2\n"
+    finally:
+        assert terminate(program.proc) == 0
+    assert program.names().count("fork") == 2
