@@ -207,7 +207,8 @@ def test_the_primary_respawns_only_when_the_program_forks_from_exit():
     try:
         assert program.wait("ready"), program.events
         assert ["exit", 1, 3, None, False, True, False, "dead"] in program.events
-        port = program.ports()[-1]  # worker 1 held the only user: a new random port (as Node)
+        # worker 1 was the handle's only user: worker 2 gets a new random port (as in Node)
+        port = next(e[2]["port"] for e in program.events if e[0] == "listening" and e[1] == 2)
         assert http_get(port)[1] == "hello from worker 2\n"
     finally:
         assert terminate(program.proc) == 0
