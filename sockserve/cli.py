@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 from . import __version__, apploader
 from .config import EXIT_FAILURE, EXIT_USAGE, Config, ConfigError, make_config
-from .settings import BY_NAME, SETTINGS, Setting
+from .settings import SETTINGS, Setting
 
 ENV_PREFIX = "SOCKSERVE_"
 ENV_INTERNAL = {"SOCKSERVE_WORKER_ID", "SOCKSERVE_CHANNEL_FD", "SOCKSERVE_WORKER_CONFIG", "SOCKSERVE_CONFIG"}
@@ -46,13 +46,12 @@ def serve_parser() -> argparse.ArgumentParser:
                 "Every option is also a key of the TOML file and a SOCKSERVE_<KEY> variable.",
                 argument_default=argparse.SUPPRESS,
                 allow_abbrev=False)  # gunicorn's --timeout must not pass as --timeout-keep-alive
-    p.add_argument("app", nargs="?", help=BY_NAME["app"].help)
+    p.add_argument("app_positional", nargs="?", metavar="APP", help="MODULE:ATTR of the app for "
+                   "every listener (as --app MODULE:ATTR; default: built-in hello app)")
     p.add_argument("-c", "--config", dest="config_file", metavar="FILE", help="TOML config file "
                    "(also SOCKSERVE_CONFIG)")
     groups: dict[str, Any] = {}
     for setting in SETTINGS:
-        if setting.name == "app":
-            continue
         if setting.section not in groups:
             groups[setting.section] = p.add_argument_group(SECTION_TITLES[setting.section])
         _add_option(groups[setting.section], setting)
@@ -77,7 +76,7 @@ def _add_option(group: Any, s: Setting) -> None:
         return
     kwargs: dict[str, Any] = {"dest": s.name, "help": text,
                               "metavar": s.metavar or "|".join(s.choices) or "VALUE"}
-    if s.kind == "list":
+    if s.kind in ("list", "apps"):
         kwargs["action"] = "append"
     elif s.kind in ("int", "float"):
         kwargs["type"] = int if s.kind == "int" else float
@@ -99,6 +98,9 @@ def gather(argv: Sequence[str], environ: Mapping[str, str], base: str | None = N
     ``base``: the directory a relative config file path is relative to (the start
     directory, so a reload after ``chdir`` reads the same file)."""
     cli = vars((parser or serve_parser()).parse_args(argv))
+    apps = ([cli.pop("app_positional")] if "app_positional" in cli else []) + cli.pop("app", [])
+    if apps:  # APP and --app [NAME=]MODULE:ATTR: one mapping (appmap.parse)
+        cli["app"] = apps
     path = cli.pop("config_file", None) or environ.get("SOCKSERVE_CONFIG")
     if path and base:
         path = os.path.join(base, path)

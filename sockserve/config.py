@@ -8,10 +8,13 @@ message that names the key and the bad value.
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass, field, make_dataclass, replace
+from dataclasses import field, make_dataclass, replace
 from typing import Any
 
+from . import appmap
 from .access import ACCESS_FIELDS, format_access_line
+from .address import Address, parse_address  # noqa: F401 (re-exported)
+from .errors import ConfigError
 from .settings import BY_NAME, SETTINGS, worker_keys
 
 # Exit codes systemd sees (LSB / systemd's EXIT_* names in brackets).
@@ -27,56 +30,22 @@ SHUTDOWN_BUDGET = 3.0
 EXIT_SLACK = 1.0
 
 
-class ConfigError(ValueError):
-    """A bad configuration value; ``str()`` is the one-line message."""
-
-
-@dataclass(frozen=True)
-class Address:
-    """A bind address: ``host:port``, ``[v6]:port`` or ``unix:/path``."""
-
-    family: str  # "tcp" or "unix"
-    host: str = ""
-    port: int = 0
-    path: str = ""
-
-    def __str__(self) -> str:
-        if self.family == "unix":
-            return f"unix:{self.path}"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-
-def parse_address(text: str) -> Address:
-    """``Address`` for ``text`` or ConfigError."""
-    if text.startswith("unix:"):
-        path = text[5:]
-        if not path.startswith("/") and not path.startswith("@"):
-            raise ConfigError(f"bind {text!r}: a unix path must be absolute (unix:/run/x.sock)")
-        return Address("unix", path=path)
-    host, sep, port = text.rpartition(":")
-    if not sep or not host:
-        raise ConfigError(f"bind {text!r}: expected HOST:PORT, [IPv6]:PORT or unix:/PATH")
-    if host.startswith("["):
-        if not host.endswith("]"):
-            raise ConfigError(f"bind {text!r}: unbalanced brackets")
-        host = host[1:-1]
-    elif ":" in host:
-        raise ConfigError(f"bind {text!r}: write IPv6 addresses as [addr]:port")
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"bind {text!r}: port must be a number from 0 to 65535")
-    return Address("tcp", host=host, port=int(port))
-
-
 def _config_namespace() -> dict[str, Any]:
     def addresses(self: Any) -> tuple[Address, ...]:
-        return tuple(parse_address(b) for b in self.bind)
+        return tuple(address for _, address in self.binds())
 
-    def for_worker(self: Any, generation: int, keys: tuple[str, ...]) -> dict[str, Any]:
-        """What a worker of ``generation`` is told (SOCKSERVE_WORKER_CONFIG)."""
-        told = {key: getattr(self, key) for key in worker_keys()}
-        return told | {"keys": list(keys), "heartbeat_interval": self.heartbeat_interval(),
-                       "generation": generation}
+    def binds(self: Any) -> tuple[tuple[str, Address], ...]:
+        """``(name, address)`` per ``bind`` entry (``NAME=ADDR``; name "" when unnamed)."""
+        return tuple((name, parse_address(text)) for name, text in map(appmap.split_bind, self.bind))
+
+    def for_worker(self: Any, generation: int, keys: tuple[str, ...] | dict[str, str]) -> dict[str, Any]:
+        """What a worker of ``generation`` is told (SOCKSERVE_WORKER_CONFIG).  ``keys``: the
+        listeners' keys, or key -> listener name; ``listeners`` (key -> name) and ``apps``
+        (key -> MODULE:ATTR or null, appmap.resolve; ValueError if it does not fit) go too."""
+        names = dict(keys) if isinstance(keys, dict) else dict.fromkeys(keys, "")
+        told = {key: getattr(self, key) for key in worker_keys()} | {"app": appmap.default(self.app)}
+        return told | {"keys": list(names), "listeners": names, "apps": appmap.resolve(self.app, names),
+                       "heartbeat_interval": self.heartbeat_interval(), "generation": generation}
 
     def heartbeat_interval(self: Any) -> float:
         return max(0.05, min(1.0, self.worker_timeout / 4))
@@ -89,7 +58,8 @@ def _config_namespace() -> dict[str, Any]:
         """
         return self.graceful_timeout + SHUTDOWN_BUDGET + EXIT_SLACK
 
-    return {"addresses": addresses, "for_worker": for_worker, "heartbeat_interval": heartbeat_interval,
+    return {"addresses": addresses, "binds": binds, "for_worker": for_worker,
+            "heartbeat_interval": heartbeat_interval,
             "drain_kill_after": drain_kill_after,
             "__doc__": "Every setting of settings.SETTINGS as a frozen attribute, plus config_file."}
 
@@ -127,6 +97,8 @@ FALSE_WORDS = {"0", "false", "no", "off"}
 def _coerce(key: str, value: Any) -> Any:
     kind = BY_NAME[key].kind if key in BY_NAME else "text"
     try:
+        if kind == "apps":
+            return appmap.parse(value)
         if kind == "list":
             items = [value] if isinstance(value, str) else list(value)
             return tuple(str(v).strip() for item in items for v in str(item).split(",") if v.strip())
@@ -144,6 +116,8 @@ def _coerce(key: str, value: Any) -> Any:
         if kind == "float":
             return float(value)
         return str(value).strip().lower()
+    except ConfigError:
+        raise
     except (TypeError, ValueError):
         raise ConfigError(f"{key}: {value!r} is not a valid {kind}") from None
 
@@ -160,11 +134,11 @@ def _validate(c: Config) -> None:
         value = getattr(c, key)
         _check(0 < value < 86400, f"{key}: must be a positive number of seconds, got {value}")
     _check(bool(c.bind), "bind: at least one address is needed")
+    appmap.bind_names(c.bind)  # names: valid, each once
     addresses = c.addresses()
     _check(len(set(addresses)) == len(addresses), f"bind: duplicate address in {', '.join(c.bind)}")
-    for key in ("app", "hooks"):
-        spec = getattr(c, key)
-        _check(spec is None or _is_import_spec(spec), f"{key}: {spec!r} is not MODULE:ATTRIBUTE")
+    _check(c.hooks is None or appmap.is_import_spec(c.hooks), f"hooks: {c.hooks!r} is not MODULE:ATTRIBUTE")
+    appmap.parse(c.app)  # a hand-made Config's app
     _validate_http(c)
     _validate_limits(c)
     _validate_guards(c)
@@ -230,11 +204,14 @@ def _validate_http(c: Any) -> None:
 
 
 # ------------------------------------------------------------ start and reload (one path)
-def validate_for_start(config: Config, *, inherited: bool, explicit_bind: bool) -> None:
+def validate_for_start(config: Config, *, inherited: bool, explicit_bind: bool,
+                       listeners: dict[str, str] | None = None) -> None:
     """What a start refuses, given where its listening sockets come from; ConfigError if any.
 
     ``inherited``: systemd passed sockets (``LISTEN_FDS``); ``explicit_bind``: ``bind`` was
-    given (command line, environment or file).  The same check runs at start
+    given (command line, environment or file); ``listeners``: systemd's, key -> name ("" when
+    unnamed; None: not known, the app mapping is not checked against them).  A mapping of
+    ``app`` must fit the listeners' names (appmap.resolve).  The same check runs at start
     (master/serve.py), on a reload's re-read (so a reload never accepts what the next
     ``systemctl restart`` would refuse) and in ``sockserve check`` (like ``nginx -t``).
     """
@@ -244,6 +221,10 @@ def validate_for_start(config: Config, *, inherited: bool, explicit_bind: bool) 
     if inherited and config.policy == "reuseport":
         raise ConfigError("policy: reuseport needs sockserve to bind the address itself, "
                           "not sockets passed by systemd; use rr or shared")
+    if not inherited:
+        listeners = appmap.bind_names(config.bind)
+    if listeners is not None:
+        appmap.resolve(config.app, listeners, "LISTEN_FDNAMES" if inherited else "bind")
 
 
 # a running master cannot change these: its listening sockets (and their unix file mode/owner),
@@ -267,12 +248,6 @@ def validate_reload(running: Config, new: Config) -> None:
     if (new.policy == "reuseport") != (running.policy == "reuseport"):
         raise ConfigError(f"policy: {running.policy} -> {new.policy} needs a restart "
                           "(systemctl restart): reuseport listens in the workers, the others in the master")
-
-
-def _is_import_spec(spec: str) -> bool:
-    module, sep, attr = spec.partition(":")
-    parts = module.split(".") + attr.split(".")
-    return bool(sep) and all(p.isidentifier() for p in parts)
 
 
 def _check(ok: bool, message: str) -> None:

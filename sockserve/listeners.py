@@ -1,7 +1,8 @@
 """Listening sockets: bound by the master (embedded mode) or inherited from systemd.
 
-A listener has a key (its systemd name, or its address) that workers ask for,
-like the key of Node's ``queryServer``.
+A listener has a name (systemd's ``FileDescriptorName=``, or NAME of ``--bind NAME=ADDR``;
+"" when unnamed) and a key that workers ask for, like the key of Node's ``queryServer``:
+its name when the name is its own (unique among the listeners), else its address.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import stat
 from dataclasses import dataclass
 from typing import Any
 
+from .appmap import listener_keys
 from .config import Address, ConfigError, parse_address
 
 MIGRATE_SYSCTL = "/proc/sys/net/ipv4/tcp_migrate_req"
@@ -22,9 +24,10 @@ MIGRATE_SYSCTL = "/proc/sys/net/ipv4/tcp_migrate_req"
 
 @dataclass
 class Listener:
-    key: str
+    key: str  # what workers ask for (QueryServer): the unique name, else the address
     address: str  # printable, e.g. 127.0.0.1:8000 or unix:/run/x.sock
     sock: socket.socket
+    name: str = ""  # FileDescriptorName= / --bind NAME=ADDR; "" when unnamed (appmap.py)
     listening: bool = True  # False: bound only (reuseport reserves the address)
     inherited: bool = False  # passed by systemd: its queue outlives us, never shut it down
     path_identity: tuple[int, int] | None = None  # (dev, ino) of a unix socket file we created
@@ -33,8 +36,9 @@ class Listener:
 def bind_config(config: Any) -> list[Listener]:
     """``bind_all`` for ``config``'s addresses, backlog, policy and unix socket mode/owner."""
     mode = int(config.unix_socket_mode, 8) if config.unix_socket_mode else None
-    return bind_all(config.addresses(), config.backlog, config.policy == "reuseport", mode=mode,
-                    owner=config.unix_socket_owner)
+    binds = config.binds()
+    return bind_all(tuple(a for _, a in binds), config.backlog, config.policy == "reuseport", mode=mode,
+                    owner=config.unix_socket_owner, names=tuple(n for n, _ in binds))
 
 
 def remove_socket_files(listeners: list[Listener]) -> None:
@@ -54,8 +58,12 @@ def remove_socket_files(listeners: list[Listener]) -> None:
 
 
 def bind_all(addresses: tuple[Address, ...], backlog: int, reuseport: bool, *,
-             mode: int | None = None, owner: str | None = None) -> list[Listener]:
+             mode: int | None = None, owner: str | None = None,
+             names: tuple[str, ...] = ()) -> list[Listener]:
     """Bind every address or raise ConfigError naming the one that failed.
+
+    ``names``: the listeners' names, in the order of ``addresses`` (unique; "" unnamed): a
+    named listener's key is its name.
 
     ``mode`` (e.g. 0o660) and ``owner`` (``USER[:GROUP]`` or ``:GROUP``) apply
     to unix socket files, before they listen (gunicorn/uvicorn leave them to
@@ -70,6 +78,10 @@ def bind_all(addresses: tuple[Address, ...], backlog: int, reuseport: bool, *,
             listener.sock.close()
         remove_socket_files(listeners)
         raise
+    names = names or ("",) * len(listeners)
+    keys = listener_keys([(name, listener.address) for name, listener in zip(names, listeners, strict=True)])
+    for listener, name, key in zip(listeners, names, keys, strict=True):
+        listener.name, listener.key = name, key
     return listeners
 
 

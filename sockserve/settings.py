@@ -31,8 +31,8 @@ class Setting:
     """One configuration key.
 
     ``kind``: ``int``, ``float``, ``bool``, ``text`` (a string kept as given,
-    ``None`` = not set), ``word`` (lower-cased; with ``choices``) or ``list``
-    (comma-separated or repeated).  ``worker``: sent to workers in
+    ``None`` = not set), ``word`` (lower-cased; with ``choices``), ``list``
+    (comma-separated or repeated) or ``apps`` (``app``: appmap.py's forms).  ``worker``: sent to workers in
     ``SOCKSERVE_WORKER_CONFIG``.  ``flags``: extra short flags (``-w``).
     """
 
@@ -54,10 +54,12 @@ class Setting:
 S = Setting
 SETTINGS: tuple[Setting, ...] = (
     # ---------------------------------------------------------------- server / cluster
-    S("app", "text", None, "MODULE:ATTR of the app (default: built-in hello app)", "MODULE:ATTR",
-      worker=True),
-    S("bind", "list", ("127.0.0.1:8000",), "HOST:PORT, [IPv6]:PORT or unix:/PATH (repeatable; "
-      "not with sockets passed by systemd)", "ADDR", flags=("-b",)),
+    # --- per-listener apps (issue 15, appmap.py): app by listener name, bind NAME=ADDR ---
+    S("app", "apps", None, "MODULE:ATTR of the app for every listener, or NAME=MODULE:ATTR for the "
+      "listener NAME (repeatable; default: built-in hello app)", "[NAME=]MODULE:ATTR", worker=True),
+    S("bind", "list", ("127.0.0.1:8000",), "HOST:PORT, [IPv6]:PORT or unix:/PATH, NAME=ADDR names "
+      "the listener (repeatable; not with sockets passed by systemd)", "[NAME=]ADDR", flags=("-b",)),
+    # --- end of per-listener apps ---
     S("workers", "int", 0, "worker processes (default: one per CPU)", "N", flags=("-w",)),
     S("policy", "word", "rr", "how connections reach workers", choices=POLICIES),
     S("interface", "word", "auto", "how to call the app", choices=INTERFACES, worker=True),

@@ -51,7 +51,8 @@ class Pool:
     def spawn(self, action: L.Spawn, restarts: int = 0) -> None:
         """Start worker ``action.worker``; a failure (fds, exec) is fed back as SpawnFailed."""
         config: Config = action.config
-        told = config.for_worker(action.generation, tuple(self.dispatcher.listeners))
+        names = {key: listener.name for key, listener in self.dispatcher.listeners.items()}
+        told = config.for_worker(action.generation, names)  # keys, names, each key's app
         env = {**self.env, "SOCKSERVE_WORKER_ID": str(action.worker),
                "SOCKSERVE_WORKER_CONFIG": json.dumps(told)}
         try:

@@ -13,6 +13,7 @@ from ..listeners import Listener, bind_config, remove_socket_files
 from ..logs import LogConfigError
 from ..settings import SETTINGS
 from ..systemd import ListenFdsError, listen_fds, setup_logging
+from ..systemd.listenfds import listener_name
 from ..tls import check_tls
 from .control import ControlError
 from .guards import check_listeners
@@ -39,8 +40,9 @@ def serve(config: Config, *, explicit_bind: bool, reread: Reread) -> int:
         inherited = listen_fds()
     except ListenFdsError as exc:
         raise ConfigError(str(exc)) from None
-    start_checks(config, inherited=bool(inherited), explicit_bind=explicit_bind)
-    again = checked_reread(config, bool(inherited), reread)
+    names = {s.key: listener_name(s.name) for s in inherited} if inherited else None
+    start_checks(config, inherited=bool(inherited), explicit_bind=explicit_bind, listeners=names)
+    again = checked_reread(config, bool(inherited), reread, names)
     if not inherited:
         listeners = bind_config(config)
         try:
@@ -51,8 +53,10 @@ def serve(config: Config, *, explicit_bind: bool, reread: Reread) -> int:
     if connected:
         from ..systemd.inetd import serve_connections
 
-        return serve_connections(config, [s.sock for s in connected])
-    listeners = [Listener(key=s.key, address=s.address, sock=s.sock, inherited=True) for s in inherited]
+        return serve_connections(config, [s.sock for s in connected],
+                                 [listener_name(s.name) for s in connected])
+    listeners = [Listener(key=s.key, address=s.address, sock=s.sock, name=listener_name(s.name),
+                          inherited=True) for s in inherited]
     return _run(Master(config, listeners, reread=again))
 
 
@@ -64,24 +68,28 @@ def _run(master: Master) -> int:
         raise ConfigError(str(exc)) from None
 
 
-def start_checks(config: Config, *, inherited: bool, explicit_bind: bool) -> None:
+def start_checks(config: Config, *, inherited: bool, explicit_bind: bool,
+                 listeners: dict[str, str] | None = None) -> None:
     """What a start refuses before it binds, with its one-line ConfigError: the values and
-    what socket activation forbids (``config.validate_for_start``, ``guards.check_listeners``),
+    what socket activation forbids (``config.validate_for_start``, ``guards.check_listeners``;
+    ``listeners``: systemd's, key -> name, for the app mapping),
     the fd limit (``fdlimit.check_startup``), the TLS files (``tls.check_tls``).  Start,
     reload and ``sockserve check`` all run this."""
-    validate_for_start(config, inherited=inherited, explicit_bind=explicit_bind)
+    validate_for_start(config, inherited=inherited, explicit_bind=explicit_bind, listeners=listeners)
     check_listeners(config, from_systemd=inherited)
     check_startup(config, len(config.bind))
     check_tls(config)
 
 
-def checked_reread(started: Config, inherited: bool, reread: Reread) -> Callable[[], Config]:
+def checked_reread(started: Config, inherited: bool, reread: Reread,
+                   listeners: dict[str, str] | None = None) -> Callable[[], Config]:
     """The one function a reload calls for its configuration: read it again, check it as
-    this start was checked (same one-line messages), then refuse what only a restart can
-    change (``validate_reload``).  Raises ConfigError; returns the Config to run."""
+    this start was checked (same one-line messages; the app mapping against the same
+    ``listeners``), then refuse what only a restart can change (``validate_reload``).
+    Raises ConfigError; returns the Config to run."""
     def again() -> Config:
         config, explicit_bind = reread()
-        start_checks(config, inherited=inherited, explicit_bind=explicit_bind)
+        start_checks(config, inherited=inherited, explicit_bind=explicit_bind, listeners=listeners)
         apploader.check(config)  # what the start's apploader.prepare and hooks import refuse
         validate_reload(started, config)
         return config

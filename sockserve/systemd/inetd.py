@@ -11,32 +11,37 @@ import asyncio
 import logging
 import socket
 
+from .. import appmap
 from ..config import EXIT_APP, EXIT_OK, Config
 from ..eventloop import new_event_loop
 from ..logs import log_event
-from ..worker import apps, drain
+from ..worker import apps, appset, drain
 
 log = logging.getLogger("sockserve.master")
 
 
-def serve_connections(config: Config, socks: list[socket.socket]) -> int:
-    """Serve ``socks`` (connected) until they close; the exit code."""
+def serve_connections(config: Config, socks: list[socket.socket], names: list[str] | None = None) -> int:
+    """Serve ``socks`` (connected; ``names``: their listener names, for per-listener apps)
+    until they close; the exit code."""
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        return runner.run(_serve(config, socks))
+        return runner.run(_serve(config, socks, names or [""] * len(socks)))
 
 
-async def _serve(config: Config, socks: list[socket.socket]) -> int:
+async def _serve(config: Config, socks: list[socket.socket], names: list[str]) -> int:
     loop = asyncio.get_running_loop()
+    keys = {f"fd{i}": name for i, name in enumerate(names)}
     try:
-        adapter = apps.load_adapter(config.app, config.interface, 0, loop, config.for_worker(0, ()))
+        adapter = appset.load_apps(config.for_worker(0, keys), 0, loop)
         await adapter.startup()
-    except (apps.AppLoadError, apps.AppStartupError) as exc:
-        app = config.app or "the built-in app"
-        log_event(log, logging.CRITICAL, "worker_boot_failure", f"cannot load app {app!r}: {exc}")
+    except (appset.AppsLoadError, apps.AppStartupError) as exc:
+        app = appmap.shown(config.app) if config.app else "the built-in app"
+        why = str(exc) if isinstance(exc, appset.AppsLoadError) else f"cannot load app {app!r}: {exc}"
+        log_event(log, logging.CRITICAL, "worker_boot_failure", why)
         return EXIT_APP
-    for sock in socks:
+    for key, sock in zip(keys, socks, strict=True):
         sock.setblocking(False)
-        await loop.connect_accepted_socket(adapter.protocol_factory, sock, ssl=adapter.ssl)
+        one = adapter.for_key(key) if isinstance(adapter, appset.AppSet) else adapter
+        await loop.connect_accepted_socket(one.protocol_factory, sock, ssl=one.ssl)
     while adapter.busy():  # the client decides; uvicorn closes an idle keep-alive after 5 s
         await asyncio.sleep(drain.POLL)
     await adapter.shutdown()

@@ -14,6 +14,8 @@ import socket
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 
+from ..appmap import listener_keys
+
 LISTEN_FDS_START = 3
 LISTEN_VARIABLES = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
 UNNAMED = "unknown"  # systemd's name for an fd without FileDescriptorName=
@@ -151,11 +153,14 @@ def format_sockname(family: int, sockname: object) -> str:
     return f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
 
 
+def listener_name(fd_name: str) -> str:
+    """A listener's name for an fd name: "" for ``unknown`` (no LISTEN_FDNAMES), else itself."""
+    return "" if fd_name == UNNAMED else fd_name
+
+
 def _assign_keys(found: list[InheritedSocket]) -> None:
-    """Key = the fd name when named and unique among listeners, else the address."""
-    counts: dict[str, int] = {}
-    for item in found:
-        counts[item.name] = counts.get(item.name, 0) + 1
-    for item in found:
-        unique = counts[item.name] == 1 and item.name != UNNAMED
-        item.key = item.name if unique else item.address
+    """Key = the fd name when named and unique among listeners, else the address
+    (appmap.listener_keys)."""
+    keys = listener_keys([(listener_name(item.name), item.address) for item in found])
+    for item, key in zip(found, keys, strict=True):
+        item.key = key

@@ -25,7 +25,7 @@ from ..cluster import protocol
 from ..cluster.handles import address_info, indexed, parse_key, server_key
 from ..config import EXIT_FAILURE
 from . import apps, limits
-from .keyed import Keyed
+from .appset import AppSet
 from .runtime import Worker
 
 log = logging.getLogger("sockserve.worker")
@@ -58,20 +58,19 @@ class ChildWorker(Worker):
     """``cluster.worker``: Node's Worker in a worker process, plus the servers of ``listen()``.
 
     The service's workers are ChildWorkers too (worker/main.py): their ``config`` names the
-    keys and ``apps`` their app per key; they ask for those keys at start (runtime.Worker),
-    a library worker in each ``listen()``: one QueryServer, reply and serving path for both.
+    keys and ``adapter`` serves them (one app, or an AppSet: one per listener); they ask for
+    those keys at start (runtime.Worker), a library worker in each ``listen()`` (its AppSet
+    grows): one QueryServer, reply, key-to-app and serving path for both.
     """
 
     def __init__(self, worker_id: int, sock: socket.socket, loop: asyncio.AbstractEventLoop, *,
-                 config: dict[str, Any] | None = None, apps: dict[str, Any] | None = None) -> None:
-        self.apps = Keyed()
+                 config: dict[str, Any] | None = None, adapter: Any = None) -> None:
         self.library = config is None  # started by cluster.fork(), not by the sockserve service
-        config = dict(CONFIG) if config is None else config
-        super().__init__(worker_id, config, sock, self.apps, loop)
-        for key, adapter in (apps or {}).items():
-            self._add(key, adapter, started=False)
+        self.apps = AppSet({}) if adapter is None else adapter  # the library's grows with listen()
+        super().__init__(worker_id, dict(CONFIG) if config is None else config, sock, self.apps, loop)
         self._thread = threading.get_ident()
         self._waiting: dict[str, asyncio.Future[str]] = {}
+        self._addresses: dict[str, str] = {}  # key -> the address the primary said
         self._acceptors: dict[str, Any] = {}
         self.state = "online"
 
@@ -119,8 +118,9 @@ class ChildWorker(Worker):
                                "sockserve.cluster.run(main) to listen yourself")
         key = indexed(key, self.keys)
         adapter = apps.adapter_for(app, interface, self.id, self.loop, options)
+        limits.apply(adapter, limits.HttpLimits.from_worker_config(self.config))  # HTTP bounds
         await adapter.startup()  # ASGI lifespan before the first connection, as the service
-        self._add(key, adapter, started=True)
+        self.apps.add(key, adapter, started=True)
         future = self._waiting[key] = self.loop.create_future()
         self.keys += (key,)
         self._channel.send(protocol.QueryServer(key))
@@ -136,10 +136,6 @@ class ChildWorker(Worker):
         self.state = "listening"
         return Server(self, key, address)
 
-    def _add(self, key: str, adapter: Any, started: bool) -> None:
-        if self.apps.add(key, adapter, started):  # HTTP bounds, once per app
-            limits.apply(adapter, limits.HttpLimits.from_worker_config(self.config))
-
     def _on_server_reply(self, msg: protocol.ServerReply, fds: list[int]) -> None:
         future = self._waiting.get(msg.key)
         if msg.mode == "error" and future is not None:
@@ -147,7 +143,7 @@ class ChildWorker(Worker):
                 os.close(fd)
             future.set_exception(ListenError(f"listen {msg.key}: {msg.error}"))
             return
-        self.apps.located(msg.key, msg.address)
+        self._addresses[msg.key] = msg.address
         before = list(self._servers)
         super()._on_server_reply(msg, fds)
         if msg.mode != "rr":
@@ -165,8 +161,7 @@ class ChildWorker(Worker):
         super()._listening(key)
         future = self._waiting.get(key)
         if future is not None and not future.done():
-            address = self.apps._where.get(key)
-            future.set_result(_printable(address))
+            future.set_result(self._addresses.get(key, key))
 
     def close_server(self, key: str) -> None:
         """Node's ``server.close()`` in a worker: ``Close(key)`` to the primary."""
@@ -178,13 +173,6 @@ class ChildWorker(Worker):
         else:
             return
         self._channel.send(protocol.Close(key))
-
-
-def _printable(where: tuple[str, int] | str | None) -> str:
-    if isinstance(where, tuple):
-        host, port = where
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return f"unix:{where}"
 
 
 async def run_worker(main: Any) -> int:

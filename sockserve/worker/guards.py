@@ -24,18 +24,24 @@ ASK_AGAIN = 5.0  # seconds between Recycle requests until the master disconnects
 
 
 def install(worker: Any, adapter: Any) -> None:
+    """The guards around ``adapter`` (each app of an ``AppSet``); the count over all of them."""
     config = worker.config
     timeout = float(config.get("request_timeout") or 0)
-    if timeout > 0 and adapter.interface == "stream":
-        adapter.handler = stream_timeout(adapter.handler, timeout)
-    elif timeout > 0:  # uvicorn's protocols call config.loaded_app for every request
-        app = adapter.config.loaded_app
-        adapter.config.loaded_app = RequestTimeout(app, timeout, cancellable=not runs_wsgi(app),
-                                                   on_stuck=lambda path: worker.recycle("request_timeout"))
+    for one in getattr(adapter, "adapters", (adapter,)) if timeout > 0 else ():
+        _timeout(worker, one, timeout)
     limit = recycling.requests_limit(int(config.get("max_requests") or 0),
                                      int(config.get("max_requests_jitter") or 0), random.random())
     if limit:
         worker.loop.create_task(_count(worker, adapter, limit))
+
+
+def _timeout(worker: Any, adapter: Any, timeout: float) -> None:
+    if adapter.interface == "stream":
+        adapter.handler = stream_timeout(adapter.handler, timeout)
+    else:  # uvicorn's protocols call config.loaded_app for every request
+        app = adapter.config.loaded_app
+        adapter.config.loaded_app = RequestTimeout(app, timeout, cancellable=not runs_wsgi(app),
+                                                   on_stuck=lambda path: worker.recycle("request_timeout"))
 
 
 def runs_wsgi(app: Any) -> bool:

@@ -5,6 +5,9 @@ protocol is set up only after the ack is sent (``connect_accepted_socket``, a ta
 ``Disconnect`` arriving in between must not find the worker idle: the drain first waits
 until every taken connection is set up (``settled``), else the worker exits holding
 connections it acked (a recycle under load lost 1-2 in 400 that way).
+
+With per-listener apps (appset.py) a connection is set up with its listener's adapter:
+``taken(sock, key)`` remembers the key until its ack is sent; ``accepted(sock, key)``.
 """
 
 from __future__ import annotations
@@ -23,25 +26,28 @@ class Handed:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, adapter: Any, config: dict[str, Any]) -> None:
         self.loop, self.adapter, self.config = loop, adapter, config
-        self._pick = getattr(adapter, "pick", lambda sock: adapter)  # worker/keyed.py: one app per listener
         self.pending = 0
+        self._for_key = getattr(adapter, "for_key", None)  # an AppSet: one adapter per listener
+        self._keys: dict[socket.socket, str] = {}  # taken, ack not yet sent: the listener's key
 
-    def taken(self) -> None:
-        """A connection is ours from now on (its ack will say accepted)."""
+    def taken(self, sock: socket.socket | None = None, key: str | None = None) -> None:
+        """A connection is ours from now on (its ack will say accepted); of listener ``key``."""
         self.pending += 1
+        if self._for_key is not None and sock is not None and key is not None:
+            self._keys[sock] = key
 
-    def accepted(self, sock: socket.socket) -> None:
-        """Accepted on our own listener (shared, reuseport): ours, set it up."""
+    def accepted(self, sock: socket.socket, key: str | None = None) -> None:
+        """Accepted on our own listener ``key`` (shared, reuseport): ours, set it up."""
         self.pending += 1
-        self.loop.create_task(self._serve(sock))
+        self.loop.create_task(self._serve(sock, key))
 
     def serve_all(self, socks: list[socket.socket]) -> None:
         """Their acks are sent: set their protocols up."""
         for sock in socks:
-            self.loop.create_task(self._serve(sock))
+            self.loop.create_task(self._serve(sock, self._keys.pop(sock, None)))
 
-    async def _serve(self, sock: socket.socket) -> None:
-        adapter = self._pick(sock)
+    async def _serve(self, sock: socket.socket, key: str | None = None) -> None:
+        adapter = self.adapter if self._for_key is None else self._for_key(key)
         try:
             await self.loop.connect_accepted_socket(  # idle_timeout bounds a TLS handshake too
                 adapter.protocol_factory, sock, ssl=adapter.ssl, ssl_handshake_timeout=(

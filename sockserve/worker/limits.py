@@ -51,8 +51,11 @@ class HttpLimits:
 def apply(adapter: Any, limits: HttpLimits) -> None:
     """Bound an ``AsgiAdapter``'s connections: h11's head size, the protocol class wrapped.
 
-    A ``StreamAdapter`` (no ``protocol_class``) is left as it is.
+    A ``StreamAdapter`` (no ``protocol_class``) is left as it is; an ``AppSet``'s adapters
+    each get the limits.
     """
+    for one in getattr(adapter, "adapters", ()):
+        apply(one, limits)
     if not hasattr(adapter, "protocol_class"):
         return
     config = adapter.config

@@ -19,7 +19,7 @@ from ..cluster import protocol
 from ..config import EXIT_APP, EXIT_FAILURE
 from ..eventloop import new_event_loop
 from ..logs import LogConfigError, apply_log_config, setup_logging
-from . import apps, guards
+from . import appset, guards
 from .child import ChildWorker
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -35,14 +35,13 @@ def main() -> None:
     _setup_logging(config, worker_id)
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
-    spec = config.get("app")
     try:
-        adapter = apps.load_adapter(spec, str(config.get("interface", "auto")), worker_id, loop, config)
-    except apps.AppLoadError as exc:
-        logging.getLogger("sockserve.worker").debug("cannot load app %r", spec, exc_info=exc.__cause__)
-        boot_failed(sock, worker_id, f"cannot load app '{spec}': {exc}")
-    by_key = {key: adapter for key in config.get("keys", ())} or {"": adapter}  # one app on every key
-    worker = ChildWorker(worker_id, sock, loop, config=config, apps=by_key)  # listen()'s path too
+        adapter = appset.load_apps(config, worker_id, loop)  # per listener key (appset.py)
+    except appset.AppsLoadError as exc:
+        cause = exc.__cause__.__cause__ if exc.__cause__ else None
+        logging.getLogger("sockserve.worker").debug("%s", exc, exc_info=cause)
+        boot_failed(sock, worker_id, str(exc))
+    worker = ChildWorker(worker_id, sock, loop, config=config, adapter=adapter)  # listen()'s class too
     guards.install(worker, adapter)  # request timeout, max_requests (issue 13)
     code = loop.run_until_complete(worker.run())
     worker.event("exit", "worker %d exits with code %d", worker_id, code)
@@ -51,14 +50,13 @@ def main() -> None:
 
 
 def check_app() -> NoReturn:
-    """``sockserve check``: load the app as a worker would (no channel, worker id 0); exit 0,
-    or 6 with the start's line (``cannot load app ...``) on stderr."""
+    """``sockserve check``: load the apps as a worker would (each listener's, appset.py; no
+    channel, worker id 0); exit 0, or 6 with the start's line (``cannot load app ...``) on stderr."""
     config = json.loads(os.environ.get("SOCKSERVE_WORKER_CONFIG", "{}"))
-    spec = config.get("app")
     try:
-        apps.load_adapter(spec, str(config.get("interface", "auto")), 0, new_event_loop(), config)
-    except apps.AppLoadError as exc:
-        _die(f"sockserve: error: cannot load app '{spec}': {exc}", EXIT_APP)
+        appset.load_apps(config, 0, new_event_loop())
+    except appset.AppsLoadError as exc:
+        _die(f"sockserve: error: {exc}", EXIT_APP)
     os._exit(0)
 
 

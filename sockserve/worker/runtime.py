@@ -205,7 +205,7 @@ class Worker:
             if sock is None:
                 os.close(fd)
             else:
-                self.handed.taken()
+                self.handed.taken(sock, msg.key)  # its listener's app (per-listener apps)
             self._ack_later(seq, sock)
 
     def _ack_later(self, seq: int, sock: socket.socket | None) -> None:
@@ -263,7 +263,7 @@ class Worker:
             self.finish(EXIT_FAILURE)
             return
         server = Acceptor(self.loop, sock, self.fds, lambda: self.adapter.open,
-                          self.handed.accepted)
+                          lambda conn: self.handed.accepted(conn, key))  # its listener's app
         if self.disconnecting:
             server.close()
             return
