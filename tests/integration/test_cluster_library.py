@@ -114,17 +114,25 @@ def test_worker_serves_http_and_a_raw_tcp_echo(policy):
 
 
 @pytest.mark.skipif(not shutil.which("systemd-socket-activate"), reason="needs systemd-socket-activate")
-def test_named_socket_from_systemd_socket_activate():
-    port = free_port()
-    env = {"SCENARIO": "serve", "LISTEN": "http:name=http;echo:port=0,host=127.0.0.1"}
-    program = Program("systemd-socket-activate", "-l", f"127.0.0.1:{port}", "--fdname=http",
+def test_the_same_script_takes_systemds_named_socket_or_binds_its_own():
+    """listen(app, name="http", port=P): systemd's socket named http when passed, else P."""
+    own, passed = free_port(), free_port()
+    env = {"SCENARIO": "serve", "LISTEN": f"http:name=http,port={own},host=127.0.0.1"}
+    alone = Program(**env)
+    try:
+        assert alone.wait("ready"), alone.events
+        assert http_get(own)[1] == "hello from worker 1\n"
+    finally:
+        assert terminate(alone.proc) == 0
+    program = Program("systemd-socket-activate", "-l", f"127.0.0.1:{passed}", "--fdname=http",
                       "-E", "PYTHONPATH", *[a for k in env for a in ("-E", k)], **env)
     try:
-        assert wait_for(lambda: _connects(port), 10)  # the first connection starts the program
+        assert wait_for(lambda: _connects(passed), 10)  # the first connection starts the program
         assert program.wait("ready"), (program.events, program.proc.stderr)
-        http = next(e for e in program.events if e[0] == "listening" and e[2]["name"] == "http")
-        assert http[2]["port"] == port and http[2]["address"] == "127.0.0.1"
-        assert http_get(port)[1] == "hello from worker 1\n"
+        http = next(e for e in program.events if e[0] == "listening")
+        assert http[2] == {"address": "127.0.0.1", "port": passed, "address_type": 4, "name": "http"}
+        assert http_get(passed)[1] == "hello from worker 1\n"
+        assert not _connects(own)  # systemd's socket, not a bind of its own
     finally:
         program.proc.send_signal(signal.SIGTERM)
         assert program.exit_code() == 0
