@@ -143,3 +143,11 @@ def test_importing_the_cluster_module_starts_nothing_and_keeps_the_policy():
     assert lines[0] == "[]"  # nothing of either side until a name of one is used
     assert lines[1:4] == ["True False None", "1", "{}"]
     assert "cluster.run(main)" in lines[4]
+
+
+def test_the_librarys_policy_variable_is_not_a_setting_of_the_command():
+    """SOCKSERVE_SCHED_POLICY is sockserve.cluster's (Node's NODE_CLUSTER_SCHED_POLICY): a shell
+    that exports it for a program must still run the sockserve command."""
+    from sockserve.cli import from_env
+
+    assert from_env({"SOCKSERVE_SCHED_POLICY": "none", "SOCKSERVE_WORKERS": "3"}) == {"workers": "3"}
