@@ -141,9 +141,19 @@ class PrimaryDispatcher(Dispatcher):
         elif want and worker.id not in self._rotation:
             self._rotation.add(worker.id)
             self._apply(self.policy.add(worker.id))
-        elif not want and worker.id in self._rotation:
+        elif not want and worker.id in self._rotation | self._listening:  # stop is idempotent
             self._rotation.discard(worker.id)
             self._apply(self.policy.stop(worker.id))
+
+    def heartbeat(self, worker: WorkerHandle, beat: Any, now: float, bound: float) -> bool:
+        """The service's fd back-pressure (it stops and adds the worker itself), then the
+        rotation made to agree with the handles again."""
+        replace = super().heartbeat(worker, beat, now, bound)
+        if worker.paused_since is not None:
+            self._rotation.discard(worker.id)
+        else:
+            self.refresh(worker)
+        return replace
 
 
 class LibraryPool(Pool):
