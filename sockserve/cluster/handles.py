@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .peer import WorkerPeer, WorkerState, next_state
-from .protocol import Close, Listening, Message, Online, ProtocolError, QueryServer
+from .protocol import Close, Leaving, Listening, Message, Online, ProtocolError, QueryServer
 
 
 def server_key(port: int | None = None, host: str | None = None, *, name: str | None = None,
@@ -158,6 +158,9 @@ class OpenPeer(WorkerPeer):
         if isinstance(msg, (QueryServer, Listening, Close)) and self.state is not WorkerState.NONE:
             self._track(msg)
             return self.state
+        if isinstance(msg, Leaving) and self.state in (WorkerState.ONLINE, WorkerState.LISTENING,
+                                                       WorkerState.DISCONNECTING):
+            return self.state  # its own disconnect: the state follows its Close messages, its exit
         self.state = next_state(self.state, type(msg).__name__)  # not WorkerPeer's: no keys yet
         if isinstance(msg, Online) and msg.worker_id != self.worker_id:
             raise ProtocolError(f"worker {self.worker_id} says it is worker {msg.worker_id}")

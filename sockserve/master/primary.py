@@ -214,6 +214,8 @@ class _Relay:
             info = address_info(listener.address if listener else args[0], parse_key(args[0])[0])
             worker.emit("listening", info)
             primary.emit("listening", worker, info)
+        elif event == "leaving":
+            worker._life.ask()
         elif event == "message":
             worker.emit("message", args[0])
             primary.emit("message", worker, args[0])

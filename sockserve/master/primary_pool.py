@@ -196,6 +196,8 @@ class LibraryPool(Pool):
             self.emitter.emit("listening", worker, msg.key)
         elif isinstance(msg, protocol.Close):
             self.dispatcher.closed(worker, msg.key)
+        elif isinstance(msg, protocol.Leaving):  # cluster.worker.disconnect() in the worker
+            self.emitter.emit("leaving", worker)
         elif isinstance(msg, protocol.QueryServer):
             self.dispatcher.refresh(worker)  # out of rotation until the new key listens too
             reply, fds = self.dispatcher.query(worker, msg.key)

@@ -72,6 +72,7 @@ class ChildWorker(Worker):
         self._waiting: dict[str, asyncio.Future[str]] = {}
         self._addresses: dict[str, str] = {}  # key -> the address the primary said
         self._acceptors: dict[str, Any] = {}
+        self._asked = False  # the primary sent Disconnect
         self.state = "online"
 
     @property
@@ -89,6 +90,18 @@ class ChildWorker(Worker):
         else:
             self.loop.call_soon_threadsafe(super().send, payload)
         return True
+
+    def disconnect(self) -> None:
+        """Node's ``worker.disconnect()`` in a worker: close the servers, drain, exit 0; the
+        primary's ``exited_after_disconnect`` is true (also when the primary asked)."""
+        if self.library and not self.disconnecting and not self._asked:
+            self._channel.send(protocol.Leaving())
+        super().disconnect()
+
+    def _on_message(self, msg: protocol.Message, fds: list[int]) -> None:
+        if isinstance(msg, protocol.Disconnect):
+            self._asked = True  # the primary asked: it knows
+        super()._on_message(msg, fds)
 
     def _emit(self, event: str, *args: Any) -> None:
         """The program's listeners: one that raises is printed (Node would throw), never fatal."""

@@ -3,7 +3,7 @@
 Environment (workers inherit it): ``WORKERS`` (how many to fork), ``LISTEN`` (``;``-separated
 ``KIND:key=value,...`` with KIND http or echo and the listen() arguments), ``SCENARIO`` (what
 the primary does once every worker listens on everything: serve, kill, disconnect,
-cluster_disconnect, crash, close, close_one, ping, respawn).
+cluster_disconnect, crash, close, close_one, ping, respawn, leave).
 """
 
 import asyncio
@@ -52,8 +52,8 @@ def act(worker):
         worker.disconnect()
     elif SCENARIO == "cluster_disconnect":
         cluster.disconnect(lambda: say("done", len(cluster.workers)))
-    elif SCENARIO == "ping":
-        worker.send("ping")
+    elif SCENARIO in ("ping", "leave"):
+        worker.send(SCENARIO)
     elif SCENARIO in ("crash", "close", "close_one", "respawn"):
         worker.send("close" if SCENARIO.startswith("close") else "crash")
     else:
@@ -121,6 +121,8 @@ async def worker_main():
             os._exit(3)
         if message == "ping":
             cluster.worker.send("pong")
+        if message == "leave":  # Node's worker.disconnect() in a worker
+            cluster.worker.disconnect()
         if message == "close":
             tasks.append(asyncio.get_running_loop().create_task(close()))
 

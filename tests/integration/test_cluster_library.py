@@ -65,6 +65,7 @@ NODE_ORDER = ["fork", "worker.online", "online", "listening", "worker.disconnect
     ("kill", None, "SIGTERM", True),  # worker.kill(): SIGTERM, no graceful disconnect
     ("disconnect", 0, None, True),  # worker.disconnect(): drains, exits 0
     ("crash", 3, None, False),  # it left by itself: exitedAfterDisconnect false
+    ("leave", 0, None, True),  # cluster.worker.disconnect() in the worker: true (Node)
 ])
 def test_one_worker_events_in_node_order(scenario, code, sig, asked):
     program = run_to_end(scenario)

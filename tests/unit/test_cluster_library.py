@@ -7,7 +7,7 @@ import pytest
 from sockserve.cluster.events import EventEmitter, Life
 from sockserve.cluster.handles import Handles, OpenPeer, address_info, indexed, parse_key, server_key
 from sockserve.cluster.peer import WorkerState
-from sockserve.cluster.protocol import Close, Listening, Online, ProtocolError, QueryServer
+from sockserve.cluster.protocol import Close, Leaving, Listening, Online, ProtocolError, QueryServer
 
 
 @pytest.mark.parametrize("kwargs, key", [
@@ -89,8 +89,11 @@ def test_open_peer_keys_come_with_queries():
     assert peer.receive(Close("a:1")) is WorkerState.LISTENING and peer.listening == {"b:2"}
     with pytest.raises(ProtocolError):
         peer.receive(Listening("c:3"))  # never asked
+    assert peer.receive(Leaving()) is WorkerState.LISTENING  # it disconnects itself: Close follows
     with pytest.raises(ProtocolError):
         OpenPeer(7).receive(Online(8, 100))
+    with pytest.raises(ProtocolError):
+        OpenPeer(7).receive(Leaving())  # before Online
 
 
 def test_emitter_order_once_and_off():
