@@ -104,7 +104,11 @@ class ChildWorker(Worker):
         super()._on_message(msg, fds)
 
     def _emit(self, event: str, *args: Any) -> None:
-        """The program's listeners: one that raises is printed (Node would throw), never fatal."""
+        """The program's listeners: one that raises is printed (Node would throw), never fatal;
+        the service logs it (runtime.Worker)."""
+        if not self.library:
+            super()._emit(event, *args)
+            return
         for callback in list(self._listeners.get(event, ())):
             try:
                 callback(*args)
@@ -185,6 +189,8 @@ class ChildWorker(Worker):
             self._servers.remove(acceptor)
         else:
             return
+        self.keys = tuple(k for k in self.keys if k != key)  # may be asked for again
+        self._answered.discard(key)
         self._channel.send(protocol.Close(key))
 
 
