@@ -57,6 +57,7 @@ def act(worker):
     elif SCENARIO in ("crash", "close", "close_one", "respawn"):
         worker.send("close" if SCENARIO.startswith("close") else "crash")
     else:
+        say("native", cluster.side()._pool.dispatcher.native)  # the C hand-off path is on
         say("ready")
 
 

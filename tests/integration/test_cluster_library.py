@@ -17,6 +17,8 @@ import pytest
 from conftest import ROOT, free_port, http_get, terminate, wait_for
 from test_socket_activation import listening_socket_inodes, socket_inodes
 
+from sockserve.master import native
+
 pytestmark = pytest.mark.timeout(60)
 APP = str(ROOT / "tests" / "apps" / "cluster_events.py")
 TWO = "http:port=0,host=127.0.0.1;echo:port=0,host=127.0.0.1"
@@ -102,6 +104,8 @@ def test_worker_serves_http_and_a_raw_tcp_echo(policy):
         assert all(b.startswith("hello from worker ") for b in bodies)
         if policy == "rr":
             assert len(bodies) == 2  # both workers take turns
+        # rr runs the service's C hand-off when it is built (shared accepts nothing in the primary)
+        assert ["native", policy == "rr" and native.available()] in program.events
         with socket.create_connection(("127.0.0.1", echo_port), timeout=5) as conn:
             conn.sendall(b"ping\n" * 1000)
             conn.shutdown(socket.SHUT_WR)
