@@ -37,15 +37,17 @@ def _package(name: str) -> str:
         return "not installed"
 
 
-def describe() -> str:
-    """A markdown bullet list of date, machine and versions."""
+def describe(load_at_start: float | None = None) -> str:
+    """A markdown bullet list of date, machine and versions; the 1-minute load average at the
+    start (``load_at_start``, read by the caller before measuring) and now."""
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     packages = ", ".join(f"{p} {_package(p)}" for p in
                          ("sockserve", "uvicorn", "uvloop", "httptools", "gunicorn", "uvicorn-worker"))
     return "\n".join([
         f"- date: {now}",
         f"- machine: {os.cpu_count()} CPUs ({_cpu_model()}), kernel {platform.release()}, "
-        f"load average at start {os.getloadavg()[0]:.2f}",
+        f"load average {'?' if load_at_start is None else f'{load_at_start:.2f}'} at start, "
+        f"{os.getloadavg()[0]:.2f} at the end (other processes on the box count too)",
         f"- python {platform.python_version()} ({sys.executable})",
         f"- {packages}",
         f"- node {_command_version(['node', '--version'])}; {_command_version(['wrk', '-v'])}",

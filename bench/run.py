@@ -95,7 +95,8 @@ def measure(args: argparse.Namespace, specs: list[ServerSpec], res: Results, wor
 
 def render(args: argparse.Namespace, res: Results) -> str:
     runs = f"{args.runs} run(s) per case, {args.seconds:.0f} s each"
-    parts = ["# sockserve benchmark", "", machine.describe(), f"- {runs}; wrk -t2, 2 workers per server",
+    parts = ["# sockserve benchmark", "", machine.describe(getattr(args, "load_at_start", None)),
+             f"- {runs}; wrk -t2, 2 workers per server",
              "", "## Targets", "", targets.targets_table(res, args.workers_big), "",
              "## Load (2 workers)", ""]
     for load in LOADS:
@@ -116,6 +117,7 @@ def render(args: argparse.Namespace, res: Results) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    args.load_at_start = os.getloadavg()[0]
     become_subreaper()
     # SIGTERM unwinds like an exception, so every session's finally stops its server
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))

@@ -2,7 +2,8 @@
 # Set up sockserve on a Debian/Ubuntu machine: system packages, then a virtualenv in .venv.
 #   scripts/setup.sh          what running sockserve needs
 #   scripts/setup.sh --test   also what the tests and benchmarks need (wrk, debhelper, lintian,
-#                             Debian's python3-uvicorn & co. for the .deb tests, node for bench/)
+#                             Debian's python3-uvicorn & co. for the .deb tests, node for bench/,
+#                             haproxy for the load-balancer tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sudo=""
@@ -13,6 +14,9 @@ run_pkgs=(python3 python3-venv python3-dev gcc pkg-config libsystemd-dev curl)
 test_pkgs=(wrk nodejs systemd util-linux iproute2 debhelper dh-python pybuild-plugin-pyproject
            python3-all python3-setuptools lintian man-db python3-systemd python3-sdnotify
            python3-uvicorn python3-uvloop python3-httptools python3-dotenv python3-prometheus-client)
+# haproxy: tests/integration/test_haproxy_proxy.py (PROXY v1/v2) and test_haproxy.py (agent-check,
+# three hosts) start their own haproxy, never the system service (issue 16)
+test_pkgs+=(haproxy)
 extras="systemd,wsgi"
 pkgs=("${run_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then

@@ -27,7 +27,7 @@ from .config import EXIT_APP, EXIT_OK, EXIT_USAGE, Config, ConfigError, make_con
 from .logs import LogConfigError, apply_log_config
 from .master.serve import start_checks
 from .systemd import ListenFdsError, parse_listen_env
-from .systemd.listenfds import listener_name
+from .systemd.listenfds import AGENT, listener_name
 
 OK_LINE = "sockserve: configuration ok"
 
@@ -78,7 +78,8 @@ def fd_names(environ: Mapping[str, str]) -> dict[str, str] | None:
         pairs = parse_listen_env({**environ, "LISTEN_PID": str(pid)}, pid)
     except ListenFdsError as exc:
         raise ConfigError(str(exc)) from None
-    return {listener_name(name) or f"fd {fd}": listener_name(name) for fd, name in pairs} or None
+    return {listener_name(name) or f"fd {fd}": listener_name(name) for fd, name in pairs
+            if name != AGENT} or None  # the agent's socket is the master's (master/agent.py)
 
 
 def app_failure(config: Config, environ: Mapping[str, str],

@@ -64,7 +64,8 @@ SECTION_TITLES = {"server": "server and cluster", "control": "control socket", "
                   "http": "HTTP (uvicorn's protocol options)", "tls": "TLS (stdlib ssl)",
                   "wsgi": "WSGI (a2wsgi)", "unix": "unix sockets",
                   "app": "app loading (where the app and hooks are imported from)",
-                  "guards": "guards: recycling, request timeout, metrics, reload, idle exit"}
+                  "guards": "guards: recycling, request timeout, metrics, reload, idle exit",
+                  "balancer": "load balancer (HAProxy agent-check, drain before a stop)"}
 
 
 def _add_option(group: Any, s: Setting) -> None:

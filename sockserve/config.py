@@ -230,7 +230,7 @@ def validate_for_start(config: Config, *, inherited: bool, explicit_bind: bool,
 # a running master cannot change these: its listening sockets (and their unix file mode/owner),
 # its control socket, its hooks, its working directory and environment (workers inherit them)
 RESTART_KEYS = ("bind", "unix_socket_mode", "unix_socket_owner", "control_socket", "hooks", "chdir",
-                "env_file")
+                "env_file", "agent")
 
 
 def validate_reload(running: Config, new: Config) -> None:
@@ -260,16 +260,16 @@ GUARD_SECONDS = ("request_timeout", "max_worker_lifetime", "max_worker_lifetime_
 
 
 def _validate_guards(c: Any) -> None:
-    for key in GUARD_SECONDS:
+    for key in (*GUARD_SECONDS, "drain_delay"):
         value = getattr(c, key)
         _check(0 <= value < 86400 * 365, f"{key}: must be 0 (off) or a number of seconds, got {value}")
     for key in ("max_requests", "max_requests_jitter"):
         _check(getattr(c, key) >= 0, f"{key}: must be 0 (off) or more, got {getattr(c, key)}")
     _check(0 <= c.max_worker_rss < 2**40, f"max_worker_rss: must be 0 (off) or MiB, got {c.max_worker_rss}")
-    if c.metrics is not None:
+    for key in ("metrics", "agent"):  # the master's HOST:PORT side servers
         try:
-            tcp = parse_address(c.metrics).family == "tcp"
+            tcp = getattr(c, key) is None or parse_address(getattr(c, key)).family == "tcp"
         except ConfigError:
             tcp = False
-        _check(tcp, f"metrics: {c.metrics!r}: expected HOST:PORT or [IPv6]:PORT")
+        _check(tcp, f"{key}: {getattr(c, key)!r}: expected HOST:PORT or [IPv6]:PORT")
     _check(not (c.reload and c.exit_idle_time), "reload: cannot be combined with exit_idle_time")

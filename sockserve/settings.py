@@ -105,6 +105,12 @@ SETTINGS: tuple[Setting, ...] = (
       worker=True, section="http"),
     S("forwarded_allow_ips", "text", "127.0.0.1", "comma-separated addresses (or *) whose proxy "
       "headers are trusted", "IPS", worker=True, section="http"),
+    # --- PROXY protocol (worker/proxyread.py; issue 16) ---
+    S("proxy_protocol", "list", (), "listener (name: systemd FileDescriptorName or --bind NAME=; "
+      "or address as bound) whose connections start with a PROXY v1/v2 header from "
+      "forwarded_allow_ips (HAProxy's send-proxy[-v2]); 'all' for every listener (repeatable)",
+      "LISTENER", worker=True, section="http"),
+    # --- end of PROXY protocol ---
     S("root_path", "text", "", "ASGI root_path (the app is mounted below this URL prefix)", "PATH",
       worker=True, section="http"),
     S("timeout_keep_alive", "float", 5.0, "seconds an idle keep-alive connection stays open", "S",
@@ -167,6 +173,12 @@ SETTINGS: tuple[Setting, ...] = (
       "as uvicorn)", "GLOB", flags=("--reload-include",), section="guards"),
     S("reload_excludes", "list", (), "file or directory pattern to ignore, added to .*, "
       ".py[cod], .sw.*, ~* (repeatable)", "GLOB", flags=("--reload-exclude",), section="guards"),
+    # ------------------------------------------------------- load balancer (issue 16; master/agent.py)
+    S("agent", "text", None, "answer HAProxy's agent-check here (ready N%, drain, maint, down; master). "
+      "Under systemd: the socket unit's socket named 'agent'", "HOST:PORT", section="balancer"),
+    S("drain_delay", "float", 0.0, "a graceful stop first serves S more seconds while the agent "
+      "answers drain, then stops listening (Kubernetes' preStop sleep)", "S", section="balancer"),
+    # --- end of load balancer ---
 )
 del S
 

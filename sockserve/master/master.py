@@ -22,6 +22,7 @@ from ..eventloop import new_event_loop
 from ..listeners import Listener, bind_config, migrate_req_enabled
 from ..systemd import Notifier, log_event, scrub_env
 from . import lifecycle as L
+from .agent import AgentServer, take_inherited
 from .control import MAX_LOGGED, ControlServer, default_control_path, start_control
 from .events import Emitter
 from .guards import Guards
@@ -67,6 +68,7 @@ class Master(Shell):
 
     def statistics(self) -> dict[str, Any]:
         """What is in effect: the serving generation and its policy, every live worker;
+        ``agent``: the HAProxy agent's address and answer now (None without one, agent.py);
         ``native``: the rr hand-off runs its C hot path (native.py; off while a reload that
         changes ``policy`` has two policies in use, with shared, or with SOCKSERVE_NATIVE=0)."""
         workers = [w.as_dict() for w in sorted(self.pool.workers.values(), key=lambda w: w.id)]
@@ -78,6 +80,7 @@ class Master(Shell):
             "listeners": list(self.dispatcher.listeners),
             "accept_paused": self.dispatcher.fd_exhausted, "spawn_failures": self.pool.spawn_failures,
             "native": self.dispatcher.native,
+            "agent": self.agent.statistics(),
             **self.guards.statistics(),
         }
 
@@ -96,12 +99,13 @@ class Master(Shell):
     # ------------------------------------------------------------ lifecycle
     async def _main(self) -> int:
         self.loop = asyncio.get_running_loop()
-        listeners = self._listeners or bind_config(self.config)
+        inherited_agent, listeners = take_inherited(self._listeners or bind_config(self.config))
         self.dispatcher = Dispatcher(self.loop, listeners, self.config.policy, self.config.rr_window, {})
         self.pool = Pool(self.loop, self.dispatcher, self.emitter, self._env, self.feed)
         self.pool.on_ack = self._queue_checked
         self._shell_init()
         self.guards = Guards(self)
+        self.agent = AgentServer(self, inherited_agent)
         control = ControlServer(self._control_path, self._control) if self._control_path else None
         try:
             self._install_signals()
@@ -109,6 +113,7 @@ class Master(Shell):
                 control = await start_control(control, bool(self.config.control_socket), self.loop)
             self._load_hooks()
             self.guards.start()
+            await self.agent.start()
             self._warn_reuseport()
             self.notifier.notify(f"MAINPID={os.getpid()}")
             self.feed(L.Start())
@@ -137,6 +142,7 @@ class Master(Shell):
             log_event(log, logging.ERROR, "reap_timeout", f"workers {sorted(self.pool.workers)} not reaped")
         if control:
             control.close()
+        self.agent.close()
         await self.guards.close()
         self.dispatcher.close()
 

@@ -13,7 +13,7 @@ from ..listeners import Listener, bind_config, remove_socket_files
 from ..logs import LogConfigError
 from ..settings import SETTINGS
 from ..systemd import ListenFdsError, listen_fds, setup_logging
-from ..systemd.listenfds import listener_name
+from ..systemd.listenfds import AGENT, listener_name
 from ..tls import check_tls
 from .control import ControlError
 from .guards import check_listeners
@@ -40,12 +40,13 @@ def serve(config: Config, *, explicit_bind: bool, reread: Reread) -> int:
         inherited = listen_fds()
     except ListenFdsError as exc:
         raise ConfigError(str(exc)) from None
-    names = {s.key: listener_name(s.name) for s in inherited} if inherited else None
+    names = {s.key: listener_name(s.name) for s in inherited if s.key != AGENT} if inherited else None
     start_checks(config, inherited=bool(inherited), explicit_bind=explicit_bind, listeners=names)
     again = checked_reread(config, bool(inherited), reread, names)
     if not inherited:
         listeners = bind_config(config)
         try:
+            check_proxy_protocol(config, listeners)
             return _run(Master(config, listeners, reread=again))
         finally:
             remove_socket_files(listeners)
@@ -57,7 +58,18 @@ def serve(config: Config, *, explicit_bind: bool, reread: Reread) -> int:
                                  [listener_name(s.name) for s in connected])
     listeners = [Listener(key=s.key, address=s.address, sock=s.sock, name=listener_name(s.name),
                           inherited=True) for s in inherited]
+    check_proxy_protocol(config, listeners)
     return _run(Master(config, listeners, reread=again))
+
+
+def check_proxy_protocol(config: Config, listeners: list[Listener]) -> None:
+    """``proxy_protocol`` entries must name a listener (key or address) or be ``all``; else exit 2."""
+    from ..worker.proxypolicy import unmatched
+
+    if wrong := unmatched(config.proxy_protocol, [(lst.key, lst.address, lst.name) for lst in listeners]):
+        known = ", ".join(lst.key for lst in listeners)
+        raise ConfigError(f"proxy_protocol: {', '.join(map(repr, wrong))} names no listener "
+                          f"(listeners: {known}; or 'all')")
 
 
 def _run(master: Master) -> int:

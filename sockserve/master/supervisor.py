@@ -43,7 +43,8 @@ class Supervisor(WorkersMixin, StopMixin, RecycleMixin):
         self.recycled: dict[str, int] = {}  # recycles done, by reason
         self.attempt = 0  # the ReadConfig in flight (0: none)
         self.exit_code = 0
-        self.stop_stage: str | None = None
+        self.stop_stage: str | None = None  # "delay" (drain_delay), "handout", "leave", "fast", "final"
+        self._delayed_hung: tuple[int, ...] = ()  # Term's hung workers, for after the drain delay
         self.handed_out = False
         self._attempts = 0
         self._next_worker = 1

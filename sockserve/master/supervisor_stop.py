@@ -1,6 +1,8 @@
 """The supervisor core's stop sequence, pure (part of supervisor.Supervisor).
 
-Graceful (SIGTERM): stop accepting; kill the workers that were hung and any
+Graceful (SIGTERM): with ``drain_delay``, first serve on that long in the STOPPING phase
+(stop stage "delay": the agent answers drain, agentcheck.py; SIGINT cuts it short).  Then
+stop accepting; kill the workers that were hung and any
 that do not listen yet; wait (at most ``HANDOUT``) until every accepted
 connection, the hung workers' rr windows included, is handed to a worker that
 still takes connections; then disconnect every worker, kill what still drains
@@ -37,7 +39,17 @@ class StopMixin:
                    default=self.config.drain_kill_after())
 
     def _stop_graceful(self: Supervisor, event: L.Term) -> None:
+        if self.config.drain_delay > 0:  # serve on while a load balancer's agent sees "drain"
+            self.phase, self.exit_code, self.stop_stage = Phase.STOPPING, 0, "delay"
+            self._begin_stopping(True, False, delay=self.config.drain_delay)
+            self._delayed_hung = event.hung
+            self._set_timer(("drain-delay",), self.config.drain_delay)
+            return
         self._stop(graceful=True, code=0, hung=event.hung)
+
+    def _timer_drain_delay(self: Supervisor) -> None:
+        if self.stop_stage == "delay":
+            self._stop(graceful=True, code=0, hung=self._delayed_hung)
 
     def _stop_fast(self: Supervisor, event: L.Int) -> None:
         self._stop(graceful=False, code=self.exit_code if self.phase is Phase.STOPPING else 0)
@@ -49,6 +61,9 @@ class StopMixin:
         self.phase, self.exit_code = Phase.STOPPING, code
         if first:
             self._begin_stopping(graceful, quiet)
+        elif self.stop_stage == "delay":  # the drain delay ends (its timer, or SIGINT cuts it short)
+            self._cancel(("drain-delay",))
+            self._emit(L.StopAccepting())
         if graceful:
             for w in self.workers.values():
                 if w.id in hung or w.stage not in (WorkerStage.LISTENING, WorkerStage.LEAVING):
@@ -69,9 +84,15 @@ class StopMixin:
                 self._set_timer(("stop",), FAST)
         self._stop_progress()
 
-    def _begin_stopping(self: Supervisor, graceful: bool, quiet: bool) -> None:
-        self._emit(L.Notify(("STOPPING=1", _extend(self.bound()))), L.StopAccepting())
-        if not quiet:
+    def _begin_stopping(self: Supervisor, graceful: bool, quiet: bool, delay: float = 0.0) -> None:
+        """``delay``: the drain delay, serving on (StopAccepting comes after it)."""
+        self._emit(L.Notify(("STOPPING=1", _extend(self.bound() + delay))))
+        if not delay:
+            self._emit(L.StopAccepting())
+        if delay:
+            self._log("info", "stopping", f"stopping gracefully after a {delay:g}s drain delay "
+                      "(the agent answers drain; still serving)")
+        elif not quiet:
             self._log("info", "stopping", "stopping " + ("gracefully" if graceful else "now"))
         for name in [n for n in self.timers if n[0] in ("boot", "respawn", "worker-boot", "unserved")]:
             self._cancel(name)

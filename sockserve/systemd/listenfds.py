@@ -19,6 +19,7 @@ from ..appmap import listener_keys
 LISTEN_FDS_START = 3
 LISTEN_VARIABLES = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
 UNNAMED = "unknown"  # systemd's name for an fd without FileDescriptorName=
+AGENT = "agent"  # the HAProxy agent's socket (master/agent.py): the master's, never a worker's
 MAX_LISTEN_FDS = 4096
 
 

@@ -17,6 +17,8 @@ import logging
 import socket
 from typing import Any
 
+from .proxyread import ProxyGate
+
 log = logging.getLogger("sockserve.worker")
 SETTLE_POLL = 0.005  # seconds between looks while connections are being set up
 
@@ -29,16 +31,21 @@ class Handed:
         self.pending = 0
         self._for_key = getattr(adapter, "for_key", None)  # an AppSet: one adapter per listener
         self._keys: dict[socket.socket, str] = {}  # taken, ack not yet sent: the listener's key
+        self.proxy = ProxyGate(loop, config)  # --proxy-protocol listeners: a header first
 
     def taken(self, sock: socket.socket | None = None, key: str | None = None) -> None:
         """A connection is ours from now on (its ack will say accepted); of listener ``key``."""
         self.pending += 1
-        if self._for_key is not None and sock is not None and key is not None:
-            self._keys[sock] = key
+        if sock is not None and key is not None:
+            self.proxy.mark(key, sock)  # a --proxy-protocol listener's: its header first
+            if self._for_key is not None:
+                self._keys[sock] = key
 
     def accepted(self, sock: socket.socket, key: str | None = None) -> None:
         """Accepted on our own listener ``key`` (shared, reuseport): ours, set it up."""
         self.pending += 1
+        if key is not None:
+            self.proxy.mark(key, sock)
         self.loop.create_task(self._serve(sock, key))
 
     def serve_all(self, socks: list[socket.socket]) -> None:
@@ -49,8 +56,13 @@ class Handed:
     async def _serve(self, sock: socket.socket, key: str | None = None) -> None:
         adapter = self.adapter if self._for_key is None else self._for_key(key)
         try:
+            factory = adapter.protocol_factory
+            if sock.fileno() in self.proxy.marked:  # a PROXY listener's: its header first (proxyread.py)
+                factory = await self.proxy.admit(sock, factory)
+                if factory is None:
+                    return  # refused and closed
             await self.loop.connect_accepted_socket(  # idle_timeout bounds a TLS handshake too
-                adapter.protocol_factory, sock, ssl=adapter.ssl, ssl_handshake_timeout=(
+                factory, sock, ssl=adapter.ssl, ssl_handshake_timeout=(
                     float(self.config.get("idle_timeout", 10.0)) if adapter.ssl else None))
         except OSError as exc:  # the client left before we could start
             sock.close()

@@ -102,17 +102,37 @@ def guarded(protocol_class: type[asyncio.Protocol], limits: HttpLimits) -> type[
     request head is parsed; ``cycle.response_complete`` once answered).
     """
 
+    max_size = limits.max_header_size  # read per request: a local is cheaper than the attribute
+
     class Guarded(protocol_class):  # type: ignore[valid-type, misc]
-        _limit_timer: asyncio.TimerHandle | None = None
-        _head_of: Any = None  # the cycle before the head being read (a sentinel while idle)
-        _head_bytes = 0
-        _in_head = False
-        _head_end = b""  # the last bytes of the head read so far
-        _head_refused = False  # a pipelined head over max_header_size waits for its 431
-        _unparsed = b""  # bytes read but not parsed yet: MAX_PIPELINED requests were waiting
+        # Per request this wrapper runs on every read and parser callback: its state is in slots
+        # (uvicorn's protocol already holds 27 instance attributes), its timer is reused (_arm),
+        # the loop is looked up once.  Wrapping cost ~15 µs CPU a keep-alive request on the
+        # bench box before (the keep-alive regression of issue 14), ~7 after: bench/RESULTS.md.
+        __slots__ = ("_limit_timer", "_timer_due", "_deadline", "_on_expiry", "_head_of", "_head_bytes",
+                     "_in_head", "_head_end", "_head_refused", "_unparsed", "_parsed_head", "_loop_",
+                     "_get_protocol")
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            # asyncio.get_running_loop() costs a getpid() system call on CPython < 3.12: once here
+            self._loop_ = asyncio.get_running_loop()
+            self._get_protocol: Any = None  # the transport's get_protocol (a WebSocket upgrade swaps it)
+            self._limit_timer: asyncio.TimerHandle | None = None  # the one loop timer, due at _timer_due
+            self._timer_due = 0.0
+            self._deadline: float | None = None  # loop time the armed limit expires at; None: disarmed
+            self._on_expiry: Any = None
+            self._head_of: Any = None  # the cycle before the head being read (a sentinel while idle)
+            self._head_bytes = 0
+            self._in_head = False
+            self._head_end = b""  # the last bytes of the head read so far
+            self._head_refused = False  # a pipelined head over max_header_size waits for its 431
+            self._unparsed = b""  # bytes read but not parsed yet: MAX_PIPELINED requests were waiting
+            self._parsed_head = 0  # httptools: bytes of the head being parsed (URL, names, values)
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
+            self._get_protocol = getattr(transport, "get_protocol", None)
             self._arm(limits.idle_timeout, self._idle_expired)
             if hasattr(getattr(self, "conn", None), "next_event"):  # h11: bound each parsed head
                 self.conn.next_event = h11_bounded(self.conn.next_event, limits.max_header_size)
@@ -121,15 +141,18 @@ def guarded(protocol_class: type[asyncio.Protocol], limits: HttpLimits) -> type[
             if not self._in_head and (self.cycle is None or self.cycle.response_complete):
                 self._in_head, self._head_of, self._head_bytes, self._head_end = True, self.cycle, 0, b""
                 self._arm(limits.headers_timeout, self._head_expired)
-            if self._in_head and not head_fits(data, limits.max_header_size - self._head_bytes,
-                                               self._head_end):
+            if self._in_head and len(data) > max_size - self._head_bytes and not head_fits(
+                    data, max_size - self._head_bytes, self._head_end):
                 self._refuse(TOO_LARGE_431, "request head over max_header_size "
                              f"({limits.max_header_size} bytes, in one read)")
                 return
             self._feed(data)
-            if self._limit_timer is not None and self._handed_over():
+            if self._deadline is None:  # not timing (expired, or the head is parsed)
+                return
+            if self._handed_over():
                 self._disarm()  # upgraded (WebSocket): the connection is not ours to time any more
-            if not self._in_head or self.transport.is_closing() or self._limit_timer is None:
+                return
+            if not self._in_head or self.transport.is_closing():
                 return
             if self.cycle is not self._head_of:  # the head is parsed
                 self._in_head = False
@@ -142,29 +165,30 @@ def guarded(protocol_class: type[asyncio.Protocol], limits: HttpLimits) -> type[
                                  f"({limits.max_header_size} bytes)")
 
         if hasattr(protocol_class, "on_header"):  # httptools: its callbacks give each head's size
-            _parsed_head = 0  # bytes of the head being parsed (URL, names, values, separators)
-
             def on_message_begin(self) -> None:
                 self._parsed_head = 0
                 super().on_message_begin()
 
             def on_url(self, url: bytes) -> None:
-                self._count_head(len(url) + 13)  # at least "M URL HTTP/1.1\r\n": never over the bytes
+                self._parsed_head += len(url) + 13  # at least "M URL HTTP/1.1\r\n": never over the bytes
+                if self._parsed_head > max_size:
+                    self._head_over()
                 super().on_url(url)
 
             def on_header(self, name: bytes, value: bytes) -> None:
-                self._count_head(len(name) + len(value) + 3)  # "name:value\r\n"
+                self._parsed_head += len(name) + len(value) + 3  # "name:value\r\n"
+                if self._parsed_head > max_size:
+                    self._head_over()
                 super().on_header(name, value)
 
             def on_headers_complete(self) -> None:
-                if self._parsed_head <= limits.max_header_size:
+                if self._parsed_head <= max_size:
                     super().on_headers_complete()
 
-            def _count_head(self, size: int) -> None:
+            def _head_over(self) -> None:
                 """A later pipelined head in the same read is bounded too: 431 now if it is the
                 next answer, else once the requests before it are answered (answers in order)."""
-                self._parsed_head += size
-                if self._parsed_head > limits.max_header_size and not self._head_refused:
+                if not self._head_refused:
                     self._head_refused = True
                     if self.cycle is None or self.cycle.response_complete:
                         self._refuse(TOO_LARGE_431, "request head over max_header_size (parsed)")
@@ -178,8 +202,9 @@ def guarded(protocol_class: type[asyncio.Protocol], limits: HttpLimits) -> type[
             ~9,000 queued request cycles, ~9 MB); h11 holds them unparsed in its own buffer.
             """
             pipeline = getattr(self, "pipeline", None)
-            if pipeline is None:
-                super().data_received(data)
+            if pipeline is None or (
+                    not pipeline and 0 < len(data) <= FEED_SLICE and not self._stop_feeding()):
+                super().data_received(data)  # one slice, nothing queued: the loop below in short
                 return
             for start in range(0, len(data), FEED_SLICE):
                 if len(pipeline) >= MAX_PIPELINED or self._stop_feeding():
@@ -213,30 +238,53 @@ def guarded(protocol_class: type[asyncio.Protocol], limits: HttpLimits) -> type[
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
-            super().connection_lost(exc)
-
-        def _arm(self, seconds: float, callback: Any) -> None:
-            self._disarm()
-            self._limit_timer = asyncio.get_running_loop().call_later(seconds, callback)
-
-        def _disarm(self) -> None:
             if self._limit_timer is not None:
                 self._limit_timer.cancel()
                 self._limit_timer = None
+            super().connection_lost(exc)
+
+        def _arm(self, seconds: float, callback: Any) -> None:
+            """``callback()`` in ``seconds`` unless disarmed or re-armed first.
+
+            One loop timer per connection, kept across re-arms: a keep-alive connection arms
+            headers_timeout at every request, and a timer created and cancelled per request is
+            a TimerHandle and two libuv calls each time.  A timer due before the deadline
+            re-arms itself when it fires (``_expire``); one due after it is replaced.
+            """
+            loop = self._loop_
+            self._deadline, self._on_expiry = loop.time() + seconds, callback
+            if self._limit_timer is not None and self._timer_due <= self._deadline:
+                return
+            if self._limit_timer is not None:
+                self._limit_timer.cancel()
+            self._timer_due = self._deadline
+            self._limit_timer = loop.call_at(self._deadline, self._expire)
+
+        def _disarm(self) -> None:
+            self._deadline = None  # a pending timer finds nothing to do when it fires
+
+        def _expire(self) -> None:
+            self._limit_timer = None
+            if self._deadline is None:
+                return
+            loop = self._loop_
+            if loop.time() < self._deadline:  # armed again since: wait for the new deadline
+                self._timer_due = self._deadline
+                self._limit_timer = loop.call_at(self._deadline, self._expire)
+                return
+            self._deadline = None
+            self._on_expiry()
 
         def _handed_over(self) -> bool:
-            get = getattr(self.transport, "get_protocol", None)
-            return get is not None and get() is not self
+            return self._get_protocol is not None and self._get_protocol() is not self
 
         def _idle_expired(self) -> None:
-            self._limit_timer = None
             if self._handed_over() or self._in_head or self.cycle is not None:
                 return
             if not self.transport.is_closing():
                 self.transport.close()  # nothing was asked: nothing to answer
 
         def _head_expired(self) -> None:
-            self._limit_timer = None
             if not self._handed_over() and self._in_head and self.cycle is self._head_of:
                 self._refuse(TIMEOUT_408, f"request head not complete in {limits.headers_timeout:g}s")
 

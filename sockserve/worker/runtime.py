@@ -205,7 +205,7 @@ class Worker:
             if sock is None:
                 os.close(fd)
             else:
-                self.handed.taken(sock, msg.key)  # its listener's app (per-listener apps)
+                self.handed.taken(sock, msg.key)  # its listener's app, a PROXY header first?
             self._ack_later(seq, sock)
 
     def _ack_later(self, seq: int, sock: socket.socket | None) -> None:
@@ -230,6 +230,7 @@ class Worker:
                 os.close(fd)
             return
         self._answered.add(msg.key)
+        self.handed.proxy.listener(msg.key, msg.address)  # --proxy-protocol (proxyread.py)
         if msg.mode == "rr":
             self._rr_keys.add(msg.key)
             self._listening(msg.key)

@@ -126,6 +126,22 @@ def test_the_next_request_on_a_keep_alive_connection_gets_the_head_timeout_too(s
         assert sock.recv(10) == b""
 
 
+def test_a_head_timeout_longer_than_the_idle_timeout_runs_its_full_length(start_server):
+    """One timer per connection (limits.py ``_arm``): the idle timer, due first, re-arms itself
+    for the later head deadline instead of closing; the head's 408 still comes in time."""
+    server = start_server(APP, "--workers", "1", "--idle-timeout", "0.5", "--headers-timeout", "2")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        started = time.monotonic()
+        sock.sendall(PARTIAL)
+        sock.settimeout(1.2)  # past the idle timeout: the connection must still be open, silent
+        with pytest.raises(TimeoutError):
+            sock.recv(1024)
+        head, _ = read_response(sock, timeout=5)
+        elapsed = time.monotonic() - started
+    assert head.startswith(b"HTTP/1.1 408"), head
+    assert 1.9 < elapsed < 3.5, elapsed
+
+
 def test_a_head_over_max_header_size_is_refused(start_server):
     server = start_server(APP, "--workers", "1", "--max-header-size", "4096")
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:

@@ -21,7 +21,7 @@ UNITS = Path(__file__).resolve().parents[2] / "units"
 ANALYZE = shutil.which("systemd-analyze")
 HOST_UNITS = Path("/usr/lib/systemd/system")
 SERVICES = ("sockserve.service", "sockserve@demo.service")
-ALL_UNITS = ("sockserve.socket", "sockserve@demo.socket", *SERVICES)
+ALL_UNITS = ("sockserve.socket", "sockserve@demo.socket", "sockserve-agent.socket", *SERVICES)
 HARDENING_MARK = "# --- privileges and sandboxing"
 
 needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed")
