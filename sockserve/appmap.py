@@ -17,6 +17,7 @@ Pure: no I/O.  Errors are ``ConfigError`` with the one-line message (exit 2).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -54,33 +55,50 @@ def parse(value: Any) -> AppSetting:
     if value is None:
         return None
     entries: list[tuple[str, str]] = []
-    if isinstance(value, Mapping):
+    if isinstance(value, Mapping):  # a TOML table: messages show its keys as written
+        if not value:
+            raise ConfigError("app = {}: an empty table names no listener; give "
+                              "{ NAME = \"MODULE:ATTR\", ... }, or one \"MODULE:ATTR\"")
         for name, spec in value.items():
             if not isinstance(spec, str):
-                raise ConfigError(f"app: {name!r} = {spec!r}: expected \"MODULE:ATTR\"")
+                raise ConfigError(f"{toml_key(str(name))} = {spec!r}: expected \"MODULE:ATTR\"")
             entries.append((str(name), spec.strip()))
+        return _normal(entries, toml=True)
     else:
         items = [value] if isinstance(value, str) else list(value)
         for item in items:
             if isinstance(item, (tuple, list)) and len(item) == 2:  # the normal form again
                 entries.append((str(item[0]), str(item[1])))
                 continue
+            if not str(item).replace(",", "").strip():  # leaving app out is the built-in app
+                raise ConfigError(f"app: {item!r} is empty: give MODULE:ATTR (or leave app out "
+                                  "for the built-in app)")
             for part in str(item).split(","):
                 if part.strip():
                     name, spec = split_bind(part)
+                    if "=" in part and not name:  # "=main:app": as --bind refuses "=ADDR"
+                        raise ConfigError(f"app: {part.strip()!r}: '' is not a listener name "
+                                          "(NAME=MODULE:ATTR, or MODULE:ATTR for every listener)")
                     entries.append((name or DEFAULT, spec))
     return _normal(entries)
 
 
-def _normal(entries: list[tuple[str, str]]) -> AppSetting:
+def toml_key(name: str) -> str:
+    """``app.NAME`` as the TOML file writes the key (quoted when not a bare key)."""
+    bare = name and all(c.isalnum() or c in "_-" for c in name) and name.isascii()
+    return f"app.{name}" if bare else "app." + json.dumps(name)
+
+
+def _normal(entries: list[tuple[str, str]], toml: bool = False) -> AppSetting:
     seen: dict[str, str] = {}
     for name, spec in entries:
+        key = toml_key(name) if toml else "app"
         if name != DEFAULT and not valid_name(name):
-            raise ConfigError(f"app: {name!r} is not a listener name (1-255 characters, no ':', "
+            raise ConfigError(f"{key}: {name!r} is not a listener name (1-255 characters, no ':', "
                              "'=', ',' or spaces)")
         if not is_import_spec(spec):
-            shown = spec if name == DEFAULT else f"{name}={spec}"
-            raise ConfigError(f"app: {shown!r} is not MODULE:ATTRIBUTE")
+            shown = json.dumps(spec) if toml else repr(spec if name == DEFAULT else f"{name}={spec}")
+            raise ConfigError(f"{key}: {shown} is not MODULE:ATTRIBUTE")
         if name in seen:
             which = "the default app is given twice" if name == DEFAULT else \
                 f"listener {name!r} is given two apps"
@@ -114,11 +132,17 @@ def shown(app: AppSetting) -> str:
     return ",".join(spec if name == DEFAULT else f"{name}={spec}" for name, spec in app)
 
 
-def resolve(app: AppSetting, listeners: Mapping[str, str], source: str = "bind") -> dict[str, str | None]:
+# Where the names come from, for the message of a name no listener has (``resolve``'s source).
+SOURCES = ("bind", "bind_file", "unbound", "LISTEN_FDNAMES", "reload", "master", "units", "fdnames")
+
+
+def resolve(app: AppSetting, listeners: Mapping[str, str], source: str = "bind",
+            in_file: bool = False) -> dict[str, str | None]:
     """key -> the spec serving it (None: the built-in app), for ``listeners`` (key -> name,
     "" unnamed).  ConfigError when the mapping names a listener that does not exist, or a
-    listener has no app and the mapping no default.  ``source`` says where names come from,
-    for the message: ``bind`` or ``LISTEN_FDNAMES``."""
+    listener has no app and the mapping no default.  ``source`` (one of SOURCES) says where
+    the names come from, for the message; ``in_file``: the mapping is the TOML file's (the
+    message writes its key ``app.NAME``)."""
     names = named(app)
     if not names:
         return {key: default(app) for key in listeners}
@@ -126,16 +150,17 @@ def resolve(app: AppSetting, listeners: Mapping[str, str], source: str = "bind")
     missing = sorted(set(names) - present)
     if missing:
         name = missing[0]
-        raise ConfigError(f"app: no listener is named {name!r} ({_where(present, source, name)})")
+        key = toml_key(name) if in_file else "app"
+        raise ConfigError(f"{key}: no listener is named {name!r} ({_where(present, source, name)})")
     fallback = default(app)
     resolved: dict[str, str | None] = {}
     for key, name in listeners.items():
         spec = names.get(name, fallback) if name else fallback
         if spec is None:
-            label = f"{key} (unnamed)" if not name else (key if key == name else f"{name!r} ({key})")
+            label = f"{key} (unnamed)" if not name else (repr(name) if key == name else f"{name!r} ({key})")
+            add = '"*" = "MODULE:ATTR" in the app table' if in_file else "--app MODULE:ATTR"
             raise ConfigError(f"app: listener {label} has no app: the mapping names "
-                             f"{', '.join(sorted(names))}; name it too, or add a default app "
-                             "(--app MODULE:ATTR, or \"*\" = \"MODULE:ATTR\" in the file)")
+                             f"{', '.join(sorted(names))}; name it too, or add a default app ({add})")
         resolved[key] = spec
     return resolved
 
@@ -143,8 +168,25 @@ def resolve(app: AppSetting, listeners: Mapping[str, str], source: str = "bind")
 def _where(present: set[str], source: str, name: str) -> str:
     have = ", ".join(sorted(present)) or "none"
     if source == "LISTEN_FDNAMES":
-        return (f"LISTEN_FDNAMES has {have}; set FileDescriptorName={name} on a socket of the "
-                "socket unit")
+        return (f"LISTEN_FDNAMES has {have}; set FileDescriptorName={name} on a socket unit "
+                "of the service")
+    if source == "reload":  # systemd passes sockets at a start only
+        return (f"this master was started with the sockets {have}; the service must be restarted "
+                f"to receive another: systemctl stop it, start the socket unit with "
+                f"FileDescriptorName={name}, then start it (a reload cannot add a socket)")
+    if source == "master":
+        return (f"the running master's sockets are {have}; a new socket (FileDescriptorName={name}) "
+                "takes a restart of the service, not a reload")
+    if source == "units":  # sockserve check with the service stopped: systemctl show
+        return (f"the socket units of the service name their sockets {have}; set "
+                f"FileDescriptorName={name} on one")
+    if source == "fdnames":
+        return f"--fdnames has {have}"
+    if source == "unbound":  # a config for systemd's sockets, checked without them
+        return ("bind is not set, so the names are those of the sockets systemd passes; "
+                "check with: sockserve check --socket-activated")
+    if source == "bind_file":
+        return f'bind names: {have}; name one in the file: bind = ["{name}=HOST:PORT"]'
     return f"bind names: {have}; name one with --bind {name}=HOST:PORT"
 
 

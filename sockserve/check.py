@@ -5,7 +5,11 @@ the environment forbids: ``bind`` or ``reuseport`` beside sockets passed by syst
 files), and its ``log_config``.  Then what a start loads: chdir, env_file, virtualenv, app_dir
 and the hooks (in this process, as the master does), and the app (in a subprocess started as
 a worker is; per-listener apps: each listener's, the mapping checked against the names of
-``bind`` or ``LISTEN_FDNAMES``, appmap.py).
+``bind`` or of systemd's sockets, appmap.py).
+Under systemd (``--socket-activated``) the names are, first found: ``LISTEN_FDNAMES`` (with
+``LISTEN_FDS``), ``--fdnames``, or the running master's (its control socket's ``status``:
+the sockets a reload runs with, so ``check --socket-activated && systemctl reload`` checks
+what the reload will check), else the service's socket units' (``systemctl show``).
 One line, and the exit code a start would give: 0 ``sockserve: configuration ok``; 2 a bad
 setting; 6 the app cannot load.
 Not checked: that the addresses can be bound (the running service holds them).
@@ -25,11 +29,13 @@ from .appmap import bind_names
 from .cli import gather, serve_parser
 from .config import EXIT_APP, EXIT_OK, EXIT_USAGE, Config, ConfigError, make_config
 from .logs import LogConfigError, apply_log_config
+from .master.control import ControlError, default_control_path, request
 from .master.serve import start_checks
-from .systemd import ListenFdsError, parse_listen_env
+from .systemd import ListenFdsError, parse_listen_env, units
 from .systemd.listenfds import AGENT, listener_name
 
 OK_LINE = "sockserve: configuration ok"
+STATUS_TIMEOUT = 10.0  # seconds the running master has to answer ``status``
 
 
 def check_parser() -> argparse.ArgumentParser:
@@ -37,7 +43,13 @@ def check_parser() -> argparse.ArgumentParser:
     parser = serve_parser()
     parser.prog = "sockserve check"
     parser.add_argument("--socket-activated", action="store_true",
-                        help="check as if systemd passed sockets (LISTEN_FDS is present too)")
+                        help="check as if systemd passed sockets (LISTEN_FDS is present too); "
+                        "the app mapping is checked against the running master's socket names "
+                        "(its control socket), or --fdnames")
+    parser.add_argument("--fdnames", metavar="NAME,...", help="the socket units' "
+                        "FileDescriptorName= values, e.g. http,admin (implies --socket-activated)")
+    parser.add_argument("--instance", metavar="NAME", help="with --socket-activated: ask the master "
+                        "of sockserve@NAME.service for its socket names")
     return parser
 
 
@@ -45,10 +57,16 @@ def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     """Run the checks; print one line; the exit code."""
     try:
         values = gather(argv, environ, parser=check_parser())
-        names = fd_names(environ)  # systemd's listeners, when it passed some
-        activated = bool(values.pop("socket_activated", False)) or names is not None
+        names, source = fd_names(environ), "LISTEN_FDNAMES"  # systemd's listeners, when it passed some
+        given, instance = values.pop("fdnames", None), values.pop("instance", None)
+        activated = bool(values.pop("socket_activated", False)) or names is not None or given is not None
         config = make_config(values, os.cpu_count() or 1)
-        start_checks(config, inherited=activated, explicit_bind="bind" in values, listeners=names)
+        if names is None and given is not None:
+            names, source = parse_fdnames(given), "fdnames"
+        elif names is None and activated and appmap.named(config.app):  # only a table needs names
+            names, source = master_names(config, environ, instance)
+        start_checks(config, inherited=activated, explicit_bind="bind" in values, listeners=names,
+                     source=source)
         listeners = names if activated else {n or a: n for a, n in bind_names(config.bind).items()}
         if config.log_config:
             apply_log_config(config.log_config)  # as the start does (here it configures nothing kept)
@@ -80,6 +98,45 @@ def fd_names(environ: Mapping[str, str]) -> dict[str, str] | None:
         raise ConfigError(str(exc)) from None
     return {listener_name(name) or f"fd {fd}": listener_name(name) for fd, name in pairs
             if name != AGENT} or None  # the agent's socket is the master's (master/agent.py)
+
+
+def parse_fdnames(text: str) -> dict[str, str]:
+    """``--fdnames http,admin`` (or LISTEN_FDNAMES' ``http:admin``) as name -> name."""
+    names = [n.strip() for n in text.replace(":", ",").split(",") if n.strip()]
+    bad = next((n for n in names if not appmap.valid_name(n)), None)
+    if not names or bad is not None:
+        raise ConfigError(f"--fdnames: {bad or text!r} is not a FileDescriptorName= (NAME,NAME...)")
+    return {name: name for name in names if name != AGENT}  # the agent's socket is the master's
+
+
+def master_names(config: Config, environ: Mapping[str, str],
+                 instance: str | None) -> tuple[dict[str, str], str]:
+    """The running master's listeners, key -> name (its control socket's ``status``): the
+    sockets systemd gave it, which a reload keeps; when no master answers, those the service's
+    socket units will pass (systemd/units.py); and which (appmap.SOURCES).  ConfigError when
+    neither can tell."""
+    path = config.control_socket or default_control_path(environ, instance)
+    how = "pass the socket units' FileDescriptorName= values with --fdnames NAME,NAME"
+    if not path:
+        raise ConfigError(f"--socket-activated: no control socket to ask for the socket names; {how}")
+    try:
+        stats = request(path, {"cmd": "status"}, STATUS_TIMEOUT)
+    except ControlError as exc:  # not running: the names its socket units will give it
+        try:
+            names = units.socket_names(units.service_name(instance))
+            return {n: n for n in names if n != AGENT}, "units"
+        except units.UnitsError as why:
+            raise ConfigError(f"--socket-activated: cannot ask the running master for its socket "
+                              f"names ({exc}), nor systemd ({why}); {how}") from None
+    names = stats.get("listener_names")
+    if not stats.get("ok") or not isinstance(names, dict):
+        why = stats.get("error") or "its status has no listener names"
+        raise ConfigError(f"--socket-activated: the master at {path} did not tell its socket names "
+                          f"({why}); {how}")
+    if not stats.get("socket_activated"):
+        raise ConfigError(f"--socket-activated: the master at {path} binds its own addresses "
+                          "(it was not given sockets by systemd); check without --socket-activated")
+    return {str(key): str(name) for key, name in names.items()}, "master"
 
 
 def app_failure(config: Config, environ: Mapping[str, str],

@@ -23,6 +23,7 @@ ENV_PREFIX = "SOCKSERVE_"
 ENV_INTERNAL = {"SOCKSERVE_WORKER_ID", "SOCKSERVE_CHANNEL_FD", "SOCKSERVE_WORKER_CONFIG", "SOCKSERVE_CONFIG"}
 ENV_INTERNAL |= {"SOCKSERVE_NATIVE"}  # 0: the pure-Python hand-off path (master/native.py), not a setting
 ENV_INTERNAL |= {"SOCKSERVE_WORKER_CHECK"}  # sockserve check's app probe (check.py), not a setting
+ENV_INTERNAL |= {"SOCKSERVE_SCHED_POLICY"}  # sockserve.cluster's (NODE_CLUSTER_SCHED_POLICY), not a setting
 
 
 class _Parser(argparse.ArgumentParser):
@@ -106,8 +107,11 @@ def gather(argv: Sequence[str], environ: Mapping[str, str], base: str | None = N
     if path and base:
         path = os.path.join(base, path)
     values = read_file(path) if path else {}
+    file_keys = set(values)
     values.update(from_env(environ))
     values.update(cli)
+    if file_keys - set(from_env(environ)) - set(cli):  # for messages naming the file
+        values["file_keys"] = tuple(sorted(file_keys - set(from_env(environ)) - set(cli)))
     if values.get("workers") is None and environ.get("WEB_CONCURRENCY", "").strip():
         values["workers"] = web_concurrency(environ["WEB_CONCURRENCY"])
     if path:
@@ -138,7 +142,11 @@ def read_file(path: str) -> dict[str, Any]:
     section = data.get("sockserve", data)
     if not isinstance(section, dict):
         raise ConfigError(f"config file {path}: [sockserve] must be a table")
-    return {key.replace("-", "_"): value for key, value in section.items()}
+    values = {key.replace("-", "_"): value for key, value in section.items()}
+    if "app" in values and not isinstance(values["app"], (str, dict)):  # a list is the CLI's form
+        raise ConfigError(f"config file {path}: app = {values['app']!r}: expected \"MODULE:ATTR\" "
+                          "or a table { NAME = \"MODULE:ATTR\", ... }")
+    return values
 
 
 def from_env(environ: Mapping[str, str]) -> dict[str, Any]:

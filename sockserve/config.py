@@ -14,7 +14,7 @@ from typing import Any
 from . import appmap
 from .access import ACCESS_FIELDS, format_access_line
 from .address import Address, parse_address  # noqa: F401 (re-exported)
-from .errors import ConfigError
+from .errors import ConfigError, in_file
 from .settings import BY_NAME, SETTINGS, worker_keys
 
 # Exit codes systemd sees (LSB / systemd's EXIT_* names in brackets).
@@ -67,7 +67,8 @@ def _config_namespace() -> dict[str, Any]:
 # The fields are the rows of settings.SETTINGS (one source for Config, --help and the docs).
 Config = make_dataclass(
     "Config", [(s.name, Any, field(default=s.default)) for s in SETTINGS]
-    + [("config_file", Any, field(default=None))],  # where file values came from (for messages)
+    + [("config_file", Any, field(default=None)),  # where file values came from (for messages)
+       ("file_keys", Any, field(default=()))],  # the keys whose value is the file's (for messages)
     frozen=True, namespace=_config_namespace())
 
 KEYS = set(BY_NAME)
@@ -76,22 +77,35 @@ CHOICES = {s.name: s.choices for s in SETTINGS if s.choices}
 
 def make_config(values: dict[str, Any], cpu_count: int = 1) -> Config:
     """A validated Config from ``values`` (keys as in ``Config``)."""
-    unknown = set(values) - KEYS - {"config_file"}
+    unknown = set(values) - KEYS - {"config_file", "file_keys"}
     if unknown:
         raise ConfigError(f"unknown setting {sorted(unknown)[0]!r}")
-    config = Config(**{k: _coerce(k, v) for k, v in values.items() if v is not None})
+    config = Config(**{k: _from(values, k, v) for k, v in values.items() if v is not None})
     if config.virtualenv and values.get("worker_python") is None:  # the venv's interpreter
         config = replace(config, worker_python=posixpath.join(config.virtualenv, "bin", "python"))
     elif config.virtualenv:
         raise ConfigError("virtualenv: set either virtualenv or worker_python, not both")
     if values.get("workers") is None:  # not given: one per CPU
         config = replace(config, workers=max(1, cpu_count))
-    _validate(config)
+    try:
+        _validate(config)
+    except ConfigError as exc:  # "key: ...": name the file when the value is the file's
+        raise in_file(exc, str(exc).partition(":")[0], config.config_file, config.file_keys) from None
     return config
 
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
+
+
+def _from(values: dict[str, Any], key: str, value: Any) -> Any:
+    """``_coerce``; an error about a value of the TOML file names the file."""
+    if key in ("config_file", "file_keys"):
+        return tuple(value) if key == "file_keys" else value
+    try:
+        return _coerce(key, value)
+    except ConfigError as exc:
+        raise in_file(exc, key, values.get("config_file"), tuple(values.get("file_keys", ()))) from None
 
 
 def _coerce(key: str, value: Any) -> Any:
@@ -205,12 +219,13 @@ def _validate_http(c: Any) -> None:
 
 # ------------------------------------------------------------ start and reload (one path)
 def validate_for_start(config: Config, *, inherited: bool, explicit_bind: bool,
-                       listeners: dict[str, str] | None = None) -> None:
+                       listeners: dict[str, str] | None = None, source: str = "LISTEN_FDNAMES") -> None:
     """What a start refuses, given where its listening sockets come from; ConfigError if any.
 
     ``inherited``: systemd passed sockets (``LISTEN_FDS``); ``explicit_bind``: ``bind`` was
     given (command line, environment or file); ``listeners``: systemd's, key -> name ("" when
-    unnamed; None: not known, the app mapping is not checked against them).  A mapping of
+    unnamed; None: not known, the app mapping is not checked against them); ``source``: where
+    systemd's names come from, for the message (appmap.SOURCES).  A mapping of
     ``app`` must fit the listeners' names (appmap.resolve).  The same check runs at start
     (master/serve.py), on a reload's re-read (so a reload never accepts what the next
     ``systemctl restart`` would refuse) and in ``sockserve check`` (like ``nginx -t``).
@@ -223,8 +238,13 @@ def validate_for_start(config: Config, *, inherited: bool, explicit_bind: bool,
                           "not sockets passed by systemd; use rr or shared")
     if not inherited:
         listeners = appmap.bind_names(config.bind)
+        source = ("bind_file" if "bind" in config.file_keys else "bind") if explicit_bind \
+            else "unbound" if config.config_file else "bind"
     if listeners is not None:
-        appmap.resolve(config.app, listeners, "LISTEN_FDNAMES" if inherited else "bind")
+        try:
+            appmap.resolve(config.app, listeners, source, in_file="app" in config.file_keys)
+        except ConfigError as exc:
+            raise in_file(exc, "app", config.config_file, config.file_keys) from None
 
 
 # a running master cannot change these: its listening sockets (and their unix file mode/owner),

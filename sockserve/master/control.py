@@ -246,8 +246,9 @@ def format_status(stats: dict[str, Any]) -> str:
              for row in rows]
     exits = [f"worker {w.get('id')}: last exit {w['last_exit']}" for w in stats.get("workers", [])
              if w.get("last_exit")]
+    failed = [f"last reload failed: {stats['last_reload_error']}"] if stats.get("last_reload_error") else []
     agent = [f"HAProxy agent on {a['address']}: {a['answer']}"] if (a := stats.get("agent")) else []
-    return "\n".join([head, *lines, *exits, *_recycle_lines(stats), *agent])
+    return "\n".join([head, *lines, *exits, *failed, *_recycle_lines(stats), *agent])
 
 
 def _recycle_lines(stats: dict[str, Any]) -> list[str]:

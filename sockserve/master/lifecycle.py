@@ -152,6 +152,7 @@ class Disconnect:
 class Kill:
     worker: int
     signal: str  # "SIGKILL", "SIGQUIT", "SIGTERM"
+    reason: str = ""  # why the master stops it, for the exit's log line ("" a plain kill)
 
 
 @dataclass(frozen=True)

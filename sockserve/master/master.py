@@ -78,6 +78,11 @@ class Master(Shell):
             "generation": summary["generation"], "workers": workers,
             "served": self.pool.served_by_dead + sum(w["served"] for w in workers),
             "listeners": list(self.dispatcher.listeners),
+            # key -> name ("" unnamed), and whether systemd passed them: what a reload checks
+            # the app mapping against (``sockserve check --socket-activated`` asks for it)
+            "listener_names": {key: lst.name for key, lst in self.dispatcher.listeners.items()},
+            "socket_activated": any(lst.inherited for lst in self.dispatcher.listeners.values()),
+            "last_reload_error": summary.get("last_reload_error"),
             "accept_paused": self.dispatcher.fd_exhausted, "spawn_failures": self.pool.spawn_failures,
             "native": self.dispatcher.native,
             "agent": self.agent.statistics(),

@@ -43,6 +43,7 @@ class Pool:
         self.workers: dict[int, WorkerHandle] = dispatcher.workers
         self.configs: dict[int, Config] = {}  # worker id -> its generation's config
         self.served_by_dead = 0
+        self._kill_reasons: dict[int, str] = {}  # worker id -> why the master stops it (kill)
         self.spawn_failures = 0
         self.on_ack: Callable[[], None] = lambda: None
         self._gone: asyncio.Future[None] | None = None
@@ -98,8 +99,11 @@ class Pool:
         if worker := self.workers.get(worker_id):
             worker.disconnect(self.loop.time())
 
-    def kill(self, worker_id: int, sig: int) -> None:
+    def kill(self, worker_id: int, sig: int, reason: str = "") -> None:
+        """Signal a worker; ``reason``: why the master stops it, said when it exits."""
         if worker := self.workers.get(worker_id):
+            if reason:
+                self._kill_reasons[worker_id] = reason
             worker.kill(sig)
 
     def kill_all(self) -> asyncio.Future[None]:
@@ -125,6 +129,8 @@ class Pool:
                                        timed_out=worker.timed_out)
         if worker.fault:
             reason = process.ExitReason("crashed", code, f"replaced after a {worker.fault}")
+        elif why := self._kill_reasons.pop(worker.id, ""):  # not a crash: the master's own doing
+            reason = process.ExitReason(reason.kind, code, f"stopped by the master: {why}")
         worker.exit = reason
         worker.peer.event("exit")
         del self.workers[worker.id]

@@ -81,13 +81,14 @@ def _run(master: Master) -> int:
 
 
 def start_checks(config: Config, *, inherited: bool, explicit_bind: bool,
-                 listeners: dict[str, str] | None = None) -> None:
+                 listeners: dict[str, str] | None = None, source: str = "LISTEN_FDNAMES") -> None:
     """What a start refuses before it binds, with its one-line ConfigError: the values and
     what socket activation forbids (``config.validate_for_start``, ``guards.check_listeners``;
-    ``listeners``: systemd's, key -> name, for the app mapping),
+    ``listeners``: systemd's, key -> name, for the app mapping; ``source``: where they come from),
     the fd limit (``fdlimit.check_startup``), the TLS files (``tls.check_tls``).  Start,
     reload and ``sockserve check`` all run this."""
-    validate_for_start(config, inherited=inherited, explicit_bind=explicit_bind, listeners=listeners)
+    validate_for_start(config, inherited=inherited, explicit_bind=explicit_bind, listeners=listeners,
+                       source=source)
     check_listeners(config, from_systemd=inherited)
     check_startup(config, len(config.bind))
     check_tls(config)
@@ -101,7 +102,8 @@ def checked_reread(started: Config, inherited: bool, reread: Reread,
     Raises ConfigError; returns the Config to run."""
     def again() -> Config:
         config, explicit_bind = reread()
-        start_checks(config, inherited=inherited, explicit_bind=explicit_bind, listeners=listeners)
+        start_checks(config, inherited=inherited, explicit_bind=explicit_bind, listeners=listeners,
+                     source="reload")  # a name it lacks: the master got its sockets at its start
         apploader.check(config)  # what the start's apploader.prepare and hooks import refuse
         validate_reload(started, config)
         return config

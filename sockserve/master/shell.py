@@ -62,7 +62,7 @@ class Shell:
         elif isinstance(a, L.Disconnect):
             self.pool.disconnect(a.worker)
         elif isinstance(a, L.Kill):
-            self.pool.kill(a.worker, getattr(signal, a.signal))
+            self.pool.kill(a.worker, getattr(signal, a.signal), a.reason)
         elif isinstance(a, L.StartAccepting):
             self.dispatcher.start_accepting()
         elif isinstance(a, L.StopAccepting):  # a stop: embedded mode refuses new clients now
@@ -137,6 +137,8 @@ class Shell:
         served = self.pool.served_by_dead + sum(w.counters.served for w in self.pool.workers.values())
         status = (f"{s['listening']}/{s['size']} workers, {s['policy']}, {served} served, "
                   f"generation {s['generation']}")
+        if s["last_reload_error"]:  # until the next reload succeeds (systemctl status shows it)
+            status += f"; last reload failed: {s['last_reload_error']}"
         return "reloading: " + status if s["state"] == "reloading" else status
 
     def _changed(self: Master) -> None:

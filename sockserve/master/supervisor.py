@@ -37,6 +37,7 @@ class Supervisor(WorkersMixin, StopMixin, RecycleMixin):
         self.workers: dict[int, Worker] = {}
         self.serving: int | None = None
         self.timers: set[tuple[Any, ...]] = set()
+        self.last_reload_error: str | None = None  # why the last reload failed (None: it did not)
         self.queued: list[Any] = []  # reload requests waiting for a start or a reload to end
         self.reading: list[Any] = []  # requests whose config is being read
         self.recycling: dict[int, tuple[int, str]] = {}  # successor -> (recycled worker, reason)
@@ -68,7 +69,8 @@ class Supervisor(WorkersMixin, StopMixin, RecycleMixin):
         gen = self.generations.get(number)
         listening = sum(1 for w in self.members(number) if w.stage is W.LISTENING)
         return {"state": self.phase.value, "generation": number, "policy": self.config.policy,
-                "size": gen.size if gen else 0, "listening": listening}
+                "size": gen.size if gen else 0, "listening": listening,
+                "last_reload_error": self.last_reload_error}
 
     def watchdog_ok(self) -> bool:
         """WATCHDOG=1 only while running with a listening worker in the serving generation."""
@@ -129,7 +131,8 @@ class Supervisor(WorkersMixin, StopMixin, RecycleMixin):
             # graceful_timeout, then the worker's own shutdown budget (it exits by itself), then SIGKILL
             self._set_timer(("drain", w.id), self.generations[w.generation].config.drain_kill_after())
         else:
-            self._emit(L.Kill(w.id, "SIGKILL"))
+            failed = self.generations[w.generation].status is G.FAILED
+            self._emit(L.Kill(w.id, "SIGKILL", "its generation failed to load" if failed else ""))
         w.stage = W.LEAVING
 
     def _retire_generation(self, gen: Generation, status: GenStatus, graceful: bool = True) -> None:
@@ -170,6 +173,8 @@ class Supervisor(WorkersMixin, StopMixin, RecycleMixin):
         for w in self.members(gen.number):
             if w.stage is not W.LISTENING and w.stage is not W.LEAVING:
                 self._set_timer(("worker-boot", w.id), gen.config.boot_timeout)
+        if old is not None:
+            self.last_reload_error = None  # a reload succeeded: the last one did not fail
         if old is None:
             self.phase = Phase.RUNNING
             self._emit(L.Notify(("READY=1", "STATUS")))
@@ -230,6 +235,7 @@ class Supervisor(WorkersMixin, StopMixin, RecycleMixin):
     def _reload_failed(self, requests: list[Any], message: str) -> None:
         self._answer(requests, False, message)
         self._log("error", "reload_failed", f"reload: {message}")
+        self.last_reload_error = message  # in STATUS= until a reload succeeds
         self.phase = Phase.RUNNING
         self._emit(L.Notify(("READY=1", "STATUS")))
         self._run_queued()

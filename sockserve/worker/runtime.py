@@ -273,8 +273,9 @@ class Worker:
         self._listening(key)
 
     def _listening(self, key: str) -> None:
-        self._channel.send(protocol.Listening(key))
+        # logged first: the master's "ready" (after every worker's last Listening) follows it
         self.event("listening", "worker %d listening on %s", self.id, key)
+        self._channel.send(protocol.Listening(key))
 
     def _on_channel_close(self, reason: str | None) -> None:
         """The master is gone (EOF) or broke the protocol: stop at once."""

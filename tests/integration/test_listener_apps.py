@@ -161,7 +161,7 @@ def test_reload_changes_one_listeners_app_and_refuses_a_bad_mapping(tmp_path):
         for mapping, message in BAD_RELOADS:
             conf.write_text(head + mapping)
             answer = request(control, {"cmd": "reload", "wait": True}, 30)
-            message = message.format(admin=admin)
+            message = message.format(admin=admin, conf=conf)
             assert answer["ok"] is False and answer["message"] == f"configuration: {message}", answer
             assert listening_pids(control) == serving  # the old workers keep serving
             assert http_get(admin, "/still") == (200, "wsgi /still\n")
@@ -169,12 +169,13 @@ def test_reload_changes_one_listeners_app_and_refuses_a_bad_mapping(tmp_path):
         assert terminate(proc) == 0
 
 
-BAD_RELOADS = [  # the same lines as a start's (below)
+BAD_RELOADS = [  # the start's lines, as the file's mapping gives them (bad_starts: the CLI's)
     (f'app = {{ http = "{ASGI}", api = "{WSGI}" }}\n',
-     "app: no listener is named 'api' (bind names: admin, http; name one with --bind api=HOST:PORT)"),
+     "config file {conf}: app.api: no listener is named 'api' (bind names: admin, http; name one "
+     'in the file: bind = ["api=HOST:PORT"])'),
     (f'app = {{ http = "{ASGI}" }}\n',
-     "app: listener 'admin' (127.0.0.1:{admin}) has no app: the mapping names http; name it too, "
-     "or add a default app (--app MODULE:ATTR, or \"*\" = \"MODULE:ATTR\" in the file)"),
+     "config file {conf}: app: listener 'admin' (127.0.0.1:{admin}) has no app: the mapping names "
+     "http; name it too, or add a default app (\"*\" = \"MODULE:ATTR\" in the app table)"),
 ]
 
 
@@ -182,8 +183,10 @@ BAD_RELOADS = [  # the same lines as a start's (below)
 def bad_starts() -> list[tuple[list[str], str]]:
     a, b = "http=127.0.0.1:1", "admin=127.0.0.1:2"  # never bound: the checks come first
     return [
-        (["-b", a, "-b", b, "--app", f"http={ASGI}", "--app", f"api={WSGI}"], BAD_RELOADS[0][1]),
-        (["-b", a, "-b", b, "--app", f"http={ASGI}"], BAD_RELOADS[1][1].format(admin=2)),
+        (["-b", a, "-b", b, "--app", f"http={ASGI}", "--app", f"api={WSGI}"],
+         "app: no listener is named 'api' (bind names: admin, http; name one with --bind api=HOST:PORT)"),
+        (["-b", a, "-b", b, "--app", f"http={ASGI}"], "app: listener 'admin' (127.0.0.1:2) has no app: "
+         "the mapping names http; name it too, or add a default app (--app MODULE:ATTR)"),
         (["-b", a, "--app", f"http={ASGI}", "--app", f"http={WSGI}"],
          f"app: listener 'http' is given two apps ({ASGI}, {WSGI})"),
         (["-b", a, "-b", "http=127.0.0.1:3"],
@@ -219,7 +222,7 @@ def test_environment_form_is_checked_like_the_others():
 def test_mapping_must_fit_listen_fdnames_at_start_and_in_check():
     port = free_port()
     message = ("sockserve: error: app: no listener is named 'admin' (LISTEN_FDNAMES has http; "
-               "set FileDescriptorName=admin on a socket of the socket unit)")
+               "set FileDescriptorName=admin on a socket unit of the service)")
     proc = start("--app", f"http={ASGI}", "--app", f"admin={STREAM}",
                  activate=("-l", f"127.0.0.1:{port}", "--fdname=http"))
     assert wait_for(lambda: _connects(port), 10)  # a connection makes it start the master

@@ -77,9 +77,66 @@ def test_reload_naming_a_socket_the_units_lack_fails_and_old_workers_serve(box):
     try:
         reload = box.run("systemctl", "reload", SERVICE, check=False, timeout=90)
         assert reload.returncode != 0
-        line = ("app: no listener is named 'api' (LISTEN_FDNAMES has admin, http; set "
-                "FileDescriptorName=api on a socket of the socket unit)")
+        line = (f"config file {CONFIG}: app.api: no listener is named 'api' (this master was started "
+                "with the sockets admin, http; the service must be restarted to receive another: "
+                "systemctl stop it, start the socket unit with FileDescriptorName=api, then start it "
+                "(a reload cannot add a socket))")
         assert line in box.journal("-u", SERVICE, "--no-pager")
         assert workers(box) == before and echo(box, 9000) == b"ADMIN\n"
+    finally:
+        box.path(CONFIG).write_text(original)
+
+
+def test_pre_reload_check_uses_the_running_masters_sockets(box):
+    """The man page's ``sockserve check --socket-activated -c F && systemctl reload``."""
+    ok = box.run("sockserve", "check", "--socket-activated", "-c", CONFIG, check=False, timeout=90)
+    assert (ok.returncode, ok.stdout.strip()) == (0, "sockserve: configuration ok"), ok.stderr
+    original = box.path(CONFIG).read_text()
+    box.path(CONFIG).write_text(original.replace("admin = ", "admn = "))
+    try:
+        typo = box.run("sockserve", "check", "--socket-activated", "-c", CONFIG, check=False, timeout=90)
+        assert typo.returncode == 2 and "the running master's sockets are admin, http" in typo.stderr
+        plain = box.run("sockserve", "check", "-c", CONFIG, check=False, timeout=90)  # no advice to bind
+        assert plain.returncode == 2 and "--bind" not in plain.stderr, plain.stderr
+        assert "check --socket-activated" in plain.stderr
+    finally:
+        box.path(CONFIG).write_text(original)
+
+
+def test_a_failed_reload_stays_in_status_until_a_reload_succeeds(box):
+    assert "; last reload failed: configuration: " in box.show(SERVICE, "StatusText")["StatusText"]
+    box.run("systemctl", "reload", SERVICE, timeout=90)
+    assert "last reload failed" not in box.show(SERVICE, "StatusText")["StatusText"]
+
+
+def test_adding_a_socket_takes_a_restart_not_a_reload(box):
+    original = box.path(CONFIG).read_text()
+    box.run("systemctl", "stop", SERVICE, "sockserve-admin.socket", timeout=90)
+    box.path(CONFIG).write_text(original.replace(', admin = "tests.apps.sample:stream_handler"', ""))
+    assert get(box, 8000).startswith("asgi /site")  # started with the http socket only
+    wait_until(lambda: box.show(SERVICE, "ActiveState")["ActiveState"] == "active", 20, "READY=1")
+    started = box.run("systemctl", "start", "sockserve-admin.socket", check=False)
+    assert started.returncode != 0  # systemd: "Socket service sockserve.service already active, refusing."
+    box.path(CONFIG).write_text(original)
+    assert box.run("systemctl", "reload", SERVICE, check=False, timeout=90).returncode != 0
+    assert "the service must be restarted to receive another" in box.journal("-u", SERVICE, "--no-pager")
+    assert get(box, 8000).startswith("asgi /site")  # the old workers keep serving
+    box.run("systemctl", "stop", SERVICE, timeout=90)  # the steps of sockserve(8), PER-LISTENER APPS
+    box.run("systemctl", "start", "sockserve-admin.socket", SERVICE, timeout=90)
+    wait_until(lambda: box.show(SERVICE, "ActiveState")["ActiveState"] == "active", 20, "READY=1")
+    assert echo(box, 9000) == b"ADMIN\n" and get(box, 8000).startswith("asgi /site")
+
+
+def test_check_with_the_service_stopped_reads_the_socket_units(box):
+    """No master to ask: the names are those the socket units will pass (systemctl show)."""
+    box.run("systemctl", "stop", SERVICE, timeout=90)
+    ok = box.run("sockserve", "check", "--socket-activated", "-c", CONFIG, check=False, timeout=90)
+    assert (ok.returncode, ok.stdout.strip()) == (0, "sockserve: configuration ok"), ok.stderr
+    original = box.path(CONFIG).read_text()
+    box.path(CONFIG).write_text(original.replace("admin = ", "admn = "))
+    try:
+        typo = box.run("sockserve", "check", "--socket-activated", "-c", CONFIG, check=False, timeout=90)
+        assert typo.returncode == 2, typo.stderr
+        assert "(the socket units of the service name their sockets admin, http; " in typo.stderr
     finally:
         box.path(CONFIG).write_text(original)

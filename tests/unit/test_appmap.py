@@ -33,8 +33,8 @@ def test_parse_forms(value, normal):
     ([A, f"*={B}"], f"app: the default app is given twice ({A}, {B})"),
     ("http=not a spec", "app: 'http=not a spec' is not MODULE:ATTRIBUTE"),
     ("nospec", "app: 'nospec' is not MODULE:ATTRIBUTE"),
-    ({"http": 3}, "app: 'http' = 3: expected \"MODULE:ATTR\""),
-    ({"a:b": A}, "app: 'a:b' is not a listener name"),
+    ({"http": 3}, "app.http = 3: expected \"MODULE:ATTR\""),  # the TOML key as written
+    ({"a:b": A}, "app.\"a:b\": 'a:b' is not a listener name"),
 ])
 def test_parse_refuses(value, message):
     with pytest.raises(ConfigError) as err:

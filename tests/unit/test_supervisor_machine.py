@@ -38,6 +38,7 @@ class Shell:
         self.exit_code: int | None = None
         self.stop_deadline: float | None = None
         self.promoted: list[int] = []
+        self.last_failure: str | None = None  # the last reload_failed's reason, until a promotion
         self.fed = 0
 
     def feed(self, event: L.Event) -> list[L.Action]:
@@ -69,6 +70,9 @@ class Shell:
             self.results.setdefault(a.request, []).append(a.ok)
         elif isinstance(a, L.Promote):
             self.promoted.append(a.generation)
+            self.last_failure = None if len(self.promoted) > 1 else self.last_failure
+        elif isinstance(a, L.Log) and a.event == "reload_failed":
+            self.last_failure = a.message.removeprefix("reload: ")
         elif isinstance(a, L.Exit):
             assert self.exit_code is None, "exit twice"
             self.exit_code = a.code
@@ -242,6 +246,7 @@ class SupervisorMachine(RuleBasedStateMachine):
             assert summary["listening"] == len(listening) <= len(self.shell.procs)
         if core.watchdog_ok():
             assert summary["listening"] >= 1
+        assert summary["last_reload_error"] == self.shell.last_failure  # STATUS= says it until a success
 
     @invariant()
     def timers_agree_and_something_always_moves(self) -> None:
