@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import ConfigError, parse_address
 from ..listeners import Listener
+from ..sockets import check_agent
 from ..systemd import log_event
 from ..systemd.listenfds import AGENT
 from .agentcheck import WORKER_CONNECTIONS, Load, answer
@@ -80,10 +81,7 @@ class AgentServer:
         """Listen; ConfigError (exit 2) when the address cannot be bound or clashes with systemd's."""
         wanted = self.master.config.agent
         if self.inherited is not None:
-            if wanted and parse_address(wanted) != parse_address(self.inherited.address):
-                raise ConfigError(f"agent: {wanted!r}, but the socket unit passes the agent's socket "
-                                  f"(FileDescriptorName={NAME}) on {self.inherited.address}: remove "
-                                  "agent from the configuration, the socket unit sets the address")
+            check_agent(wanted, self.inherited.address)  # serve.py checked it already: one path
             self._server = await asyncio.start_server(self._serve, sock=self.inherited.sock)
             self.address = self.inherited.address
         elif wanted:

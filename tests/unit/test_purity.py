@@ -10,7 +10,7 @@ PURE = ["cluster/protocol", "cluster/peer", "config", "settings", "access", "mas
         "master/generations", "master/supervisor", "master/supervisor_stop",
         "master/supervisor_workers", "master/policy_switch", "master/supervisor_recycle",
         "recycling", "master/idle", "appmap", "address", "errors", "master/agentcheck",
-        "worker/proxyproto", "worker/proxypolicy"]  # PROXY protocol header and trust (issue 16)
+        "worker/proxyproto", "worker/proxypolicy", "sockets"]  # PROXY protocol header and trust (issue 16)
 FORBIDDEN = {"os", "socket", "signal", "time", "asyncio", "subprocess", "select"}
 ROOT = pathlib.Path(__file__).resolve().parents[2] / "sockserve"
 
