@@ -75,6 +75,7 @@ defaults
     timeout connect 1s
     timeout client 10s
     timeout server 10s
+    timeout check 3s
     retries 3
     option redispatch 1
     retry-on conn-failure 503

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 from typing import TYPE_CHECKING, Any
 
 from ..config import ConfigError, parse_address
@@ -127,10 +128,37 @@ class AgentServer:
         return {"address": self.address, "answer": agent_line(self.master), "answered": self.answered}
 
     def close(self) -> None:
-        """Stop listening (systemd's socket stays open in systemd for the next start)."""
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        """Answer ``maint`` to the checks queued on the agent's socket, then stop listening
+        (systemd's socket stays open in systemd for the next start).  The master is leaving:
+        without this a queued check is closed with no line when the socket closes (HAProxy:
+        a failed check, no state change), or, under systemd, wakes the service again."""
+        if self._server is None:
+            return
+        for listening in self._server.sockets:
+            self.answered += drain_queue(listening.fileno(), b"maint\n")
+        self._server.close()
+        self._server = None
+
+
+def drain_queue(fd: int, line: bytes, limit: int = 1024) -> int:
+    """Accept what is queued on the listening socket ``fd`` (at most ``limit``), send each
+    ``line`` without waiting, read what it sent (so the close is a FIN, not a reset), close;
+    how many were answered."""
+    answered = 0
+    with socket.socket(fileno=os.dup(fd)) as listening:
+        listening.setblocking(False)
+        for _ in range(limit):
+            try:
+                conn, _ = listening.accept()
+            except OSError:  # BlockingIOError: the queue is empty
+                break
+            with conn, contextlib.suppress(OSError):
+                conn.setblocking(False)
+                conn.send(line)
+                answered += 1
+                conn.shutdown(socket.SHUT_WR)
+                conn.recv(MAX_READ)
+    return answered
 
 
 async def _discard(reader: asyncio.StreamReader) -> None:
