@@ -42,7 +42,8 @@ def serve(config: Config, *, explicit_bind: bool, reread: Reread) -> int:
     except ListenFdsError as exc:
         raise ConfigError(str(exc)) from None
     names = {s.key: listener_name(s.name) for s in inherited if s.key != AGENT} if inherited else None
-    given = inherited_sockets(inherited) if inherited else None
+    listening = inherited and all(s.listening for s in inherited)  # Accept=yes: inetd.py decides
+    given = inherited_sockets(inherited) if listening else None
     start_checks(config, inherited=bool(inherited), explicit_bind=explicit_bind, listeners=names,
                  sockets=given)
     if not inherited:
