@@ -40,14 +40,14 @@ os.execv(sys.executable, [sys.executable, "-m", "sockserve", *sys.argv[3:]])
 """
 
 
-@pytest.mark.parametrize("timeout_check", ["", "    timeout check 3s\n"])
+@pytest.mark.parametrize("timeout_check", ["", "3s"])
 def test_the_check_that_activates_the_host_is_answered_only_with_timeout_check(tmp_path, timeout_check):
     http, agent = free_port(), free_port()
     launcher = subprocess.Popen([sys.executable, "-c", LAUNCH_ON_AGENT, str(http), str(agent), "--workers",
                                  "2", "--log-target", "stderr", "http=tests.apps.sample:asgi_app"],
                                 cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL, text=True)
-    proxy = HAProxy(tmp_path, [Host("h1", http, agent)], extra_defaults=timeout_check)
+    proxy = HAProxy(tmp_path, [Host("h1", http, agent)], timeout_check=timeout_check)
     try:
         assert launcher.stdout.readline().strip() == "activated"  # HAProxy's first agent check
         seen: list[str] = []
