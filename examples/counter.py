@@ -1,5 +1,7 @@
 """Node's classic cluster example in Python: workers report each request to the
 master with a user message; the master prints the count every second.
+(This is the service's form, through the sockserve command and --hooks; the same program
+written like Node's, one script for the primary and its workers, is cluster_counter.py.)
 
     sockserve --workers 2 --hooks examples.counter:setup_master examples.counter:app
     python -m examples.counter          # the same, from Python

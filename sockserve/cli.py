@@ -23,6 +23,7 @@ ENV_PREFIX = "SOCKSERVE_"
 ENV_INTERNAL = {"SOCKSERVE_WORKER_ID", "SOCKSERVE_CHANNEL_FD", "SOCKSERVE_WORKER_CONFIG", "SOCKSERVE_CONFIG"}
 ENV_INTERNAL |= {"SOCKSERVE_NATIVE"}  # 0: the pure-Python hand-off path (master/native.py), not a setting
 ENV_INTERNAL |= {"SOCKSERVE_WORKER_CHECK"}  # sockserve check's app probe (check.py), not a setting
+ENV_INTERNAL |= {"SOCKSERVE_SCHED_POLICY"}  # sockserve.cluster's (NODE_CLUSTER_SCHED_POLICY), not a setting
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,5 +1,103 @@
-"""The cluster protocol: the wire both sides share.
+"""``sockserve.cluster``: Node's ``cluster`` module for Python programs (docs/node-cluster.md).
 
-``protocol`` (messages and codec, pure), ``peer`` (the worker state table, pure),
-``channel`` (the only sendmsg/recvmsg: SOCK_SEQPACKET with SCM_RIGHTS).
+    from sockserve import cluster
+    if cluster.is_primary: cluster.fork() ...            # in async def main()
+    else: await sockserve.listen(app, port=8000)
+    cluster.run(main)
+
+Like Node's lib/cluster.js, the process's side is chosen by its environment:
+``SOCKSERVE_WORKER_ID`` set (by ``fork()``, Node's ``NODE_UNIQUE_ID``) is a worker
+(worker/child.py), else the primary (master/primary.py).  Importing this starts nothing;
+a side's module is imported the first time one of its names is used.
+
+The wire both sides share lives here too: ``protocol`` (messages and codec, pure), ``peer``
+(the worker state table, pure), ``handles`` (Node's handles map, pure), ``events`` (Node's
+EventEmitter and event order, pure), ``channel`` (the only sendmsg/recvmsg: SOCK_SEQPACKET
+with SCM_RIGHTS).  Those import neither side; this facade reaches a side only lazily.
 """
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import types
+from typing import Any
+
+SCHED_NONE, SCHED_RR = 1, 2  # Node's values: leave it to the kernel / the primary distributes
+is_worker = "SOCKSERVE_WORKER_ID" in os.environ
+is_primary = not is_worker
+_PRIMARY_NAMES = {"fork", "setup_primary", "setup_master", "disconnect", "workers", "settings",
+                  "on", "once", "off", "add_listener", "remove_listener", "listener_count", "emit"}
+_WORKER_NAMES = {"worker"}
+_side: list[Any] = []
+
+
+def side() -> Any:
+    """This process's cluster object: the Primary, or the module of the worker side."""
+    if not _side:
+        if is_worker:
+            _side.append(importlib.import_module("sockserve.worker.child"))
+        else:
+            _side.append(importlib.import_module("sockserve.master.primary").Primary())
+    return _side[0]
+
+
+def run(main: Any) -> None:
+    """Run the program: ``main()`` (a function or a coroutine function) in this process's
+    event loop (uvloop when installed), then, in a worker, serve until disconnected; in the
+    primary, until no worker is left and nothing else runs.  Exits the process with its code."""
+    import logging
+
+    from ..eventloop import new_event_loop
+
+    if not logging.getLogger().handlers:  # the service's logs: quiet unless the program logs
+        for side_name in ("sockserve.master", "sockserve.worker"):
+            logging.getLogger(side_name).addHandler(logging.NullHandler())
+    here = side()
+    if is_worker:
+        import asyncio
+
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            code = runner.run(here.run_worker(main))
+        sys.stdout.flush()
+        logging.shutdown()
+        os._exit(code)  # no waiting for app threads (WSGI pool) after the drain, as the service
+    import asyncio
+
+    primary = importlib.import_module("sockserve.master.primary")
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        code = runner.run(primary.run_primary(here, main))
+    sys.stdout.flush()
+    raise SystemExit(code)
+
+
+class _ClusterModule(types.ModuleType):
+    """Module attributes that live on this process's side (``cluster.workers``,
+    ``cluster.scheduling_policy = cluster.SCHED_NONE`` before the first fork, ...)."""
+
+    @property
+    def scheduling_policy(self) -> int:
+        if is_worker:
+            raise AttributeError("cluster.scheduling_policy exists in the primary only")
+        return side().scheduling_policy
+
+    @scheduling_policy.setter
+    def scheduling_policy(self, value: int) -> None:
+        if is_worker:
+            raise AttributeError("cluster.scheduling_policy exists in the primary only")
+        side().scheduling_policy = value
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _PRIMARY_NAMES:
+            if is_worker:
+                raise AttributeError(f"cluster.{name} exists in the primary only")
+            return getattr(side(), name)
+        if name in _WORKER_NAMES:
+            if is_primary:
+                return None  # Node: cluster.worker is not set in the primary
+            return importlib.import_module("sockserve.worker.runtime").current_worker()
+        raise AttributeError(f"module 'sockserve.cluster' has no attribute {name!r}")
+
+
+sys.modules[__name__].__class__ = _ClusterModule

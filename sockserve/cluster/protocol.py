@@ -150,10 +150,20 @@ class Recycle(Message):
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Leaving(Message):
+    """A library worker disconnects itself (Node's ``cluster.worker.disconnect()`` in a worker):
+    the primary's ``worker.exited_after_disconnect`` becomes true (Node's ``exitedAfterDisconnect``
+    message).  The service's workers never send it."""
+
+    code: ClassVar[int] = 13
+    sender: ClassVar[str] = "worker"
+
+
 MESSAGES: dict[int, type[Message]] = {
     m.code: m
     for m in (Online, QueryServer, ServerReply, Listening, NewConn, Ack,
-              Close, Disconnect, Heartbeat, UserMessage, BootError, Recycle)
+              Close, Disconnect, Heartbeat, UserMessage, BootError, Recycle, Leaving)
 }
 _KINDS = {"int": (int,), "bool": (bool,), "str": (str,), "tuple[int, ...]": (list,)}
 

@@ -30,15 +30,19 @@ class Spawned:
     pidfd: int
 
 
-def spawn_worker(env: Mapping[str, str], channel_end: socket.socket, argv: tuple[str, ...]) -> Spawned:
+def spawn_worker(env: Mapping[str, str], channel_end: socket.socket, argv: tuple[str, ...], *,
+                 silent: bool = False) -> Spawned:
     """Start a worker that inherits ``channel_end`` (and no other fd of ours).
 
+    ``silent``: its stdout and stderr go to /dev/null (Node's ``setupPrimary({silent})``).
     Raises OSError when the interpreter cannot be executed.
     """
     fd = channel_end.fileno()
     os.set_inheritable(fd, True)
+    quiet = [(os.POSIX_SPAWN_OPEN, out, os.devnull, os.O_WRONLY, 0) for out in (1, 2)] if silent else []
     try:
-        pid = os.posix_spawn(argv[0], list(argv), {**env, "SOCKSERVE_CHANNEL_FD": str(fd)})
+        pid = os.posix_spawn(argv[0], list(argv), {**env, "SOCKSERVE_CHANNEL_FD": str(fd)},
+                             file_actions=quiet)
     finally:
         os.set_inheritable(fd, False)
     try:

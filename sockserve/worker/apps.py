@@ -25,7 +25,7 @@ from .http import ssl_context
 from .stream import StreamAdapter
 from .wsgi import wrap_wsgi
 
-__all__ = ["AppLoadError", "AppStartupError", "AsgiAdapter", "StreamAdapter", "load_adapter"]
+__all__ = ["AppLoadError", "AppStartupError", "AsgiAdapter", "StreamAdapter", "adapter_for", "load_adapter"]
 
 log = logging.getLogger("sockserve.worker")
 
@@ -91,6 +91,17 @@ def load_adapter(spec: str | None, interface: str, worker_id: int, loop: asyncio
     try:
         app = (hello.make_hello_app(worker_id, os.getpid()) if spec is None
                else import_app(spec, options.get("app_dir"), bool(options.get("factory"))))
+    except Exception as exc:  # anything the app's import raises
+        raise AppLoadError(_one_line(exc)) from exc
+    return adapter_for(app, interface, worker_id, loop, options)
+
+
+def adapter_for(app: Any, interface: str, worker_id: int, loop: asyncio.AbstractEventLoop,
+                options: dict[str, Any] | None = None) -> StreamAdapter | AsgiAdapter:
+    """The adapter for an app object (``load_adapter``'s, and ``sockserve.listen``'s); raises
+    AppLoadError when it is no app of ``interface`` (auto: detected)."""
+    options = options or {}
+    try:
         kind = detect_interface(app) if interface == "auto" else interface
         if not callable(app):
             raise TypeError(f"a {type(app).__name__} object is not callable")
@@ -106,6 +117,10 @@ def load_adapter(spec: str | None, interface: str, worker_id: int, loop: asyncio
         if options.get("access_log"):
             app = AccessLogMiddleware(app, str(options.get("access_log_format")), worker_id)
         return AsgiAdapter(app, loop, lifespan=lifespan, options=options)
-    except Exception as exc:  # anything the app's import raises
-        text = " ".join(str(exc).split())
-        raise AppLoadError(f"{type(exc).__name__}: {text}" if text else type(exc).__name__) from exc
+    except Exception as exc:  # anything the app's wrapping raises
+        raise AppLoadError(_one_line(exc)) from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

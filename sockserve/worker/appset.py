@@ -7,6 +7,8 @@ otherwise).  With one app it returns that adapter, as before; with several an ``
 which offers what the runtime and drain.py use of one adapter (``open``/``served`` summed,
 ``startup``/``shutdown``/drain over all) plus ``for_key(key)``: the adapter whose
 ``protocol_factory`` and ``ssl`` serve a connection of that listener (worker/handed.py).
+A library worker's set starts empty and grows with its ``sockserve.listen()`` calls (``add``;
+worker/child.py).
 """
 
 from __future__ import annotations
@@ -55,10 +57,34 @@ class AppSet:
     interface = "mixed"
 
     def __init__(self, by_key: dict[str, Adapter]) -> None:
-        self.by_key = by_key
+        self.by_key = dict(by_key)
         self.adapters: list[Adapter] = list({id(a): a for a in by_key.values()}.values())
-        first = self.adapters[0]
-        self.protocol_factory, self.ssl = first.protocol_factory, first.ssl  # for a key-less caller
+        self._started: set[int] = set()  # id() of the adapters whose startup ran
+
+    @property
+    def protocol_factory(self) -> Any:  # for a key-less caller
+        return self.adapters[0].protocol_factory
+
+    @property
+    def ssl(self) -> Any:
+        return self.adapters[0].ssl
+
+    def add(self, key: str, adapter: Adapter, started: bool = False) -> bool:
+        """Listener ``key`` is served by ``adapter`` from now on (sockserve.listen: the set grows
+        with the worker's listen() calls); True if the adapter is new to the set."""
+        self.by_key[key] = adapter
+        if started:
+            self._started.add(id(adapter))
+        new = all(a is not adapter for a in self.adapters)
+        if new:
+            self.adapters.append(adapter)
+        return new
+
+    def remove(self, key: str) -> None:
+        """Listener ``key`` is gone (a listen() the primary refused)."""
+        adapter = self.by_key.pop(key, None)
+        if all(a is not adapter for a in self.by_key.values()):
+            self.adapters = [a for a in self.adapters if a is not adapter]
 
     def for_key(self, key: str | None) -> Adapter:
         """The adapter of listener ``key`` (unknown or None: the first)."""
@@ -74,7 +100,7 @@ class AppSet:
 
     @property
     def idle_grace(self) -> float:
-        return max(a.idle_grace for a in self.adapters)
+        return max((a.idle_grace for a in self.adapters), default=0.0)
 
     @property
     def tasks(self) -> set[asyncio.Task[Any]]:
@@ -95,9 +121,12 @@ class AppSet:
         return any(a.busy() for a in self.adapters)
 
     async def startup(self) -> None:
-        """Each app's lifespan startup, in turn (AppStartupError: the first that fails)."""
-        for a in self.adapters:
-            await a.startup()
+        """Each app's lifespan startup, in turn (AppStartupError: the first that fails); an app
+        started already (by its listen()) is not started again."""
+        for a in list(self.adapters):
+            if id(a) not in self._started:
+                self._started.add(id(a))
+                await a.startup()
 
     async def shutdown(self) -> None:
         """Every app's lifespan shutdown, at once; the first error after all have run."""

@@ -20,7 +20,7 @@ from ..config import EXIT_APP, EXIT_FAILURE
 from ..eventloop import new_event_loop
 from ..logs import LogConfigError, apply_log_config, setup_logging
 from . import appset, guards
-from .runtime import Worker
+from .child import ChildWorker
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
@@ -41,7 +41,7 @@ def main() -> None:
         cause = exc.__cause__.__cause__ if exc.__cause__ else None
         logging.getLogger("sockserve.worker").debug("%s", exc, exc_info=cause)
         boot_failed(sock, worker_id, str(exc))
-    worker = Worker(worker_id, config, sock, adapter, loop)
+    worker = ChildWorker(worker_id, sock, loop, config=config, adapter=adapter)  # listen()'s class too
     guards.install(worker, adapter)  # request timeout, max_requests (issue 13)
     code = loop.run_until_complete(worker.run())
     worker.event("exit", "worker %d exits with code %d", worker_id, code)

@@ -1,0 +1,228 @@
+"""sockserve.cluster as a library (issue 15): Node's events in Node's order, several listeners
+per worker under rr and shared, handles released with their last user, systemd's named socket.
+The program is tests/apps/cluster_events.py; it prints one JSON line per event."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+from conftest import ROOT, free_port, http_get, terminate, wait_for
+from test_socket_activation import listening_socket_inodes, socket_inodes
+
+from sockserve.master import native
+
+pytestmark = pytest.mark.timeout(60)
+APP = str(ROOT / "tests" / "apps" / "cluster_events.py")
+TWO = "http:port=0,host=127.0.0.1;echo:port=0,host=127.0.0.1"
+
+
+class Program:
+    """The test program running; ``events`` fills as it prints."""
+
+    def __init__(self, *prefix: str, **env: str) -> None:
+        self.proc = subprocess.Popen([*prefix, sys.executable, APP], cwd=ROOT, text=True,
+                                     env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.events: list[list] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            if line.startswith("["):
+                self.events.append(json.loads(line))
+
+    def names(self, worker: int | None = None) -> list[str]:
+        return [e[0] for e in self.events if worker is None or (len(e) > 1 and e[1] == worker)]
+
+    def wait(self, name: str, count: int = 1, timeout: float = 20) -> bool:
+        return wait_for(lambda: self.names().count(name) >= count, timeout)
+
+    def ports(self) -> list[int]:
+        return sorted({e[2]["port"] for e in self.events if e[0] == "listening"})
+
+    def exit_code(self, timeout: float = 20) -> int:
+        return self.proc.wait(timeout)
+
+
+def run_to_end(scenario: str, workers: int = 1) -> Program:
+    program = Program(SCENARIO=scenario, WORKERS=str(workers))
+    assert program.exit_code() == 0, program.proc.stderr.read()  # no worker left: it ends
+    wait_for(lambda: False, 0.2)  # the reader thread takes the last lines
+    return program
+
+
+NODE_ORDER = ["fork", "worker.online", "online", "listening", "worker.disconnect", "disconnect",
+              "worker.exit", "exit"]
+
+
+@pytest.mark.parametrize("scenario, code, sig, asked", [
+    ("kill", None, "SIGTERM", True),  # worker.kill(): SIGTERM, no graceful disconnect
+    ("disconnect", 0, None, True),  # worker.disconnect(): drains, exits 0
+    ("crash", 3, None, False),  # it left by itself: exitedAfterDisconnect false
+    ("leave", 0, None, True),  # cluster.worker.disconnect() in the worker: true (Node)
+])
+def test_one_worker_events_in_node_order(scenario, code, sig, asked):
+    program = run_to_end(scenario)
+    assert program.names(1) == NODE_ORDER, program.events
+    exit_event = program.events[-1]
+    # exit(worker, code, signal); exitedAfterDisconnect; isDead(); gone from cluster.workers
+    assert exit_event == ["exit", 1, code, sig, asked, True, False, "dead"]
+    assert ["disconnect", 1, True] in program.events  # still in workers until it has exited too
+
+
+def test_cluster_disconnect_calls_back_once_every_worker_has_left():
+    program = run_to_end("cluster_disconnect", workers=2)
+    for worker in (1, 2):
+        assert program.names(worker) == NODE_ORDER, program.events
+        assert ["exit", worker, 0, None, True, True, False, "dead"] in program.events
+    assert program.events[-1] == ["done", 0]
+
+
+def test_closing_the_last_user_releases_the_handle():
+    program = run_to_end("close")
+    assert ["released", True] in program.events  # nobody listens on the port any more
+
+
+@pytest.mark.parametrize("policy", ["rr", "none"])
+def test_worker_serves_http_and_a_raw_tcp_echo(policy):
+    program = Program(SCENARIO="serve", WORKERS="2", LISTEN=TWO, SOCKSERVE_SCHED_POLICY=policy)
+    try:
+        assert program.wait("ready"), program.events
+        listens = [e for e in program.events if e[0] == "listening"]
+        assert len(listens) == 4 and len(program.ports()) == 2  # port 0: one port per key, shared
+        http_port = listens[0][2]["port"]
+        echo_port = next(p for p in program.ports() if p != http_port)
+        bodies = {http_get(http_port)[1] for _ in range(6)}
+        assert all(b.startswith("hello from worker ") for b in bodies)
+        if policy == "rr":
+            assert len(bodies) == 2  # both workers take turns
+        # rr runs the service's C hand-off when it is built (shared accepts nothing in the primary)
+        assert ["native", policy == "rr" and native.available()] in program.events
+        with socket.create_connection(("127.0.0.1", echo_port), timeout=5) as conn:
+            conn.sendall(b"ping\n" * 1000)
+            conn.shutdown(socket.SHUT_WR)
+            got = b"".join(iter(lambda: conn.recv(65536), b""))
+        assert got == b"ping\n" * 1000
+        workers = [int(p) for p in _children(program.proc.pid)]
+        held = set().union(*(socket_inodes(pid) for pid in workers)) & listening_socket_inodes()
+        assert len(held) == (2 if policy == "none" else 0)  # shared: workers accept themselves
+    finally:
+        assert terminate(program.proc) == 0
+
+
+@pytest.mark.skipif(not shutil.which("systemd-socket-activate"), reason="needs systemd-socket-activate")
+def test_the_same_script_takes_systemds_named_socket_or_binds_its_own():
+    """listen(app, name="http", port=P): systemd's socket named http when passed, else P."""
+    own, passed = free_port(), free_port()
+    env = {"SCENARIO": "serve", "LISTEN": f"http:name=http,port={own},host=127.0.0.1"}
+    alone = Program(**env)
+    try:
+        assert alone.wait("ready"), alone.events
+        assert http_get(own)[1] == "hello from worker 1\n"
+    finally:
+        assert terminate(alone.proc) == 0
+    program = Program("systemd-socket-activate", "-l", f"127.0.0.1:{passed}", "--fdname=http",
+                      "-E", "PYTHONPATH", *[a for k in env for a in ("-E", k)], **env)
+    try:
+        assert wait_for(lambda: _connects(passed), 10)  # the first connection starts the program
+        assert program.wait("ready"), (program.events, program.proc.stderr)
+        http = next(e for e in program.events if e[0] == "listening")
+        assert http[2] == {"address": "127.0.0.1", "port": passed, "address_type": 4, "name": "http"}
+        assert http_get(passed)[1] == "hello from worker 1\n"
+        assert not _connects(own)  # systemd's socket, not a bind of its own
+    finally:
+        program.proc.send_signal(signal.SIGTERM)
+        assert program.exit_code() == 0
+
+
+def _connects(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def _children(pid: int) -> list[str]:
+    return open(f"/proc/{pid}/task/{pid}/children").read().split()
+
+
+def test_setup_primary_fork_env_and_scheduling_policy(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "apps" / "cluster_setup.py")], cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "WORKER_CWD": str(tmp_path)},
+                          capture_output=True, text=True, timeout=40)
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("[")]
+    assert events[:2] == [["setup", ["one"], True], ["setup", ["two"], False]]
+    reports = {e[1]: e[2] for e in events if e[0] == "message"}
+    # cwd, args and fork(env) reach the worker; cwd stays for later forks (Node's settings)
+    assert reports[1] | {"port": 0} == {"cwd": str(tmp_path), "argv": ["one"], "extra": "1",
+                                        "shared": True, "port": 0}
+    assert reports[2]["argv"] == ["two"] and reports[2]["extra"] is None
+    assert all(r["shared"] for r in reports.values())  # cluster.scheduling_policy = SCHED_NONE
+    assert "noise from worker 2" in proc.stdout and "noise from worker 1" not in proc.stdout  # silent
+    assert sorted(e[1:] for e in events if e[0] == "exit") == [[1, 0], [2, 0]]
+
+
+@pytest.mark.parametrize("native", ["1", "0"])
+def test_the_other_listener_serves_on_after_a_release(native):
+    """Releasing a handle under the C engine moves the primary to the Python path for good."""
+    program = Program(SCENARIO="close_one", WORKERS="1", LISTEN=TWO, SOCKSERVE_NATIVE=native)
+    try:
+        assert program.wait("ready"), program.events
+        assert ["released", True] in program.events
+        echo_port = [e for e in program.events if e[0] == "listening"][1][2]["port"]
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", echo_port), timeout=5) as conn:
+                conn.sendall(b"still here")
+                conn.shutdown(socket.SHUT_WR)
+                assert b"".join(iter(lambda: conn.recv(65536), b"")) == b"still here"
+    finally:
+        assert terminate(program.proc) == 0
+
+
+def test_unix_socket_listener_and_its_file_removed_at_release(tmp_path):
+    path = tmp_path / "app.sock"
+    program = Program(SCENARIO="serve", WORKERS="2", LISTEN=f"http:path={path}")
+    try:
+        assert program.wait("ready"), program.events
+        assert [e[2]["address_type"] for e in program.events if e[0] == "listening"] == [-1, -1]
+        bodies = set()
+        for _ in range(4):
+            with socket.socket(socket.AF_UNIX) as conn:
+                conn.connect(str(path))
+                conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                bodies.add(b"".join(iter(lambda c=conn: c.recv(65536), b"")).split(b"\r\n\r\n")[1])
+        assert bodies == {b"hello from worker 1\n", b"hello from worker 2\n"}
+    finally:
+        assert terminate(program.proc) == 0
+    assert not path.exists()  # the last worker left: the handle and its file are gone
+
+
+def test_a_worker_with_only_a_message_listener_stays_until_disconnected():
+    program = Program(SCENARIO="ping", WORKERS="1", LISTEN="")
+    assert program.exit_code() == 0, program.proc.stderr.read()
+    wait_for(lambda: False, 0.2)
+    assert ["message", 1, "pong"] in program.events  # alive after main() returned, answering
+    assert program.events[-1] == ["exit", 1, 0, None, True, True, False, "dead"]
+
+
+def test_the_primary_respawns_only_when_the_program_forks_from_exit():
+    program = Program(SCENARIO="respawn", WORKERS="1")  # worker 1 crashes; "exit" forks worker 2
+    try:
+        assert program.wait("ready"), program.events
+        assert ["exit", 1, 3, None, False, True, False, "dead"] in program.events
+        # worker 1 was the handle's only user: worker 2 gets a new random port (as in Node)
+        port = next(e[2]["port"] for e in program.events if e[0] == "listening" and e[1] == 2)
+        assert http_get(port)[1] == "hello from worker 2\n"
+    finally:
+        assert terminate(program.proc) == 0
+    assert program.names().count("fork") == 2
