@@ -78,3 +78,19 @@ def _status(control: str) -> dict | None:
         return request(control, {"cmd": "status"}, 2)
     except (ControlError, OSError):
         return None
+
+
+def test_check_with_fdnames_refuses_agent_beside_the_agent_socket_and_unknown_names(tmp_path):
+    """No master running: ``--fdnames http,agent`` (the socket units' names; their addresses are
+    not known here, so any ``agent`` beside the agent's socket is refused, and an address in
+    ``proxy_protocol`` is not judged)."""
+    conf = tmp_path / "sockserve.toml"
+    check = [sys.executable, "-m", "sockserve", "check", "--config", str(conf), "--fdnames", "http,agent"]
+    for line, code, said in (
+            ('agent = "127.0.0.1:9002"\n', 2, "sockserve: error: agent: '127.0.0.1:9002', but the socket "
+                                              "unit passes the agent's socket (FileDescriptorName=agent): "),
+            ('proxy_protocol = ["htpp"]\n', 2, "sockserve: error: proxy_protocol: 'htpp' names no listener"),
+            ('proxy_protocol = ["http", "127.0.0.1:9000"]\n', 0, "sockserve: configuration ok")):
+        conf.write_text(BASE + line)
+        done = subprocess.run(check, capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert done.returncode == code and said in done.stdout + done.stderr, (line, done.stdout, done.stderr)
