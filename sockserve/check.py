@@ -31,6 +31,7 @@ from .config import EXIT_APP, EXIT_OK, EXIT_USAGE, Config, ConfigError, make_con
 from .logs import LogConfigError, apply_log_config
 from .master.control import ControlError, default_control_path, request
 from .master.serve import start_checks
+from .sockets import Sockets
 from .systemd import ListenFdsError, parse_listen_env, units
 from .systemd.listenfds import AGENT, listener_name
 
@@ -58,15 +59,18 @@ def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     try:
         values = gather(argv, environ, parser=check_parser())
         names, source = fd_names(environ), "LISTEN_FDNAMES"  # systemd's listeners, when it passed some
+        agent = _agent_named(systemd_names(environ))
         given, instance = values.pop("fdnames", None), values.pop("instance", None)
         activated = bool(values.pop("socket_activated", False)) or names is not None or given is not None
         config = make_config(values, os.cpu_count() or 1)
+        sockets = _sockets(names, agent) if activated else _sockets(bind_names(config.bind), None)
         if names is None and given is not None:
             names, source = parse_fdnames(given), "fdnames"
-        elif names is None and activated and appmap.named(config.app):  # only a table needs names
-            names, source = master_names(config, environ, instance)
+            sockets = _sockets(names, _agent_named(given.replace(",", ":")))
+        elif names is None and activated and needs_names(config):
+            names, source, sockets = master_names(config, environ, instance)
         start_checks(config, inherited=activated, explicit_bind="bind" in values, listeners=names,
-                     source=source)
+                     source=source, sockets=sockets)
         listeners = names if activated else {n or a: n for a, n in bind_names(config.bind).items()}
         if config.log_config:
             apply_log_config(config.log_config)  # as the start does (here it configures nothing kept)
@@ -100,6 +104,31 @@ def fd_names(environ: Mapping[str, str]) -> dict[str, str] | None:
             if name != AGENT} or None  # the agent's socket is the master's (master/agent.py)
 
 
+def needs_names(config: Config) -> bool:
+    """Whether checking ``config`` needs systemd's socket names: a table of apps, ``agent``
+    (systemd's agent socket must not clash), ``proxy_protocol`` naming listeners."""
+    return bool(appmap.named(config.app) or config.agent or set(config.proxy_protocol) - {"all"})
+
+
+def systemd_names(environ: Mapping[str, str]) -> str:
+    """``LISTEN_FDNAMES`` when ``LISTEN_FDS`` is set, else ""."""
+    return environ.get("LISTEN_FDNAMES", "") if environ.get("LISTEN_FDS") else ""
+
+
+def _agent_named(names: str) -> str | None:
+    """"" when systemd passes a socket named ``agent`` (its address unknown here), else None."""
+    return "" if AGENT in (n.strip() for n in names.split(":")) else None
+
+
+def _sockets(names: dict[str, str] | None, agent: str | None,
+             addresses: Mapping[str, str] | None = None) -> Sockets | None:
+    """key -> name (and key -> address when known) as ``sockets.Sockets``; None: not known."""
+    if names is None:
+        return None
+    where = addresses or {}
+    return Sockets(tuple((key, str(where.get(key, "")), name) for key, name in names.items()), agent)
+
+
 def parse_fdnames(text: str) -> dict[str, str]:
     """``--fdnames http,admin`` (or LISTEN_FDNAMES' ``http:admin``) as name -> name."""
     names = [n.strip() for n in text.replace(":", ",").split(",") if n.strip()]
@@ -110,11 +139,11 @@ def parse_fdnames(text: str) -> dict[str, str]:
 
 
 def master_names(config: Config, environ: Mapping[str, str],
-                 instance: str | None) -> tuple[dict[str, str], str]:
+                 instance: str | None) -> tuple[dict[str, str], str, Sockets | None]:
     """The running master's listeners, key -> name (its control socket's ``status``): the
     sockets systemd gave it, which a reload keeps; when no master answers, those the service's
-    socket units will pass (systemd/units.py); and which (appmap.SOURCES).  ConfigError when
-    neither can tell."""
+    socket units will pass (systemd/units.py); which (appmap.SOURCES); and the sockets
+    (``sockets.Sockets``: the agent's socket too).  ConfigError when neither can tell."""
     path = config.control_socket or default_control_path(environ, instance)
     how = "pass the socket units' FileDescriptorName= values with --fdnames NAME,NAME"
     if not path:
@@ -123,8 +152,10 @@ def master_names(config: Config, environ: Mapping[str, str],
         stats = request(path, {"cmd": "status"}, STATUS_TIMEOUT)
     except ControlError as exc:  # not running: the names its socket units will give it
         try:
-            names = units.socket_names(units.service_name(instance))
-            return {n: n for n in names if n != AGENT}, "units"
+            service = units.service_name(instance)
+            names = {n: n for n in units.socket_names(service) if n != AGENT}
+            agent = units.agent_address(service)
+            return names, "units", _sockets(names, agent)
         except units.UnitsError as why:
             raise ConfigError(f"--socket-activated: cannot ask the running master for its socket "
                               f"names ({exc}), nor systemd ({why}); {how}") from None
@@ -136,7 +167,8 @@ def master_names(config: Config, environ: Mapping[str, str],
     if not stats.get("socket_activated"):
         raise ConfigError(f"--socket-activated: the master at {path} binds its own addresses "
                           "(it was not given sockets by systemd); check without --socket-activated")
-    return {str(key): str(name) for key, name in names.items()}, "master"
+    names = {str(key): str(name) for key, name in names.items()}
+    return names, "master", _sockets(names, stats.get("agent_socket"), stats.get("listener_addresses"))
 
 
 def app_failure(config: Config, environ: Mapping[str, str],

@@ -55,7 +55,7 @@ class Host:
 
 
 def config(front: int, stats_sock: str, hosts: list[Host], *, agent_inter: str = "200ms",
-           extra_server: str = "") -> str:
+           extra_server: str = "", timeout_check: str = "3s") -> str:
     """haproxy.cfg for ``hosts`` behind one HTTP frontend on 127.0.0.1:``front`` (docs/scaling.md)."""
     servers = []
     for h in hosts:
@@ -75,8 +75,9 @@ defaults
     timeout connect 1s
     timeout client 10s
     timeout server 10s
-    retries 3
+{f"    timeout check {timeout_check}" + chr(10) if timeout_check else ""}    retries 3
     option redispatch 1
+    retry-on conn-failure 503
 
 frontend front
     bind 127.0.0.1:{front}

@@ -21,10 +21,12 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 from typing import TYPE_CHECKING, Any
 
 from ..config import ConfigError, parse_address
 from ..listeners import Listener
+from ..sockets import check_agent
 from ..systemd import log_event
 from ..systemd.listenfds import AGENT
 from .agentcheck import WORKER_CONNECTIONS, Load, answer
@@ -80,10 +82,7 @@ class AgentServer:
         """Listen; ConfigError (exit 2) when the address cannot be bound or clashes with systemd's."""
         wanted = self.master.config.agent
         if self.inherited is not None:
-            if wanted and parse_address(wanted) != parse_address(self.inherited.address):
-                raise ConfigError(f"agent: {wanted!r}, but the socket unit passes the agent's socket "
-                                  f"(FileDescriptorName={NAME}) on {self.inherited.address}: remove "
-                                  "agent from the configuration, the socket unit sets the address")
+            check_agent(wanted, self.inherited.address)  # serve.py checked it already: one path
             self._server = await asyncio.start_server(self._serve, sock=self.inherited.sock)
             self.address = self.inherited.address
         elif wanted:
@@ -129,10 +128,37 @@ class AgentServer:
         return {"address": self.address, "answer": agent_line(self.master), "answered": self.answered}
 
     def close(self) -> None:
-        """Stop listening (systemd's socket stays open in systemd for the next start)."""
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        """Answer ``maint`` to the checks queued on the agent's socket, then stop listening
+        (systemd's socket stays open in systemd for the next start).  The master is leaving:
+        without this a queued check is closed with no line when the socket closes (HAProxy:
+        a failed check, no state change), or, under systemd, wakes the service again."""
+        if self._server is None:
+            return
+        for listening in self._server.sockets:
+            self.answered += drain_queue(listening.fileno(), b"maint\n")
+        self._server.close()
+        self._server = None
+
+
+def drain_queue(fd: int, line: bytes, limit: int = 1024) -> int:
+    """Accept what is queued on the listening socket ``fd`` (at most ``limit``), send each
+    ``line`` without waiting, read what it sent (so the close is a FIN, not a reset), close;
+    how many were answered."""
+    answered = 0
+    with socket.socket(fileno=os.dup(fd)) as listening:
+        listening.setblocking(False)
+        for _ in range(limit):
+            try:
+                conn, _ = listening.accept()
+            except OSError:  # BlockingIOError: the queue is empty
+                break
+            with conn, contextlib.suppress(OSError):
+                conn.setblocking(False)
+                conn.send(line)
+                answered += 1
+                conn.shutdown(socket.SHUT_WR)
+                conn.recv(MAX_READ)
+    return answered
 
 
 async def _discard(reader: asyncio.StreamReader) -> None:

@@ -82,6 +82,9 @@ class Master(Shell):
             # the app mapping against (``sockserve check --socket-activated`` asks for it)
             "listener_names": {key: lst.name for key, lst in self.dispatcher.listeners.items()},
             "socket_activated": any(lst.inherited for lst in self.dispatcher.listeners.values()),
+            # and their addresses, and the agent's socket systemd passed (None: none), for the same
+            "listener_addresses": {key: lst.address for key, lst in self.dispatcher.listeners.items()},
+            "agent_socket": self.agent.inherited.address if self.agent.inherited else None,
             "last_reload_error": summary.get("last_reload_error"),
             "accept_paused": self.dispatcher.fd_exhausted, "spawn_failures": self.pool.spawn_failures,
             "native": self.dispatcher.native,

@@ -12,6 +12,7 @@ from ..fdlimit import check_startup
 from ..listeners import Listener, bind_config, remove_socket_files
 from ..logs import LogConfigError
 from ..settings import SETTINGS
+from ..sockets import Sockets, check_sockets
 from ..systemd import ListenFdsError, listen_fds, setup_logging
 from ..systemd.listenfds import AGENT, listener_name
 from ..tls import check_tls
@@ -41,15 +42,20 @@ def serve(config: Config, *, explicit_bind: bool, reread: Reread) -> int:
     except ListenFdsError as exc:
         raise ConfigError(str(exc)) from None
     names = {s.key: listener_name(s.name) for s in inherited if s.key != AGENT} if inherited else None
-    start_checks(config, inherited=bool(inherited), explicit_bind=explicit_bind, listeners=names)
-    again = checked_reread(config, bool(inherited), reread, names)
+    listening = inherited and all(s.listening for s in inherited)  # Accept=yes: inetd.py decides
+    given = inherited_sockets(inherited) if listening else None
+    start_checks(config, inherited=bool(inherited), explicit_bind=explicit_bind, listeners=names,
+                 sockets=given)
     if not inherited:
         listeners = bind_config(config)
         try:
-            check_proxy_protocol(config, listeners)
+            bound = Sockets(tuple((lst.key, lst.address, lst.name) for lst in listeners))
+            check_sockets(config, bound)
+            again = checked_reread(config, False, reread, names, bound)
             return _run(Master(config, listeners, reread=again))
         finally:
             remove_socket_files(listeners)
+    again = checked_reread(config, True, reread, names, given)
     connected = [s for s in inherited if not s.listening]
     if connected:
         from ..systemd.inetd import serve_connections
@@ -58,18 +64,14 @@ def serve(config: Config, *, explicit_bind: bool, reread: Reread) -> int:
                                  [listener_name(s.name) for s in connected])
     listeners = [Listener(key=s.key, address=s.address, sock=s.sock, name=listener_name(s.name),
                           inherited=True) for s in inherited]
-    check_proxy_protocol(config, listeners)
     return _run(Master(config, listeners, reread=again))
 
 
-def check_proxy_protocol(config: Config, listeners: list[Listener]) -> None:
-    """``proxy_protocol`` entries must name a listener (key or address) or be ``all``; else exit 2."""
-    from ..worker.proxypolicy import unmatched
-
-    if wrong := unmatched(config.proxy_protocol, [(lst.key, lst.address, lst.name) for lst in listeners]):
-        known = ", ".join(lst.key for lst in listeners)
-        raise ConfigError(f"proxy_protocol: {', '.join(map(repr, wrong))} names no listener "
-                          f"(listeners: {known}; or 'all')")
+def inherited_sockets(inherited: list[Any]) -> Sockets:
+    """systemd's sockets as ``sockets.Sockets``: the listeners, and the agent's address."""
+    agent = next((s.address for s in inherited if s.key == AGENT), None)
+    return Sockets(tuple((s.key, s.address, listener_name(s.name)) for s in inherited if s.key != AGENT),
+                   agent)
 
 
 def _run(master: Master) -> int:
@@ -81,29 +83,35 @@ def _run(master: Master) -> int:
 
 
 def start_checks(config: Config, *, inherited: bool, explicit_bind: bool,
-                 listeners: dict[str, str] | None = None, source: str = "LISTEN_FDNAMES") -> None:
+                 listeners: dict[str, str] | None = None, source: str = "LISTEN_FDNAMES",
+                 sockets: Sockets | None = None) -> None:
     """What a start refuses before it binds, with its one-line ConfigError: the values and
     what socket activation forbids (``config.validate_for_start``, ``guards.check_listeners``;
     ``listeners``: systemd's, key -> name, for the app mapping; ``source``: where they come from),
-    the fd limit (``fdlimit.check_startup``), the TLS files (``tls.check_tls``).  Start,
-    reload and ``sockserve check`` all run this."""
+    the fd limit (``fdlimit.check_startup``), the TLS files (``tls.check_tls``), and, when
+    ``sockets`` are known, ``proxy_protocol`` and ``agent`` against them (``sockets.check_sockets``;
+    a start that binds checks them once bound).  Start, reload and ``sockserve check`` all run this."""
     validate_for_start(config, inherited=inherited, explicit_bind=explicit_bind, listeners=listeners,
                        source=source)
+    if sockets is not None:
+        check_sockets(config, sockets)
     check_listeners(config, from_systemd=inherited)
     check_startup(config, len(config.bind))
     check_tls(config)
 
 
 def checked_reread(started: Config, inherited: bool, reread: Reread,
-                   listeners: dict[str, str] | None = None) -> Callable[[], Config]:
+                   listeners: dict[str, str] | None = None,
+                   sockets: Sockets | None = None) -> Callable[[], Config]:
     """The one function a reload calls for its configuration: read it again, check it as
     this start was checked (same one-line messages; the app mapping against the same
-    ``listeners``), then refuse what only a restart can change (``validate_reload``).
+    ``listeners`` and ``sockets``: the ones the master has), then refuse what only a restart
+    can change (``validate_reload``).
     Raises ConfigError; returns the Config to run."""
     def again() -> Config:
         config, explicit_bind = reread()
         start_checks(config, inherited=inherited, explicit_bind=explicit_bind, listeners=listeners,
-                     source="reload")  # a name it lacks: the master got its sockets at its start
+                     source="reload", sockets=sockets)  # the sockets the master got at its start
         apploader.check(config)  # what the start's apploader.prepare and hooks import refuse
         validate_reload(started, config)
         return config

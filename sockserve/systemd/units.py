@@ -34,6 +34,17 @@ def socket_names(service: str) -> dict[str, str]:
     return {name: name for name in names}
 
 
+def agent_address(service: str) -> str | None:
+    """The address of the socket named ``agent`` that triggers ``service`` (its unit's first
+    ``Listen=``, e.g. ``127.0.0.1:9001``); "" when its address cannot be read; None: none."""
+    sockets = [unit for unit in _show(service, "TriggeredBy").split() if unit.endswith(".socket")]
+    for unit in sockets:
+        if (_show(unit, "FileDescriptorName") or unit) == "agent":
+            listen = _show(unit, "Listen").split()  # "127.0.0.1:9001 (Stream)"
+            return listen[0] if listen else ""
+    return None
+
+
 def _show(unit: str, prop: str) -> str:
     systemctl = shutil.which("systemctl")
     if systemctl is None:

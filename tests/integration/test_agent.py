@@ -145,3 +145,30 @@ def _quiet(check, *args):
         return check(*args)
     except OSError:
         return None
+
+
+def test_checks_queued_when_the_master_leaves_are_answered_maint():
+    """A check queued on the agent's socket when the master closes it gets ``maint``, not a
+    close with no line (issue 16: stopping every unit lost one).  The real AgentServer and
+    sockets; the event loop never runs between the connects and ``close()``, so every check
+    is still in the kernel's queue, as at the master's exit."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from sockserve.master.agent import AgentServer
+
+    port = free_port()
+
+    async def leave_with_three_queued() -> list[bytes]:
+        server = AgentServer(SimpleNamespace(config=SimpleNamespace(agent=f"127.0.0.1:{port}")), None)
+        await server.start()
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(3)]
+        clients[0].sendall(b"sockserve/h1\n")  # an agent-send string, unread
+        server.close()
+        answers = []
+        for client in clients:
+            with client:
+                answers.append(b"".join(iter(lambda c=client: c.recv(100), b"")))
+        return answers
+
+    assert asyncio.run(leave_with_three_queued()) == [b"maint\n"] * 3

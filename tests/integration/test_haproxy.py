@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 
 import pytest
 from conftest import ROOT, alive, children, free_port, terminate, wait_for
@@ -156,3 +157,24 @@ def test_a_host_in_maint_comes_back_when_a_new_master_answers(start_server, hapr
         assert wait_for(lambda: proxy.weights()["h1"] == ("UP", 100), 10), proxy.weights()
     finally:
         assert terminate(again) == 0
+
+
+def test_limit_concurrency_behind_the_documented_config_answers_no_503(start_server, haproxy):
+    """docs/scaling.md's HAProxy config with ``limit_concurrency 10`` on each host (2 workers):
+    wrk -c12 through HAProxy, each host reloading in turn, and not one 503 (HAProxy queues at
+    the server's ``maxconn`` instead, and retries a 503 elsewhere: ``retry-on``)."""
+    servers, hosts = three_hosts(start_server, "--limit-concurrency", "10", "--drain-delay", "1")
+    proxy = haproxy(hosts, extra_server=" maxconn 10")  # docs/scaling.md: what one worker admits
+    assert wait_for(lambda: all(s == "UP" for s, _ in proxy.weights().values()), 10), proxy.weights()
+    wrk = run_wrk(proxy.port, 8)
+    for server in servers:  # each host reloads in turn: the others take its share meanwhile
+        time.sleep(1.5)
+        server.signal(signal.SIGHUP)
+        assert wait_for(lambda s=server: s.status()["generation"] == 2, 15)
+    out, _ = wrk.communicate(timeout=30)
+    proxy.stop()
+    figures = proxy.figures()
+    statuses = Counter(status for _, status, _, _ in proxy.requests())
+    print(f"\nlimit_concurrency 10, wrk -t2 -c12 -d8s, each host reloads: {figures}; statuses {statuses}")
+    assert figures["sent"] > 1000, figures
+    assert statuses.get(503, 0) == 0 and figures["failed"] == {}, (statuses, figures)

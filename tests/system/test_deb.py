@@ -11,6 +11,7 @@ Tests share one box and run in file order.
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import time
 from pathlib import Path
@@ -135,6 +136,22 @@ def get(box: Box, port: int) -> str:
     answer = box.net_run("curl", "-sS", "-m", "20", f"http://127.0.0.1:{port}/")
     assert answer.returncode == 0, answer
     return answer.stdout
+
+
+def test_the_package_holds_what_packaging_md_lists(debs):
+    """``dpkg -c`` of the built .deb against docs/packaging.md's table: every documented file
+    is there, and every unit file and conffile there is documented."""
+    table = REPO / "tests/unit/test_packaging_docs.py"
+    spec = importlib.util.spec_from_file_location("packaging_docs", table)
+    docs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(docs)
+    listing = subprocess.run(["dpkg-deb", "-c", str(debs["first"])], capture_output=True, text=True,
+                             check=True).stdout
+    files = {line.split()[5].removeprefix(".") for line in listing.splitlines() if not line.startswith("d")}
+    documented = {p for p in docs.documented_paths() if p.startswith(("/lib/", "/etc/", "/usr/bin/"))}
+    assert documented <= files, f"documented, not in the package: {sorted(documented - files)}"
+    shipped = {f for f in files if f.startswith(("/lib/systemd/system/", "/etc/"))}
+    assert shipped <= documented, f"in the package, not in docs/packaging.md: {sorted(shipped - documented)}"
 
 
 def test_readme_wsgi_recipe_serves_the_app_and_writes_its_state(box):

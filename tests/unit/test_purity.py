@@ -11,6 +11,7 @@ PURE = ["cluster/protocol", "cluster/peer", "config", "settings", "access", "mas
         "master/supervisor_workers", "master/policy_switch", "master/supervisor_recycle",
         "recycling", "master/idle", "appmap", "address", "errors", "master/agentcheck",
         "worker/proxyproto", "worker/proxypolicy",  # PROXY protocol header and trust (issue 16)
+        "sockets",  # issue 16: what a start refuses given its sockets (start, reload, check)
         "cluster/handles", "cluster/events"]  # issue 15: Node's handles map, events and their order
 FORBIDDEN = {"os", "socket", "signal", "time", "asyncio", "subprocess", "select"}
 ROOT = pathlib.Path(__file__).resolve().parents[2] / "sockserve"
