@@ -21,13 +21,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tests.ports import free_port  # noqa: F401 (the harness's users import it from here)
+
 BACKEND = "hosts"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(predicate: Callable[[], object], timeout: float) -> object:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import random
 import signal
 import socket
 import subprocess
@@ -15,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from sockserve.master.control import ControlError
+from tests.ports import free_port  # noqa: F401 (tests import it from conftest)
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -33,26 +33,6 @@ def private_runtime_directory(worker_runtime_directory: pathlib.Path,
     only (a box's `sockserve status` in tests/system must not see it).  A test of the root
     default removes RUNTIME_DIRECTORY from its environment (test_unix_and_control.py)."""
     monkeypatch.setenv("RUNTIME_DIRECTORY", str(worker_runtime_directory))
-
-
-def free_port() -> int:
-    """A free loopback port below the kernel's ephemeral range (ip_local_port_range).
-
-    Not one the kernel picks with ``bind(0)``: that one is in the range every client
-    connection takes its source port from, and under ``pytest -n`` another worker's clients
-    took it before the server bound it ("Address already in use").
-    """
-    low = int(pathlib.Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    for port in random.sample(range(10000, max(low, 10001)), min(200, max(low - 10000, 1))):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    with socket.socket() as s:  # a box without room below its range: the kernel's choice
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http_get(port: int, path: str = "/", timeout: float = 5.0, host: str = "127.0.0.1") -> tuple[int, str]:

@@ -15,6 +15,7 @@ import time
 import pytest
 
 from sockserve.systemd.notify import Notifier
+from tests.ports import free_port
 
 ACTIVATE = shutil.which("systemd-socket-activate")
 needs_activate = pytest.mark.skipif(ACTIVATE is None, reason="systemd-socket-activate is not installed")
@@ -37,12 +38,6 @@ print(json.dumps({
     "listen_env": sorted(k for k in environ if k.startswith("LISTEN_")),
 }))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run_activated(args, trigger, mode="library"):
