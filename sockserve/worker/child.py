@@ -197,7 +197,8 @@ class ChildWorker(Worker):
 async def run_worker(main: Any) -> int:
     """``cluster.run(main)`` in a worker: the ChildWorker, then ``main()``; the exit code once
     it is disconnected, or 0 when it listens on nothing and has no ``message`` listener nor
-    task left (Node's worker lives while a server or its IPC channel's listeners hold it)."""
+    task of the program's left (Node's worker lives while a server, a pending timer or its IPC
+    channel's ``message`` listener holds it; sockserve's own tasks, as Node's internals, do not)."""
     loop = asyncio.get_running_loop()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the primary's to handle
     fd = int(os.environ["SOCKSERVE_CHANNEL_FD"])
@@ -214,14 +215,25 @@ async def run_worker(main: Any) -> int:
         traceback.print_exc()  # an uncaught exception, as Node prints it; the worker exits 1
         worker.finish(EXIT_FAILURE)
         return EXIT_FAILURE
-    me = asyncio.current_task()
     while not worker.keys and not serving.done():  # Node: alive while it listens, has a message
-        others = any(t is not me and t is not serving for t in asyncio.all_tasks())  # listener or work
-        if not others and not worker._listeners.get("message"):
+        if not _program_tasks() and not worker._listeners.get("message"):  # listener or work
             worker.finish(0)
             break
         await asyncio.sleep(0.05)
     return await serving
+
+
+# sockserve's own tasks (runtime.Worker's heartbeats and drain, listen()'s bookkeeping): as
+# Node's internal handles, they never keep a worker alive; a connection being served does
+_INTERNAL = {"Worker.run", "Worker._heartbeats", "Worker._drain", "ChildWorker._note_acceptor",
+             "run_worker"}
+
+
+def _program_tasks() -> list[asyncio.Task[Any]]:
+    """The pending tasks that keep a worker with no server alive: the program's (and its
+    connections'); sockserve's periodic ones (_INTERNAL) do not."""
+    return [t for t in asyncio.all_tasks()
+            if not t.done() and getattr(t.get_coro(), "__qualname__", "") not in _INTERNAL]
 
 
 async def listen(app: Any, port: int | None = None, host: str | None = None, *,

@@ -226,3 +226,18 @@ def test_the_primary_respawns_only_when_the_program_forks_from_exit():
     finally:
         assert terminate(program.proc) == 0
     assert program.names().count("fork") == 2
+
+
+@pytest.mark.parametrize("mode, lines", [
+    ("idle", ["worker 1 main done", "exit 1 code=0 sig=None"]),  # verifier v15 e6
+    ("fork_after", ["worker 1 main done", "exit 1 code=0 sig=None"]),  # e4 FORK_AFTER=1
+    ("task", ["worker 1 main done", "message 1 task done", "exit 1 code=0 sig=None"]),
+])
+def test_a_worker_whose_main_returns_without_listening_exits_once_idle(mode, lines):
+    # Node: a worker with no server, no 'message' listener and nothing pending exits at once;
+    # sockserve's own tasks (heartbeats) must not keep it; the program's own task does
+    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "apps" / "cluster_idle.py")],
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "MODE": mode},
+                          capture_output=True, text=True, timeout=15)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == lines, proc.stdout + proc.stderr
