@@ -141,6 +141,15 @@ class Handles:
         rr = self.rr_keys()
         return bool(rr) and rr <= listening
 
+    def unserved(self, listening: list[set[str]]) -> list[str]:
+        """The rr keys some worker listens on (``listening``: each worker's set) while no
+        worker listening on them is ``eligible``: their connections stay in the kernel's
+        backlog (the primary accepts only for workers in rotation).  Node keeps one
+        RoundRobinHandle per address and would serve them; SCHED_NONE does here."""
+        if any(self.eligible(one) for one in listening):
+            return []
+        return sorted(k for k in self.rr_keys() if any(k in one for one in listening))
+
 
 class OpenPeer(WorkerPeer):
     """A library worker's protocol state: keys come with its QueryServers, at any time.

@@ -32,6 +32,7 @@ from .workers import WorkerHandle
 
 log = logging.getLogger("sockserve.cluster")
 BACKLOG = 511  # Node's default backlog
+UNSERVED_GRACE = 1.0  # seconds a handle may wait for an eligible worker before the warning
 DEFAULTS = make_config({})
 
 
@@ -46,6 +47,8 @@ class PrimaryDispatcher(Dispatcher):
         self._used: dict[int, str] = {}  # inherited fd -> the key using it
         self._rotation: set[int] = set()  # workers the policy may hand connections to
         self._stale_epoll = False  # a listener left the C engine's epoll set: Python path from now
+        self._warned: set[str] = set()  # keys the unserved-handle warning named (once each)
+        self._unserved_check: Any = None  # the pending check (asyncio.TimerHandle)
         self.start_accepting()
 
     # ------------------------------------------------------------ queryServer
@@ -144,6 +147,23 @@ class PrimaryDispatcher(Dispatcher):
         elif not want and worker.id in self._rotation | self._listening:  # stop is idempotent
             self._rotation.discard(worker.id)
             self._apply(self.policy.stop(worker.id))
+        if self._unserved() and self._unserved_check is None:  # may be a moment between listens
+            self._unserved_check = self.loop.call_later(UNSERVED_GRACE, self._warn_unserved)
+
+    def _unserved(self) -> list[str]:
+        listening = [w.peer.listening for w in self.workers.values() if w.disconnect_at is None]
+        return [key for key in self.handles.unserved(listening) if key not in self._warned]
+
+    def _warn_unserved(self) -> None:
+        """One warning per rr handle that has listening workers but none in rotation (they
+        listen on different addresses): nobody is handed its connections (handles.unserved)."""
+        self._unserved_check = None
+        for key in self._unserved():
+            self._warned.add(key)
+            log.warning("sockserve: warning: nobody serves %s: under SCHED_RR a worker takes "
+                        "connections only if it listens on every rr address (%s); set "
+                        "cluster.scheduling_policy = cluster.SCHED_NONE, or listen on the same "
+                        "addresses in every worker", key, ", ".join(sorted(self.handles.rr_keys())))
 
     def heartbeat(self, worker: WorkerHandle, beat: Any, now: float, bound: float) -> bool:
         """The service's fd back-pressure (it stops and adds the worker itself), then the

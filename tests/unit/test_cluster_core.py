@@ -77,6 +77,19 @@ def test_rr_rotation_needs_every_rr_handle():
     assert handles.eligible({"a:1"})
 
 
+def test_rr_handles_nobody_may_serve():
+    # verifier v15 e1: worker 1 on a only, worker 2 on b only: neither is eligible
+    handles = Handles()
+    handles.add("a:1", "rr", 1)
+    handles.add("b:2", "rr", 2)
+    assert handles.unserved([{"a:1"}, {"b:2"}]) == ["a:1", "b:2"]
+    assert handles.unserved([{"a:1"}, set()]) == ["a:1"]  # b:2 not listening yet: not named
+    assert handles.unserved([{"a:1"}, {"a:1", "b:2"}]) == []  # worker 2 serves both
+    shared = Handles()
+    shared.add("a:1", "shared", 1)
+    assert shared.unserved([{"a:1"}]) == []  # SCHED_NONE: each worker accepts its own
+
+
 def test_open_peer_keys_come_with_queries():
     peer = OpenPeer(7)
     with pytest.raises(ProtocolError):
