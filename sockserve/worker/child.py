@@ -206,6 +206,7 @@ async def run_worker(main: Any) -> int:
     serving = loop.create_task(worker.run())
     await asyncio.sleep(0)  # run() installed its handlers: SIGTERM is a plain kill here, as in Node
     loop.remove_signal_handler(signal.SIGTERM)
+    own = asyncio.all_tasks()  # this one, run() and its heartbeats: not the program's work
     try:
         result = main()
         if inspect.isawaitable(result):
@@ -214,9 +215,8 @@ async def run_worker(main: Any) -> int:
         traceback.print_exc()  # an uncaught exception, as Node prints it; the worker exits 1
         worker.finish(EXIT_FAILURE)
         return EXIT_FAILURE
-    me = asyncio.current_task()
     while not worker.keys and not serving.done():  # Node: alive while it listens, has a message
-        others = any(t is not me and t is not serving for t in asyncio.all_tasks())  # listener or work
+        others = any(t not in own for t in asyncio.all_tasks())  # listener or the program's work
         if not others and not worker._listeners.get("message"):
             worker.finish(0)
             break

@@ -226,3 +226,33 @@ def test_the_primary_respawns_only_when_the_program_forks_from_exit():
     finally:
         assert terminate(program.proc) == 0
     assert program.names().count("fork") == 2
+
+
+IDLE_WORKER = """
+from sockserve import cluster
+async def main():
+    if cluster.is_primary:
+        cluster.on("exit", lambda w, code, sig: print(f"exit {w.id} code={code} sig={sig}", flush=True))
+        cluster.fork()
+    else:
+        print(f"worker {cluster.worker.id} main done", flush=True)
+cluster.run(main)
+"""
+
+
+def test_a_worker_whose_main_returns_without_listening_exits_and_so_does_the_primary(tmp_path):
+    """Node: a worker holding no server, IPC listener nor pending work ends; the primary with no
+    worker left ends too.  The worker's own heartbeat task once kept it alive for ever."""
+    script = tmp_path / "idle.py"
+    script.write_text(IDLE_WORKER)
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"still running after 20 s: {out!r} {err[-500:]!r}")
+    assert proc.returncode == 0, err
+    assert out.splitlines() == ["worker 1 main done", "exit 1 code=0 sig=None"], (out, err)
