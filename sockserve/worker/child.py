@@ -197,8 +197,7 @@ class ChildWorker(Worker):
 async def run_worker(main: Any) -> int:
     """``cluster.run(main)`` in a worker: the ChildWorker, then ``main()``; the exit code once
     it is disconnected, or 0 when it listens on nothing and has no ``message`` listener nor
-    task of the program's left (Node's worker lives while a server, a pending timer or its IPC
-    channel's ``message`` listener holds it; sockserve's own tasks, as Node's internals, do not)."""
+    task left (Node's worker lives while a server or its IPC channel's listeners hold it)."""
     loop = asyncio.get_running_loop()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the primary's to handle
     fd = int(os.environ["SOCKSERVE_CHANNEL_FD"])
@@ -207,6 +206,7 @@ async def run_worker(main: Any) -> int:
     serving = loop.create_task(worker.run())
     await asyncio.sleep(0)  # run() installed its handlers: SIGTERM is a plain kill here, as in Node
     loop.remove_signal_handler(signal.SIGTERM)
+    own = asyncio.all_tasks()  # this one, run() and its heartbeats: not the program's work
     try:
         result = main()
         if inspect.isawaitable(result):
@@ -216,24 +216,12 @@ async def run_worker(main: Any) -> int:
         worker.finish(EXIT_FAILURE)
         return EXIT_FAILURE
     while not worker.keys and not serving.done():  # Node: alive while it listens, has a message
-        if not _program_tasks() and not worker._listeners.get("message"):  # listener or work
+        others = any(t not in own for t in asyncio.all_tasks())  # listener or the program's work
+        if not others and not worker._listeners.get("message"):
             worker.finish(0)
             break
         await asyncio.sleep(0.05)
     return await serving
-
-
-# sockserve's own tasks (runtime.Worker's heartbeats and drain, listen()'s bookkeeping): as
-# Node's internal handles, they never keep a worker alive; a connection being served does
-_INTERNAL = {"Worker.run", "Worker._heartbeats", "Worker._drain", "ChildWorker._note_acceptor",
-             "run_worker"}
-
-
-def _program_tasks() -> list[asyncio.Task[Any]]:
-    """The pending tasks that keep a worker with no server alive: the program's (and its
-    connections'); sockserve's periodic ones (_INTERNAL) do not."""
-    return [t for t in asyncio.all_tasks()
-            if not t.done() and getattr(t.get_coro(), "__qualname__", "") not in _INTERNAL]
 
 
 async def listen(app: Any, port: int | None = None, host: str | None = None, *,

@@ -121,8 +121,14 @@ def test_a_blank_line_split_over_two_reads_ends_the_head_before_a_big_body(start
         time.sleep(0.3)  # a separate read
         sock.sendall(b"\r\n" + body)
         data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+        except ConnectionResetError:
+            # the app answers without reading the body; closing with body bytes unread makes
+            # the kernel send RST (uvicorn does the same; no lingering close): the answer read
+            # before it is what counts
+            pass
     assert data.startswith(b"HTTP/1.1 200"), data[:100]
 
 
