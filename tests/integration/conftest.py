@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from sockserve.master.control import ControlError
-from tests.ports import free_port  # noqa: F401 (tests import it from conftest)
+from tests.ports import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -45,6 +45,51 @@ def http_get(port: int, path: str = "/", timeout: float = 5.0, host: str = "127.
     head, _, body = data.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1]) if head else 0
     return status, body.decode(errors="replace")
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the peer sends until it closes (EOF or reset); the socket's timeout is the hang
+    guard.  A reset after an answer is a close too: a server that closes with bytes of ours
+    unread makes the kernel send RST (uvicorn does; no lingering close)."""
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    return data
+
+
+def connects(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a TCP connection to ``host:port`` is accepted now (closed at once)."""
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def answers(port: int, path: str = "/") -> bool:
+    """Whether ``GET path`` on ``port`` is answered 200 now (a refused or cut connection: False)."""
+    try:
+        return http_get(port, path)[0] == 200
+    except OSError:
+        return False
+
+
+def start_on_taken_address(option: str) -> tuple[str, int, list[str]]:
+    """Start sockserve with ``option`` (``--agent``, ``--metrics``) naming a loopback address that
+    another socket already listens on: (that address, the exit code, its ``sockserve: error``
+    lines)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        out = subprocess.run([sys.executable, "-m", "sockserve", "--bind", f"127.0.0.1:{free_port()}",
+                              option, address, "--log-target", "stderr"],
+                             capture_output=True, text=True, cwd=ROOT, timeout=30)
+    errors = [line for line in out.stderr.splitlines() if line.startswith("sockserve: error")]
+    return address, out.returncode, errors or [out.stderr]
 
 
 def terminate(proc: subprocess.Popen, grace: float = 40) -> int:

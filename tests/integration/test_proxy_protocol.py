@@ -19,7 +19,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, free_port, terminate, wait_for
+from conftest import ROOT, connects, free_port, read_until_closed, terminate, wait_for
 
 from sockserve.worker.proxyproto import SIGNATURE_V2
 from sockserve.worker.proxyread import LOG_BURST
@@ -39,13 +39,7 @@ def ask(port: int, data: bytes, timeout: float = 10.0) -> bytes:
     """Send ``data`` on a new connection; what came back until close ("" when closed or reset)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(data)
-        got = b""
-        try:
-            while chunk := s.recv(65536):
-                got += chunk
-        except ConnectionResetError:
-            pass
-    return got
+        return read_until_closed(s)
 
 
 def answer(port: int, header: bytes, interface: str) -> str:
@@ -187,18 +181,10 @@ def test_accept_yes_connections_take_the_header_too(tmp_path):
          sys.executable, "-m", "sockserve", APP["asgi"], "--proxy-protocol", "all"],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.DEVNULL)
     try:
-        assert wait_for(lambda: _connects(port), 10)
+        assert wait_for(lambda: connects(port), 10)
         assert answer(port, V1, "asgi").startswith("192.0.2.7:51234 198.51.100.1:8443")
     finally:
         terminate(proc, 10)
-
-
-def _connects(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 def test_an_entry_naming_no_listener_is_a_bad_setting(start_server):

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, free_port, http_get, wait_for
+from conftest import ROOT, answers, free_port, http_get, wait_for
 
 from sockserve.master.control import ControlError, request
 
@@ -46,7 +46,7 @@ def test_reload_under_socket_activation_refuses_what_a_start_would(tmp_path):
                             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                             stderr=subprocess.DEVNULL)
     try:
-        assert wait_for(lambda: _answers(port), 15)
+        assert wait_for(lambda: answers(port), 15)
         assert wait_for(lambda: (s := status(control)) and s["state"] == "running", 15)
         before = listening_pids(control)
         refusals = {
@@ -88,10 +88,3 @@ def test_embedded_reload_refuses_what_only_a_restart_can_change(start_server, tm
         answer = reload(server.control)
         assert answer["ok"] is False and answer["message"].startswith(f"configuration: {why}"), answer
         assert server.worker_pids() == before and server.get()[0] == 200
-
-
-def _answers(port: int) -> bool:
-    try:
-        return http_get(port)[0] == 200
-    except OSError:
-        return False

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, alive, free_port, http_get, wait_for
+from conftest import ROOT, alive, answers, connects, free_port, http_get, wait_for
 
 from sockserve.master.control import ControlError, request
 
@@ -39,7 +39,7 @@ def test_master_serves_every_named_inherited_socket(tmp_path):
                     sys.executable, "-m", "sockserve", "--workers", "2", "--control-socket", control,
                     stderr=subprocess.PIPE)
     try:
-        assert wait_for(lambda: _answers(ports[0]), 15)  # the first connection starts the master
+        assert wait_for(lambda: answers(ports[0]), 15)  # the first connection starts the master
         assert wait_for(lambda: (s := status(control)) and s["state"] == "running", 15)
         assert status(control)["listeners"] == ["http", "admin"]
         for port in ports:
@@ -61,7 +61,7 @@ def test_bind_together_with_inherited_sockets_is_an_error():
     proc = activate("-l", f"127.0.0.1:{port}", sys.executable, "-m", "sockserve", "--bind",
                     "127.0.0.1:9", stderr=subprocess.PIPE, text=True)
     try:
-        assert wait_for(lambda: _connects(port), 10)  # a connection makes it start the master
+        assert wait_for(lambda: connects(port), 10)  # a connection makes it start the master
         _, err = proc.communicate(timeout=20)
     finally:
         if proc.poll() is None:  # never leave the activator behind, even when the test fails
@@ -77,7 +77,7 @@ def test_accept_yes_connection_is_served_in_process():
     proc = activate("-l", f"127.0.0.1:{port}", "--accept", sys.executable, "-m", "sockserve",
                     stderr=subprocess.DEVNULL)
     try:
-        assert wait_for(lambda: _answers(port), 10)
+        assert wait_for(lambda: answers(port), 10)
         code, body = http_get(port)
         assert code == 200 and body.startswith("hello world from worker 0 (pid ")
         pid = int(body.split("pid ")[1].split(")")[0])
@@ -101,20 +101,3 @@ def listening_socket_inodes() -> set[str]:
             if fields[3] == "0A":
                 inodes.add(fields[9])
     return inodes
-
-
-def _connects(port: int) -> bool:
-    import socket
-
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
-
-
-def _answers(port: int) -> bool:
-    try:
-        return http_get(port)[0] == 200
-    except OSError:
-        return False
