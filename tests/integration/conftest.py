@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
@@ -90,6 +91,33 @@ def start_on_taken_address(option: str) -> tuple[str, int, list[str]]:
                              capture_output=True, text=True, cwd=ROOT, timeout=30)
     errors = [line for line in out.stderr.splitlines() if line.startswith("sockserve: error")]
     return address, out.returncode, errors or [out.stderr]
+
+
+needs_activate = pytest.mark.skipif(not shutil.which("systemd-socket-activate"),
+                                    reason="systemd-socket-activate is not installed")
+
+
+def socket_activate(activator: tuple[str, ...], *args: str, **popen) -> subprocess.Popen:
+    """``systemd-socket-activate ACTIVATOR... python -m sockserve ARGS`` from the repository, as
+    systemd would start the service (``-l``, ``--fdname``, ``--accept``): the activator's Popen.
+    PYTHONPATH reaches sockserve (``-E``); ``popen`` goes to Popen (``env`` replaces ours)."""
+    env = popen.pop("env", {**os.environ, "PYTHONPATH": str(ROOT)})
+    return subprocess.Popen(["systemd-socket-activate", "-E", "PYTHONPATH", *activator, sys.executable,
+                             "-m", "sockserve", *args], cwd=ROOT, env=env, **popen)
+
+
+def failed_activation(proc: subprocess.Popen, port: int) -> tuple[int, list[str]]:
+    """A socket-activated start that must fail (``proc`` from socket_activate with
+    ``stderr=PIPE, text=True``): the first connection to ``port`` starts sockserve; then its exit
+    code and its own stderr lines (``sockserve...``, not the activator's)."""
+    try:
+        assert wait_for(lambda: connects(port), 10)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:  # never leave the activator behind, even when the test fails
+            proc.kill()
+            proc.wait()
+    return proc.returncode, [line for line in err.splitlines() if line.startswith("sockserve")]
 
 
 def terminate(proc: subprocess.Popen, grace: float = 40) -> int:

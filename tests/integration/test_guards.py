@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -12,7 +10,17 @@ import time
 import urllib.request
 
 import pytest
-from conftest import ROOT, connects, free_port, http_get, start_on_taken_address, wait_for
+from conftest import (
+    ROOT,
+    connects,
+    failed_activation,
+    free_port,
+    http_get,
+    needs_activate,
+    socket_activate,
+    start_on_taken_address,
+    wait_for,
+)
 
 from tests.loadclient import Load
 
@@ -197,36 +205,22 @@ def test_reload_picks_up_an_edit_without_a_failed_request(start_server, tmp_path
     print(f"reload: new code answered {took:.2f}s after the edit; {load.result.summary()}")
 
 
+@needs_activate
 def test_reload_with_socket_activation_is_refused():
-    if not shutil.which("systemd-socket-activate"):
-        pytest.skip("systemd-socket-activate is not installed")
     port = free_port()
-    proc = subprocess.Popen(["systemd-socket-activate", "-E", "PYTHONPATH", "-l", f"127.0.0.1:{port}",
-                             sys.executable, "-m", "sockserve", "--reload"], cwd=ROOT, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.PIPE)
-    try:
-        assert wait_for(lambda: connects(port), 10)  # the first connection starts sockserve
-        _, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    ours = [line for line in err.splitlines() if line.startswith("sockserve")]
-    assert proc.returncode == 2 and len(ours) == 1, err
+    proc = socket_activate(("-l", f"127.0.0.1:{port}"), "--reload", text=True, stderr=subprocess.PIPE)
+    code, ours = failed_activation(proc, port)
+    assert code == 2 and len(ours) == 1, ours
     assert "reload: cannot be combined with socket activation" in ours[0]
 
 
+@needs_activate
 def test_exit_idle_time_under_socket_activation_exits_0_once_idle(tmp_path):
-    if not shutil.which("systemd-socket-activate"):
-        pytest.skip("systemd-socket-activate is not installed")
     port = free_port()
     control = str(tmp_path / "control.sock")
-    proc = subprocess.Popen(["systemd-socket-activate", "-E", "PYTHONPATH", "-l", f"127.0.0.1:{port}",
-                             sys.executable, "-m", "sockserve", "tests.apps.sample:slow_app",
-                             "--workers", "1", "--exit-idle-time", "2", "--control-socket", control,
-                             "--log-target", "stderr"],
-                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, text=True,
-                            stderr=subprocess.PIPE)
+    proc = socket_activate(("-l", f"127.0.0.1:{port}"), "tests.apps.sample:slow_app", "--workers", "1",
+                           "--exit-idle-time", "2", "--control-socket", control, "--log-target", "stderr",
+                           text=True, stderr=subprocess.PIPE)
     try:
         assert wait_for(lambda: connects(port), 10)  # the first connection starts sockserve
         status, body = http_get(port, "/?s=3", timeout=30)  # runs longer than the idle time

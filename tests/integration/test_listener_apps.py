@@ -9,13 +9,12 @@ a reload, whose old workers keep serving), and a reload that changes one listene
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, answers, connects, free_port, http_get, terminate, wait_for
+from conftest import ROOT, answers, connects, free_port, http_get, needs_activate, terminate, wait_for
 
 from sockserve.master.control import ControlError, request
 
@@ -23,8 +22,6 @@ pytestmark = pytest.mark.timeout(90)
 ASGI, WSGI, STREAM = (f"tests.apps.sample:{name}" for name in ("asgi_app", "wsgi_app", "stream_handler"))
 ENV = {k: v for k, v in os.environ.items() if not k.startswith(("SOCKSERVE_", "LISTEN_"))}
 ENV["PYTHONPATH"] = str(ROOT)
-needs_activate = pytest.mark.skipif(not shutil.which("systemd-socket-activate"),
-                                    reason="systemd-socket-activate is not installed")
 
 
 def start(*args: str, env: dict | None = None, activate: tuple[str, ...] = ()) -> subprocess.Popen:

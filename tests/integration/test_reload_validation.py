@@ -6,13 +6,12 @@ start's one-line message, and the old workers keep serving; what only a restart 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, answers, free_port, http_get, wait_for
+from conftest import ROOT, answers, free_port, http_get, needs_activate, wait_for
 
 from sockserve.master.control import ControlError, request
 
@@ -35,7 +34,7 @@ def listening_pids(control: str) -> set[int]:
     return {w["pid"] for w in status(control)["workers"] if w["state"] == "listening"}
 
 
-@pytest.mark.skipif(not shutil.which("systemd-socket-activate"), reason="no systemd-socket-activate")
+@needs_activate
 def test_reload_under_socket_activation_refuses_what_a_start_would(tmp_path):
     port, control = free_port(), str(tmp_path / "control.sock")
     conf = tmp_path / "sockserve.toml"
