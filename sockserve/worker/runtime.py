@@ -10,7 +10,6 @@ at once: a worker never outlives its master.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -37,6 +36,14 @@ _running: dict[str, Worker] = {}
 def current_worker() -> Worker | None:
     """The Worker running in this process, or None (in the master, or outside sockserve)."""
     return _running.get("worker")
+
+
+def _socket_of(fd: int) -> socket.socket | None:
+    """The socket of a handed fd, or None if it is not one (refused)."""
+    try:
+        return socket.socket(fileno=fd)
+    except OSError:
+        return None
 
 
 class Worker:
@@ -198,10 +205,7 @@ class Worker:
         if taking and self.fds.low(self.adapter.open + len(fds), taking=0):
             taking = False  # near the fd limit: reject, the master re-hands them
         for seq, fd in zip(msg.seqs, fds, strict=True):
-            sock = None
-            if taking:
-                with contextlib.suppress(OSError):  # not a socket: refuse it
-                    sock = socket.socket(fileno=fd)
+            sock = _socket_of(fd) if taking else None
             if sock is None:
                 os.close(fd)
             else:
