@@ -24,7 +24,7 @@ from ..config import EXIT_APP, EXIT_FAILURE, EXIT_OK, ConfigError
 from ..listeners import bind_reuseport
 from . import apps, drain, limits
 from .fdpressure import RESUME_AT, Acceptor, FdBudget
-from .handed import Handed
+from .handed import Handed, socket_of
 
 log = logging.getLogger("sockserve.worker")
 
@@ -36,14 +36,6 @@ _running: dict[str, Worker] = {}
 def current_worker() -> Worker | None:
     """The Worker running in this process, or None (in the master, or outside sockserve)."""
     return _running.get("worker")
-
-
-def _socket_of(fd: int) -> socket.socket | None:
-    """The socket of a handed fd, or None if it is not one (refused)."""
-    try:
-        return socket.socket(fileno=fd)
-    except OSError:
-        return None
 
 
 class Worker:
@@ -205,7 +197,7 @@ class Worker:
         if taking and self.fds.low(self.adapter.open + len(fds), taking=0):
             taking = False  # near the fd limit: reject, the master re-hands them
         for seq, fd in zip(msg.seqs, fds, strict=True):
-            sock = _socket_of(fd) if taking else None
+            sock = socket_of(fd) if taking else None
             if sock is None:
                 os.close(fd)
             else:
