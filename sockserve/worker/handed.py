@@ -95,7 +95,10 @@ class Handed:
             self.pending -= 1
             log.exception("setting up a connection failed")
         else:
-            waiter.add_done_callback(lambda _: self._step(coro, sock))
+            if waiter is None:  # a bare yield (asyncio.sleep(0)): step again soon, as a Task does
+                self.loop.call_soon(self._step, coro, sock)
+            else:
+                waiter.add_done_callback(lambda _: self._step(coro, sock))
 
     def _failed(self, sock: socket.socket, exc: OSError) -> None:
         sock.close()
