@@ -10,6 +10,7 @@ drain must wait for both kinds of set-up before the worker exits 0.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -20,6 +21,8 @@ import pytest
 from workerharness import WorkerUnderTest, accepted_pair, http_request, listener, read_response
 
 from sockserve.cluster import protocol
+from sockserve.eventloop import new_event_loop
+from sockserve.worker.handed import Handed
 
 pytestmark = pytest.mark.timeout(60)
 KEYS = ("http", "probe")
@@ -112,3 +115,53 @@ def test_a_client_gone_before_set_up_leaves_the_worker_serving(worker) -> None:
     assert head.startswith(b"HTTP/1.1 200") and body.startswith(b"asgi /after ")
     assert worker.wait() == 0
     lsock.close()
+
+
+class _Echo(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(data.upper())
+
+
+class _EchoAdapter:
+    ssl = None
+
+    def protocol_factory(self) -> asyncio.Protocol:
+        return _Echo()
+
+
+@pytest.mark.parametrize("make_loop", [asyncio.new_event_loop, new_event_loop], ids=["asyncio", "default"])
+def test_set_up_without_a_task_on_each_loop(make_loop) -> None:
+    """The task-free set-up (``Handed._step``) on asyncio's loop and on the one workers run
+    (uvloop when installed): every connection is served, ``pending`` ends at 0 (``settled``
+    returns at once), and no task was made for a plain connection."""
+    loop = make_loop()
+    lsock = listener()
+    handed = Handed(loop, _EchoAdapter(), {})
+    clients = []
+    try:
+        for _ in range(4):
+            client, conn = accepted_pair(lsock)
+            clients.append(client)
+            handed.accepted(conn)
+        assert handed.pending == 4 and not asyncio.all_tasks(loop)
+
+        async def settle_then_echo() -> list[bytes]:
+            await asyncio.wait_for(handed.settled(5.0), 6.0)
+            assert handed.pending == 0
+            answers = []
+            for i, client in enumerate(clients):
+                client.sendall(f"ping{i}".encode())
+                answers.append(await loop.sock_recv(client, 16))
+            return answers
+
+        for client in clients:
+            client.setblocking(False)
+        assert loop.run_until_complete(settle_then_echo()) == [f"PING{i}".encode() for i in range(4)]
+    finally:
+        for client in clients:
+            client.close()
+        lsock.close()
+        loop.close()
