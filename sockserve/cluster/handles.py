@@ -131,24 +131,10 @@ class Handles:
     def remove_if_user(self, key: str, worker_id: int) -> Handle | None:
         return self.remove(key, worker_id) if worker_id in self.map[key].users else None
 
-    def rr_keys(self) -> set[str]:
-        return {key for key, h in self.map.items() if h.mode == "rr"}
-
-    def eligible(self, listening: set[str]) -> bool:
-        """May a worker listening on ``listening`` take rr connections?  Under rr every
-        worker in rotation may be handed any key's connection (one policy for all
-        listeners, as in the service), so it must listen on every rr handle."""
-        rr = self.rr_keys()
-        return bool(rr) and rr <= listening
-
-    def unserved(self, listening: list[set[str]]) -> list[str]:
-        """The rr keys some worker listens on (``listening``: each worker's set) while no
-        worker listening on them is ``eligible``: their connections stay in the kernel's
-        backlog (the primary accepts only for workers in rotation).  Node keeps one
-        RoundRobinHandle per address and would serve them; SCHED_NONE does here."""
-        if any(self.eligible(one) for one in listening):
-            return []
-        return sorted(k for k in self.rr_keys() if any(k in one for one in listening))
+    def rr_keys(self, listening: set[str]) -> set[str]:
+        """The rr handles among ``listening`` (a worker's keys): the rotations it joins, one per
+        handle, as Node keeps one ``RoundRobinHandle`` per key (master/round_robin.py)."""
+        return {key for key in listening if (h := self.map.get(key)) is not None and h.mode == "rr"}
 
 
 class OpenPeer(WorkerPeer):
