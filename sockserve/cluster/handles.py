@@ -144,6 +144,8 @@ class OpenPeer(WorkerPeer):
     listening goes back to ONLINE until that key listens too.
     """
 
+    reopens = True  # a closed key may be asked for again (listen() after server.close())
+
     def __init__(self, worker_id: int) -> None:
         super().__init__(worker_id, ())
 
@@ -164,18 +166,7 @@ class OpenPeer(WorkerPeer):
     def _track(self, msg: QueryServer | Listening | Close) -> None:
         if self.state is WorkerState.DEAD:
             raise ProtocolError(f"{type(msg).__name__} from a dead worker")
-        if isinstance(msg, QueryServer):
-            self.queried.add(msg.key)
-            self.listening.discard(msg.key)
-            self.closed.discard(msg.key)
-        elif msg.key not in self.queried:
-            raise ProtocolError(f"{type(msg).__name__} for {msg.key!r} before QueryServer")
-        elif isinstance(msg, Listening):
-            self.listening.add(msg.key)
-        else:
-            self.closed.add(msg.key)
-            self.listening.discard(msg.key)
-            self.queried.discard(msg.key)
+        super()._track(msg)  # the one bookkeeping (peer.py), with reopens
         self.keys = tuple(sorted(self.queried))
         if self.state is WorkerState.ONLINE and self.queried and self.listening == self.queried:
             self.state = WorkerState.LISTENING

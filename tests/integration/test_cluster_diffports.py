@@ -6,13 +6,12 @@ served by the others; the last close releases it, and the primary stays on the C
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
 
 import pytest
-from conftest import ROOT, free_port, http_get, terminate, wait_for
+from conftest import ROOT, connects, free_port, http_get, terminate, wait_for
 
 from sockserve.master import native
 
@@ -97,16 +96,8 @@ def test_a_handle_one_worker_closes_stays_served_by_the_others(policy):
         # the last user closes B: the handle is released (Node closes it), the port refuses,
         # and the primary keeps the C path (the engine forgets the listener)
         assert program.close_b(2) == f"closed 2 native={_native_expected(policy)}"
-        assert wait_for(lambda: not _connects(program.b), 5)
+        assert wait_for(lambda: not connects(program.b), 5)
         served = program.answers(program.a)  # every request answered; by both under rr
         assert served == {"w1", "w2"} if policy == "rr" else served <= {"w1", "w2"}
     finally:
         assert terminate(program.proc) == 0
-
-
-def _connects(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True

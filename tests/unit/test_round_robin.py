@@ -117,13 +117,17 @@ def test_a_joining_worker_starts_level_and_gets_no_burst(make_rr):
 
 
 # ------------------------------------------------------------ one rotation per key (Node's RoundRobinHandle)
+def _joined(make_rr, window, *joins):
+    """A policy whose workers joined these (worker, key) rotations, in order."""
+    rr = make_rr(window=window)
+    for worker_id, key in joins:
+        rr.add(worker_id, key)
+    return rr
+
+
 @IMPLS
 def test_each_keys_connections_go_only_to_the_workers_listening_on_it(make_rr):
-    rr = make_rr(window=4)
-    rr.add(1, "A")
-    rr.add(2, "B")
-    rr.add(3, "A")
-    rr.add(3, "B")
+    rr = _joined(make_rr, 4, (1, "A"), (2, "B"), (3, "A"), (3, "B"))
     got = {"A": set(), "B": set()}
     for n in range(200):
         key = "AB"[n % 2]
@@ -136,8 +140,7 @@ def test_each_keys_connections_go_only_to_the_workers_listening_on_it(make_rr):
 
 @IMPLS
 def test_a_connection_on_a_key_nobody_serves_waits_and_is_never_handed_elsewhere(make_rr):
-    rr = make_rr(window=2)
-    rr.add(1, "A")
+    rr = _joined(make_rr, 2, (1, "A"))
     assert rr.distribute("b", "B") == [] and rr.waiting() == 1
     assert rr.capacity("B") == -1 and rr.capacity("A") == 2
     (a,) = handoffs(rr.distribute("a", "A"))  # A is served past B's waiting connection
@@ -148,10 +151,7 @@ def test_a_connection_on_a_key_nobody_serves_waits_and_is_never_handed_elsewhere
 
 @IMPLS
 def test_a_reject_takes_the_worker_out_of_that_key_only_and_rehands_within_it(make_rr):
-    rr = make_rr(window=1)
-    rr.add(1, "A")
-    rr.add(1, "B")
-    rr.add(2, "A")
+    rr = _joined(make_rr, 1, (1, "A"), (1, "B"), (2, "A"))
     (h,) = handoffs(rr.distribute("a", "A"))
     (again,) = handoffs(rr.ack(h.worker_id, h.seq, False))
     assert again.worker_id == 3 - h.worker_id and again.rehand
@@ -164,10 +164,7 @@ def test_a_reject_takes_the_worker_out_of_that_key_only_and_rehands_within_it(ma
 
 @IMPLS
 def test_a_dead_workers_connections_are_rehanded_within_their_keys(make_rr):
-    rr = make_rr(window=2)
-    rr.add(1, "A")
-    rr.add(1, "B")
-    rr.add(2, "B")
+    rr = _joined(make_rr, 2, (1, "A"), (1, "B"), (2, "B"))
     held = [handoffs(rr.distribute(c, "A"))[0] for c in ("a1", "a2")]
     assert {h.worker_id for h in held} == {1}
     assert rr.remove(1) == [] and rr.waiting() == 2  # nobody else serves A: they wait
@@ -178,9 +175,7 @@ def test_a_dead_workers_connections_are_rehanded_within_their_keys(make_rr):
 
 @IMPLS
 def test_the_window_is_per_worker_over_every_key(make_rr):
-    rr = make_rr(window=1)
-    rr.add(1, "A")
-    rr.add(1, "B")
+    rr = _joined(make_rr, 1, (1, "A"), (1, "B"))
     (h,) = handoffs(rr.distribute("a", "A"))
     assert rr.capacity() == 0 and rr.capacity("B") == 0
     assert rr.distribute("b", "B") == []  # worker 1's one slot holds "a"
@@ -189,11 +184,20 @@ def test_the_window_is_per_worker_over_every_key(make_rr):
 
 @IMPLS
 def test_a_released_key_closes_what_waits_for_it_and_what_comes_back(make_rr):
-    rr = make_rr(window=1)
-    rr.add(1, "A")
+    rr = _joined(make_rr, 1, (1, "A"))
     (h,) = handoffs(rr.distribute("a1", "A"))
     rr.distribute("a2", "A")
     rr.stop(1, "A")
     assert rr.forget("A") == [Release("a2")]  # Node: RoundRobinHandle.remove closes its handles
     assert rr.ack(1, h.seq, False) == [Release("a1")]  # its listener is gone: closed, not queued
     assert rr.waiting() == 0 and "A" not in rr._handed
+
+
+@IMPLS
+def test_room_counts_each_worker_once_over_its_keys(make_rr):
+    # the service: every worker in every listener's rotation; STATUS and the agent check read
+    # capacity() as the workers' free window slots (listening x window at most), not x keys
+    rr = _joined(make_rr, 3, (1, "http"), (1, "admin"), (2, "http"), (2, "admin"))
+    assert rr.capacity() == 6 and rr.capacity("http") == 6
+    handoffs(rr.distribute("c", "http"))
+    assert rr.capacity() == 5 and rr.capacity("admin") == 5
