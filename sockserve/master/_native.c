@@ -3,9 +3,12 @@
  * close on ack.  Loaded through native.py; round_robin.py is the fallback and
  * the reference.
  *
- * RoundRobin(window) has round_robin.RoundRobin's API (add, stop, remove,
- * distribute, ack, capacity, waiting; actions as Handoff/Release objects), and:
- *   key(key, prefix) -> int        a listener key and its NewConn record prefix
+ * RoundRobin(window) has round_robin.RoundRobin's API (add, stop, remove, forget,
+ * distribute, ack, capacity, waiting, drain_queue; one rotation per key; actions as
+ * Handoff/Release objects), and:
+ *   key(key, prefix) -> int        a listener key and its NewConn record prefix (the
+ *                                  policy API's keys share this table, by equality)
+ *   listen(fd, key) / unlisten(fd) a listener polled in the engine's epoll set, or no more
  *   attach(worker, channel, counters) / detach(worker)
  *   accept(listen_fd, key, limit) -> (spill, errno)
  *   ack_many(worker, seqs, accepted) -> (spill, error message or None)
