@@ -317,17 +317,23 @@ int rr_pop_queued(RR *rr, Conn *out)
 
 long long rr_capacity(const RR *rr, int key)
 {
-    long long free = 0, queued = 0;
-    for (Py_ssize_t i = 0; i < rr->nworkers; i++) {  /* each worker once, if in the rotation(s) */
+    long long free = 0, queued = key < 0 ? rr->qlen : 0;
+    if (key >= 0) {  /* the hot path's question, per accept: the key's rotation only */
+        const Rot *rot = rr_rot(rr, key);
+        for (Py_ssize_t i = 0; rot != NULL && i < rot->n; i++)
+            free += rr->window - rr_worker(rr, rot->m[i].worker)->n;
+        for (Py_ssize_t i = 0; i < rr->qlen; i++)
+            queued += rr->queue[(rr->qhead + i) % rr->qcap].conn.key == key;
+        return free - queued;
+    }
+    for (Py_ssize_t i = 0; i < rr->nworkers; i++) {  /* each worker once, if in some rotation */
         const Worker *w = &rr->workers[i];
         for (Py_ssize_t k = 0; k < rr->nrots; k++)
-            if ((key < 0 || k == key) && member_index(&rr->rots[k], w->id) >= 0) {
+            if (member_index(&rr->rots[k], w->id) >= 0) {
                 free += rr->window - w->n;
                 break;
             }
     }
-    for (Py_ssize_t i = 0; i < rr->qlen; i++)
-        queued += key < 0 || rr->queue[(rr->qhead + i) % rr->qcap].conn.key == key;
     return free - queued;
 }
 
