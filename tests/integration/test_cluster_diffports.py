@@ -5,13 +5,14 @@ served by the others; the last close releases it, and the primary stays on the C
 
 from __future__ import annotations
 
+import collections
 import os
 import subprocess
 import sys
 import threading
 
 import pytest
-from conftest import ROOT, connects, free_port, http_get, terminate, wait_for
+from conftest import ROOT, connects, free_port, http_get, terminate, wait_for, worker_of
 
 from sockserve.master import native
 
@@ -101,3 +102,19 @@ def test_a_handle_one_worker_closes_stays_served_by_the_others(policy):
         assert served == {"w1", "w2"} if policy == "rr" else served <= {"w1", "w2"}
     finally:
         assert terminate(program.proc) == 0
+
+
+def test_the_service_still_serves_every_listener_from_every_worker(start_server):
+    # the service joins each worker to every listener's rotation: each listener's connections
+    # split evenly between the two workers, as with the one rotation before
+    other = free_port()
+    server = start_server("--workers", "2", "--bind", f"127.0.0.1:{other}")
+    counts = {port: collections.Counter() for port in (server.port, other)}
+    for n in range(200):
+        port = (server.port, other)[n % 2]
+        status, body = http_get(port)
+        assert status == 200, body
+        counts[port][worker_of(body)] += 1
+    for port, split in counts.items():
+        assert sorted(split) == [1, 2] and all(40 <= n <= 60 for n in split.values()), (port, counts)
+    assert server.status()["native"] is native.available()
