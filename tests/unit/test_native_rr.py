@@ -108,3 +108,35 @@ def test_an_engine_whose_init_failed_or_never_ran_closes_no_fd():
     done = subprocess.run([sys.executable, "-c", code], stdin=subprocess.DEVNULL, capture_output=True,
                           text=True, timeout=30, cwd=ROOT.parents[1])
     assert done.stdout.strip() == "fd 0 open", done.stderr[-500:]
+
+
+def test_the_engine_forgets_a_listener_and_polls_the_others():
+    """unlisten(fd) takes one listener out of the engine's epoll set (a released handle,
+    primary_pool.py); the others stay; an fd it does not poll is a ValueError."""
+    import select
+    import socket
+
+    from sockserve.master import native
+
+    engine = c_round_robin(1)
+    socks = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
+    try:
+        engine.set_accepting(True)
+        for n, sock in enumerate(socks):
+            index = engine.key(f"k{n}", native.newconn_prefix(f"k{n}"))
+            epfd = engine.listen(sock.fileno(), index)
+            engine.add(1, f"k{n}")  # room: the listener is polled
+        engine.unlisten(socks[0].fileno())
+        with pytest.raises(ValueError):
+            engine.unlisten(socks[0].fileno())
+        poller = select.poll()  # the loop watches epfd: readable while a polled listener is
+        poller.register(epfd, select.POLLIN)
+        clients = [socket.create_connection(socks[0].getsockname())]
+        assert poller.poll(300) == []  # k0 is forgotten: its connection waits in its queue
+        clients.append(socket.create_connection(socks[1].getsockname()))
+        assert poller.poll(2000) == [(epfd, select.POLLIN)]  # k1 is still polled
+        for c in clients:
+            c.close()
+    finally:
+        for sock in socks:
+            sock.close()
