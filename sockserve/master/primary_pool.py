@@ -15,7 +15,6 @@ each serve their own.  ``LibraryPool`` spawns the program itself
 from __future__ import annotations
 
 import contextlib
-import logging
 import socket
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -33,7 +32,6 @@ from .handoff import Dispatcher
 from .pool import Pool
 from .workers import WorkerHandle
 
-log = logging.getLogger("sockserve.cluster")
 BACKLOG = 511  # Node's default backlog
 DEFAULTS = make_config({})
 
