@@ -4,7 +4,8 @@
 (both on A, only worker 2 on B) or ``release`` (both on A and B).  Each answers ``w<id>``.
 The primary prints ``ready native=<bool>`` once every server listens (``native``: the C
 hand-off path runs, read from its dispatcher for this test); a line ``close N`` on its
-stdin makes worker N close its B server, and the primary prints ``closed N native=<bool>``.
+stdin makes worker N close its B server, and the primary prints ``closed N native=<bool>``;
+``kill N`` kills worker N (SIGKILL), and the primary prints ``exit N native=<bool>``.
 """
 
 import asyncio
@@ -37,9 +38,12 @@ def primary() -> None:
         line = sys.stdin.readline().split()
         if line[:1] == ["close"]:
             cluster.workers[int(line[1])].send("close B")
+        elif line[:1] == ["kill"]:
+            cluster.workers[int(line[1])].kill("SIGKILL")
 
     cluster.on("listening", on_listening)
     cluster.on("message", lambda w, m: print(f"closed {w.id} native={native()}", flush=True))
+    cluster.on("exit", lambda w, code, sig: print(f"exit {w.id} native={native()}", flush=True))
     asyncio.get_running_loop().add_reader(sys.stdin.fileno(), on_stdin)
     cluster.fork()
     cluster.fork()

@@ -41,9 +41,12 @@ class Program:
         return next(x for x in self.out if x.startswith(prefix))
 
     def close_b(self, worker_id: int) -> str:
-        self.proc.stdin.write(f"close {worker_id}\n")
-        self.proc.stdin.flush()
+        self.tell(f"close {worker_id}")
         return self.line(f"closed {worker_id}")
+
+    def tell(self, line: str) -> None:
+        self.proc.stdin.write(f"{line}\n")
+        self.proc.stdin.flush()
 
     def answers(self, port: int) -> set[str]:
         """Who answered ROUNDS requests on ``port`` (each must be answered, within 5 s)."""
@@ -79,6 +82,20 @@ def test_a_mix_both_on_a_only_worker_2_on_b():
         program.line("ready")
         assert program.answers(program.a) == {"w1", "w2"}  # A's rotation: both, in turn
         assert program.answers(program.b) == {"w2"}  # B's: worker 2 alone
+    finally:
+        assert terminate(program.proc) == 0
+
+
+def test_a_dead_worker_leaves_each_rotation_and_its_own_handle_is_released():
+    # mix: worker 2 alone on B, both on A.  Its death takes it out of A's rotation (worker 1
+    # serves A alone) and releases B (its last user), on the C path still
+    program = Program("mix", "rr")
+    try:
+        program.line("ready")
+        program.tell("kill 2")
+        assert program.line("exit 2") == f"exit 2 native={_native_expected('rr')}"
+        assert wait_for(lambda: not connects(program.b), 5)
+        assert program.answers(program.a) == {"w1"}
     finally:
         assert terminate(program.proc) == 0
 
