@@ -12,6 +12,7 @@ worker that joins K starts level with K's others instead of owed every connectio
 
 The window is per worker, over every key: the worker's backlog and fd budget are one, and
 its acks carry seqs, not keys (a window per key would let a worker hold ``window`` x keys).
+Node's ``RoundRobinHandle.handoff`` waits for each reply: one in flight per worker per handle.
 
 The master keeps its copy of a connection until the worker acks ``accepted``; a reject (the
 worker leaves K's rotation: it is closing K) or the worker's death before its ack puts the
