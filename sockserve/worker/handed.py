@@ -9,7 +9,7 @@ the worker exits holding connections it acked (a recycle under load lost 1-2 in 
 A plain connection is set up in the callback that sent its ack (or accepted it): this module
 runs ``connect_accepted_socket`` as a Task would (``_step``), without the Task: its first
 step makes the transport and protocol, the second ends when ``connection_made`` has run.  A
-task per connection cost ~8 µs of worker CPU here (issue 14's profile).  TLS and PROXY-header
+task per connection cost ~3 µs of worker CPU here (bench/worker_setup.py).  TLS and PROXY-header
 connections keep a task each (``_serve``): they wait on the peer.
 
 With per-listener apps (appset.py) a connection is set up with its listener's adapter:
