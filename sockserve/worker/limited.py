@@ -29,10 +29,10 @@ FIRST = object()  # head marker: bytes came before the connection's first reques
 
 
 def head_size(scope: dict[str, Any], root_path: str) -> int:
-    """Bytes a parsed head took at least: ``M URL HTTP/1.1`` + ``name:value`` lines (bare LF)."""
+    """Bytes a parsed head took at least: ``M URL HTTP/1.1`` and ``name:value`` lines, CRLF ended."""
     query = scope.get("query_string") or b""
     url = len(scope.get("raw_path") or b"") - len(root_path.encode()) + (len(query) + 1 if query else 0)
-    return url + 13 + sum(len(name) + len(value) + 2 for name, value in scope["headers"])
+    return url + 13 + sum(len(name) + len(value) + 3 for name, value in scope["headers"])
 
 
 def head_fits(data: bytes, budget: int, before: bytes = b"") -> bool:
@@ -140,7 +140,7 @@ def limited(protocol_class: type[asyncio.Protocol], limits: Any) -> type[asyncio
                 return bool(self.pipeline) or (self.cycle is not None and not self.cycle.response_complete)
 
             def _parsed_bytes(self) -> int:
-                return len(self.url) + 13 + sum(len(name) + len(value) + 2 for name, value in self.headers)
+                return len(self.url) + 13 + sum(len(name) + len(value) + 3 for name, value in self.headers)
 
         else:  # h11: it bounds an incomplete head itself (h11_max_incomplete_event_size)
             def data_received(self, data: bytes) -> None:

@@ -1,8 +1,9 @@
 """HTTP limits: what one client may hold in a worker, and for how long.
 
-uvicorn's protocol classes parse (httptools or h11); this module only adds timers and
-a byte count around them, and sets h11's own head-size knob.  uvicorn's
-``timeout_keep_alive`` and ``limit_concurrency`` are passed by worker/http.py.
+uvicorn's protocol classes parse (httptools or h11); worker/limited.py only watches them
+(deadlines, a byte count while a head may be over the limit) and this module sets h11's own
+head-size knob.  uvicorn's ``timeout_keep_alive`` and ``limit_concurrency`` are passed by
+worker/http.py.
 
 | setting | default | past it | from |
 |---|---|---|---|
@@ -14,9 +15,25 @@ a byte count around them, and sets h11's own head-size knob.  uvicorn's
 | ``limit_concurrency`` | none | ``503 Service Unavailable`` | uvicorn ``limit_concurrency`` |
 
 ``headers_timeout`` runs from the first byte of each request (a keep-alive
-connection's later requests too) until its head is parsed; bytes trickling in
-(slowloris) do not extend it. Stream (``reader, writer``) apps get none of these:
-sockserve does not know their protocol.
+connection's later requests too, and bytes such as blank lines that begin no head)
+until its head is parsed; bytes trickling in (slowloris) do not extend it.
+
+Granularity (issue 14): neither timeout has a timer per connection or request.  One sweep
+per worker (worker/sweep.py, like Node's ``connectionsCheckingInterval``) looks at every
+connection each ``S = min(1 s, shorter timeout / 8)`` seconds (1 s by default; at least
+10 ms): ``idle_timeout`` fires within ``[T, T + S]`` of the connection's start, and
+``headers_timeout`` within ``[T, T + 2 S]`` of the head's first byte (a head is timed from
+the first sweep that sees it).
+
+Head size: a keep-alive read of at most ``min(4 KiB, max_header_size)`` bytes that begins
+between requests holds no head over the limit, so it is handed to uvicorn as it is.  Any
+other read (larger, the connection's first, a head still incomplete, requests queued) is
+parsed 4 KiB at a time: an incomplete head is counted slice by slice (431 once over; the
+part of it in the read or slice where it began counts by what is parsed of it, so up to one
+slice more may be held until the next), a head whole in one read is refused before it is
+parsed, and each head parsed on this path is checked whole (request line and ``name:value``
+lines, CRLF ended) before the app is called: 431 in turn, after the requests before it.
+Stream (``reader, writer``) apps get none of these: sockserve does not know their protocol.
 """
 
 from __future__ import annotations

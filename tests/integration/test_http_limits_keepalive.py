@@ -9,6 +9,7 @@ starts behind a body in the same read, and the same over TLS. Bounded in bytes a
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import time
@@ -36,10 +37,8 @@ def trickle(sock: socket.socket, pieces: list[bytes], every: float, limit: float
     for piece in pieces:
         if time.monotonic() - started > limit:
             break
-        try:
+        with contextlib.suppress(OSError):  # closed by the server: what it answered is what counts
             sock.sendall(piece)
-        except OSError:  # closed by the server: what it answered is what counts
-            pass
         try:
             chunk = sock.recv(65536)
         except TimeoutError:
