@@ -194,8 +194,16 @@ def test_limits_hold_with_each_uvicorn_we_ship_on(python):
         whole.sendall(PARTIAL + b"a" * 4096 + b"\r\n\r\n")
         head, _ = read_response(whole, timeout=5)
         assert head.startswith(b"HTTP/1.1 431"), head
-        piped, conn = accepted_pair(lsock)  # pipelined past MAX_PIPELINED: all answered
+        later, conn = accepted_pair(lsock)  # a keep-alive connection's second head never ends
         worker.hand_off(conn, seq=4)
+        later.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, _ = read_response(later, timeout=5)
+        assert head.startswith(b"HTTP/1.1 200"), head
+        later.sendall(PARTIAL)
+        head, _ = read_response(later, timeout=5)
+        assert head.startswith(b"HTTP/1.1 408"), head
+        piped, conn = accepted_pair(lsock)  # pipelined past MAX_PIPELINED: all answered
+        worker.hand_off(conn, seq=5)
         piped.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 100
                       + b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         piped.settimeout(10)
