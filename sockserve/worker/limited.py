@@ -152,14 +152,19 @@ def limited(protocol_class: type[asyncio.Protocol], limits: Any) -> type[asyncio
                                             "bytes, in one read)")
                 uvicorn_read(self, data)
 
+            def _pending(self) -> bool:
+                return False  # h11 reads a head only once the answers before it are sent (IDLE)
+
             def _head_marker(self) -> Any:
                 if self.conn.their_state is not h11.IDLE:
                     return None
                 cycle = self.cycle
                 if cycle is None:
                     return FIRST if self._got_bytes else None
-                idle = cycle.response_complete and self.timeout_keep_alive_task is None
-                return cycle if idle else None
+                # a head buffered (it may have come behind the last request), or bytes since the
+                # last answer that h11 took in without a head (they cancel the keep-alive timer)
+                buffered = len(getattr(self.conn, "_receive_buffer", b""))
+                return cycle if buffered or self.timeout_keep_alive_task is None else None
 
         def check(self, now: float) -> bool:
             """The sweep's look (worker/sweep.py): close past idle_timeout, 408 past headers_timeout."""
@@ -174,7 +179,8 @@ def limited(protocol_class: type[asyncio.Protocol], limits: Any) -> type[asyncio
                 return True
             if marker is not self._seen:
                 self._seen, self._seen_since = marker, now
-            elif now - self._seen_since >= limits.headers_timeout:
+            elif now - self._seen_since >= limits.headers_timeout and not self._pending():
+                # (a head behind requests still being answered gets its 408 after their answers)
                 self._refuse(TIMEOUT_408, f"request head not complete in {limits.headers_timeout:g}s")
                 return False
             return True

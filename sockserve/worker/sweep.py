@@ -11,7 +11,10 @@ stops when none is: an idle worker is not woken.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
+
+log = logging.getLogger("sockserve.worker")
 
 MAX_INTERVAL = 1.0  # seconds between sweeps, at most
 MIN_INTERVAL = 0.01  # and at least (a timeout of a few ms is checked every 10 ms)
@@ -45,6 +48,11 @@ class Sweep:
     def _sweep(self) -> None:
         now = self.loop.time()
         for conn in list(self.watched):
-            if not conn.check(now):
+            try:
+                watching = conn.check(now)
+            except Exception:  # a uvicorn/h11 we do not know: that connection goes unwatched
+                log.exception("HTTP limits: cannot check a connection's deadlines")
+                watching = False
+            if not watching:
                 self.watched.discard(conn)
         self._timer = self.loop.call_later(self.every, self._sweep) if self.watched else None

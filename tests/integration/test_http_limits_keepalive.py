@@ -138,3 +138,25 @@ def test_a_slowloris_on_a_later_keep_alive_request_times_out_over_tls(start_serv
                                   every=0.1, limit=6)
     assert answer.startswith(b"HTTP/1.1 408"), answer
     assert 0.9 < elapsed < 2.5, elapsed
+
+
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_a_head_pipelined_behind_a_slow_request_times_out_after_its_answer(start_server, http):
+    """A partial head sent behind a request the app takes 1.5 s to answer: the answer comes
+    first, then the 408 (the head timed meanwhile), in order. Before the sweep it was not timed
+    at all: the connection stayed open until timeout_keep_alive after the answer (30 s here)."""
+    server = start_server(APP, "--workers", "1", "--http", http, "--headers-timeout", "0.5",
+                          "--timeout-keep-alive", "30")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        started = time.monotonic()
+        sock.sendall(b"GET /slow?s=1.5 HTTP/1.1\r\nHost: x\r\n\r\n" + PARTIAL)
+        head, body = read_response(sock)
+        assert head.startswith(b"HTTP/1.1 200") and body == b"slow done\n", (head, body)
+        sock.settimeout(5)
+        rest = b""
+        with contextlib.suppress(TimeoutError, ConnectionResetError):
+            while chunk := sock.recv(65536):
+                rest += chunk
+        elapsed = time.monotonic() - started
+    assert rest.startswith(b"HTTP/1.1 408") or (http == "h11" and rest == b""), rest
+    assert elapsed < 4, elapsed
