@@ -117,9 +117,13 @@ def limited(protocol_class: type[asyncio.Protocol], limits: Any) -> type[asyncio
                 if self._slow or len(data) > fast_max or self.pipeline:
                     return self._slow_read(data)
                 cycle = self.cycle
-                if cycle is None or cycle.scope is not self.scope:  # first read, or a head incomplete
+                if cycle is None:  # the connection's first request
+                    if self.scope is not None:  # its head incomplete
+                        return self._slow_read(data)
+                    self._got_bytes = True
+                elif cycle.scope is not self.scope:  # a later request's head incomplete
                     return self._slow_read(data)
-                uvicorn_read(self, data)  # steady keep-alive: a head starts here, under max_size
+                uvicorn_read(self, data)  # no head being read: one starts here, under max_size
 
             def _reading(self) -> Any:
                 """The scope of a head begun and not parsed yet, else None."""

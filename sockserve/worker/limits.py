@@ -25,9 +25,9 @@ connection each ``S = min(1 s, shorter timeout / 8)`` seconds (1 s by default; a
 ``headers_timeout`` within ``[T, T + 2 S]`` of the head's first byte (a head is timed from
 the first sweep that sees it).
 
-Head size: a keep-alive read of at most ``min(4 KiB, max_header_size)`` bytes that begins
-between requests holds no head over the limit, so it is handed to uvicorn as it is.  Any
-other read (larger, the connection's first, a head still incomplete, requests queued) is
+Head size: a read of at most ``min(4 KiB, max_header_size)`` bytes that begins between
+requests (or before the first) holds no head over the limit, so it is handed to uvicorn as
+it is.  Any other read (larger, a head still incomplete, requests queued) is
 parsed 4 KiB at a time: an incomplete head is counted slice by slice (431 once over; the
 part of it in the read or slice where it began counts by what is parsed of it, so up to one
 slice more may be held until the next), a head whole in one read is refused before it is
