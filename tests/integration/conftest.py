@@ -47,6 +47,15 @@ def http_get(port: int, path: str = "/", timeout: float = 5.0, host: str = "127.
     return status, body.decode(errors="replace")
 
 
+def connects(port: int, host: str = "127.0.0.1") -> bool:
+    """True if a TCP connection to ``host:port`` is accepted by the kernel (then closed)."""
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
 def terminate(proc: subprocess.Popen, grace: float = 40) -> int:
     """SIGTERM, wait up to ``grace`` s, then SIGKILL: the process's exit code."""
     if proc.poll() is None:
