@@ -131,24 +131,10 @@ class Handles:
     def remove_if_user(self, key: str, worker_id: int) -> Handle | None:
         return self.remove(key, worker_id) if worker_id in self.map[key].users else None
 
-    def rr_keys(self) -> set[str]:
-        return {key for key, h in self.map.items() if h.mode == "rr"}
-
-    def eligible(self, listening: set[str]) -> bool:
-        """May a worker listening on ``listening`` take rr connections?  Under rr every
-        worker in rotation may be handed any key's connection (one policy for all
-        listeners, as in the service), so it must listen on every rr handle."""
-        rr = self.rr_keys()
-        return bool(rr) and rr <= listening
-
-    def unserved(self, listening: list[set[str]]) -> list[str]:
-        """The rr keys some worker listens on (``listening``: each worker's set) while no
-        worker listening on them is ``eligible``: their connections stay in the kernel's
-        backlog (the primary accepts only for workers in rotation).  Node keeps one
-        RoundRobinHandle per address and would serve them; SCHED_NONE does here."""
-        if any(self.eligible(one) for one in listening):
-            return []
-        return sorted(k for k in self.rr_keys() if any(k in one for one in listening))
+    def rr_keys(self, listening: set[str]) -> set[str]:
+        """The rr handles among ``listening`` (a worker's keys): the rotations it joins, one per
+        handle, as Node keeps one ``RoundRobinHandle`` per key (master/round_robin.py)."""
+        return {key for key in listening if (h := self.map.get(key)) is not None and h.mode == "rr"}
 
 
 class OpenPeer(WorkerPeer):
@@ -157,6 +143,8 @@ class OpenPeer(WorkerPeer):
     LISTENING once every key it asked for listens (at least one); a new QueryServer while
     listening goes back to ONLINE until that key listens too.
     """
+
+    reopens = True  # a closed key may be asked for again (listen() after server.close())
 
     def __init__(self, worker_id: int) -> None:
         super().__init__(worker_id, ())
@@ -178,18 +166,7 @@ class OpenPeer(WorkerPeer):
     def _track(self, msg: QueryServer | Listening | Close) -> None:
         if self.state is WorkerState.DEAD:
             raise ProtocolError(f"{type(msg).__name__} from a dead worker")
-        if isinstance(msg, QueryServer):
-            self.queried.add(msg.key)
-            self.listening.discard(msg.key)
-            self.closed.discard(msg.key)
-        elif msg.key not in self.queried:
-            raise ProtocolError(f"{type(msg).__name__} for {msg.key!r} before QueryServer")
-        elif isinstance(msg, Listening):
-            self.listening.add(msg.key)
-        else:
-            self.closed.add(msg.key)
-            self.listening.discard(msg.key)
-            self.queried.discard(msg.key)
+        super()._track(msg)  # the one bookkeeping (peer.py), with reopens
         self.keys = tuple(sorted(self.queried))
         if self.state is WorkerState.ONLINE and self.queried and self.listening == self.queried:
             self.state = WorkerState.LISTENING

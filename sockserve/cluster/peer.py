@@ -54,6 +54,8 @@ class WorkerPeer:
     the keys it may ask for, and returns the new state.
     """
 
+    reopens = False  # the service's keys are fixed at spawn: a Close is for good (a drain)
+
     def __init__(self, worker_id: int, keys: tuple[str, ...]) -> None:
         self.worker_id = worker_id
         self.keys = keys
@@ -75,14 +77,27 @@ class WorkerPeer:
     def _check_key(self, msg: QueryServer | Listening | Close) -> None:
         if msg.key not in self.keys:
             raise ProtocolError(f"unknown server key {msg.key!r}")
+        self._track(msg)
+
+    def _track(self, msg: QueryServer | Listening | Close) -> None:
+        """The bookkeeping of ``msg.key`` for both peers (this one, handles.OpenPeer): a
+        QueryServer queries it, Listening needs a QueryServer before, Close closes it; with
+        ``reopens`` a Close also ends its query and listening (it may be asked again)."""
+        key = msg.key
         if isinstance(msg, QueryServer):
-            self.queried.add(msg.key)
-        elif msg.key not in self.queried:
-            raise ProtocolError(f"{type(msg).__name__} for {msg.key!r} before QueryServer")
+            self.queried.add(key)
+            if self.reopens:
+                self.listening.discard(key)
+                self.closed.discard(key)
+        elif key not in self.queried:
+            raise ProtocolError(f"{type(msg).__name__} for {key!r} before QueryServer")
         elif isinstance(msg, Listening):
-            self.listening.add(msg.key)
+            self.listening.add(key)
         else:
-            self.closed.add(msg.key)
+            self.closed.add(key)
+            if self.reopens:
+                self.listening.discard(key)
+                self.queried.discard(key)
 
     def event(self, name: str) -> WorkerState:
         """A master-side event: ``disconnect`` or ``exit``."""

@@ -177,11 +177,20 @@ def _schema(cls: type[Message]) -> tuple[tuple[str, ...], int, tuple[tuple[str, 
 
 _SCHEMAS = {cls: _schema(cls) for cls in MESSAGES.values()}
 _json_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode  # built once: hot path
+_raw_decode = json.JSONDecoder().raw_decode  # (value, end); no bytes sniffing, no whitespace pass
+_SEQ_END = 2**63
+_NEWCONN = bytes((NewConn.code,))
 
 
 # ---------------------------------------------------------------- codec
 def encode(msg: Message) -> bytes:
     """One record for ``msg``; raises ProtocolError if it would be too large."""
+    if type(msg) is Ack and 0 < len(msg.seqs) <= MAX_FDS and all(type(s) is int for s in msg.seqs):
+        return _encode_ack(msg)
+    return _encode(msg)
+
+
+def _encode(msg: Message) -> bytes:
     try:
         body = _json_encode([getattr(msg, name) for name in _SCHEMAS[type(msg)][0]])
     except (TypeError, ValueError) as exc:
@@ -192,6 +201,34 @@ def encode(msg: Message) -> bytes:
     return record
 
 
+def _encode_ack(msg: Ack) -> bytes:
+    """The record ``encode`` makes for an Ack (the worker's hot path), built without json:
+    ``\\x06[[1,2],true]``; seqs are ints (from a NewConn)."""
+    return b"\x06[[%s],%s]" % (",".join(map(int.__repr__, msg.seqs)).encode(),
+                               b"true" if msg.accepted else b"false")
+
+
+def _decode_newconn(record: bytes, nfds: int, fds_lost: bool) -> NewConn | None:
+    """A well-formed NewConn (the worker's hot path), or None: ``decode``'s checks then say
+    what is wrong.  Same result as the generic path for every record it accepts."""
+    try:
+        text = record[1:].decode()
+        values, end = _raw_decode(text)
+    except (ValueError, RecursionError):  # UnicodeDecodeError included
+        return None
+    if end != len(text) or type(values) is not list or len(values) != 2:
+        return None
+    key, seqs = values
+    if type(key) is not str or type(seqs) is not list or not 1 <= len(seqs) <= MAX_FDS:
+        return None
+    for seq in seqs:
+        if type(seq) is not int or not 0 <= seq < _SEQ_END:
+            return None
+    if len(seqs) != nfds and not (fds_lost and len(seqs) > nfds):
+        return None
+    return NewConn(key, tuple(seqs))
+
+
 def decode(record: bytes, nfds: int, sender: str, fds_lost: bool = False) -> Message:
     """The message in ``record`` that came with ``nfds`` fds from ``sender``.
 
@@ -199,6 +236,14 @@ def decode(record: bytes, nfds: int, sender: str, fds_lost: bool = False) -> Mes
     fd table is full), so fewer than the message's count may have come.
     Any defect raises ProtocolError; nothing else escapes.
     """
+    if record[:1] == _NEWCONN and sender == "master" and len(record) <= MAX_RECORD:
+        fast = _decode_newconn(record, nfds, fds_lost)
+        if fast is not None:
+            return fast
+    return _decode(record, nfds, sender, fds_lost)
+
+
+def _decode(record: bytes, nfds: int, sender: str, fds_lost: bool) -> Message:
     if not record:
         raise ProtocolError("empty record")
     if len(record) > MAX_RECORD:

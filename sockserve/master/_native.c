@@ -3,9 +3,12 @@
  * close on ack.  Loaded through native.py; round_robin.py is the fallback and
  * the reference.
  *
- * RoundRobin(window) has round_robin.RoundRobin's API (add, stop, remove,
- * distribute, ack, capacity, waiting; actions as Handoff/Release objects), and:
- *   key(key, prefix) -> int        a listener key and its NewConn record prefix
+ * RoundRobin(window) has round_robin.RoundRobin's API (add, stop, remove, forget,
+ * distribute, ack, capacity, waiting, drain_queue; one rotation per key; actions as
+ * Handoff/Release objects), and:
+ *   key(key, prefix) -> int        a listener key and its NewConn record prefix (the
+ *                                  policy API's keys share this table, by equality)
+ *   listen(fd, key) / unlisten(fd) a listener polled in the engine's epoll set, or no more
  *   attach(worker, channel, counters) / detach(worker)
  *   accept(listen_fd, key, limit) -> (spill, errno)
  *   ack_many(worker, seqs, accepted) -> (spill, error message or None)
@@ -26,7 +29,7 @@
 #include "native.h"
 
 PyObject *HandoffType, *ReleaseType, *ProtocolErrorType; /* set by configure() */
-PyObject *str_closed, *str_pending, *str_handed, *str_rehanded, *str_accepted, *str_rejected,
+PyObject *str_default_key, *str_closed, *str_pending, *str_handed, *str_rehanded, *str_accepted, *str_rejected,
     *str_last_seen, *str_fault;
 
 /* ------------------------------------------------------------ conns and actions as objects */
@@ -148,6 +151,7 @@ static void Engine_dealloc(Engine *e)
     PyMem_Free(e->rbuf);
     PyMem_Free(e->lfds);
     PyMem_Free(e->lkeys);
+    PyMem_Free(e->lint);
     if (e->epfd >= 0)
         close(e->epfd);
     Py_TYPE(e)->tp_free((PyObject *)e);
@@ -181,20 +185,36 @@ static int Engine_init(Engine *e, PyObject *args, PyObject *kwds)
 }
 
 /* ------------------------------------------------------------ the policy API */
-static PyObject *Engine_add(Engine *e, PyObject *arg)
+/* (worker[, key]) -> worker and the key's index; key absent: ``dflt`` (NULL: every key, -1).
+ * ``create``: an unknown key gets an index (no NewConn prefix); else it is -2 (no such key). */
+static int worker_key(Engine *e, PyObject *args, PyObject *dflt, int create, long long *w, int *key)
 {
-    long long w = PyLong_AsLongLong(arg);
-    if ((w == -1 && PyErr_Occurred()) || check_ready() < 0)
-        return NULL;
-    return acts_list(e, rr_add(&e->rr, w));
+    PyObject *wobj, *kobj = dflt;
+    if (!PyArg_ParseTuple(args, "O|O", &wobj, &kobj) || check_ready() < 0)
+        return -1;
+    *w = PyLong_AsLongLong(wobj);
+    if (*w == -1 && PyErr_Occurred())
+        return -1;
+    *key = kobj == NULL || kobj == Py_None ? -1 : key_index(e, kobj, create);
+    return *key == -3 ? -1 : 0;
 }
 
-static PyObject *Engine_stop(Engine *e, PyObject *arg)
+static PyObject *Engine_add(Engine *e, PyObject *args)
 {
-    long long w = PyLong_AsLongLong(arg);
-    if ((w == -1 && PyErr_Occurred()) || check_ready() < 0)
+    long long w;
+    int key;
+    if (worker_key(e, args, str_default_key, 1, &w, &key) < 0)
         return NULL;
-    return acts_list(e, rr_stop(&e->rr, w));
+    return acts_list(e, rr_add(&e->rr, w, key));
+}
+
+static PyObject *Engine_stop(Engine *e, PyObject *args)
+{
+    long long w;
+    int key;
+    if (worker_key(e, args, NULL, 0, &w, &key) < 0)
+        return NULL;
+    return acts_list(e, key == -2 ? 0 : rr_stop(&e->rr, w, key));
 }
 
 static PyObject *Engine_remove(Engine *e, PyObject *arg)
@@ -205,11 +225,23 @@ static PyObject *Engine_remove(Engine *e, PyObject *arg)
     return acts_list(e, rr_remove(&e->rr, w));
 }
 
-static PyObject *Engine_distribute(Engine *e, PyObject *conn)
+static PyObject *Engine_forget(Engine *e, PyObject *kobj)
 {
-    if (check_ready() < 0)
+    int key = key_index(e, kobj, 0);
+    if (key == -3 || check_ready() < 0)
         return NULL;
-    Conn c = {Py_NewRef(conn), -1, -1};
+    return acts_list(e, key == -2 ? 0 : rr_forget(&e->rr, key));
+}
+
+static PyObject *Engine_distribute(Engine *e, PyObject *args)
+{
+    PyObject *conn, *kobj = str_default_key;
+    if (!PyArg_ParseTuple(args, "O|O", &conn, &kobj) || check_ready() < 0)
+        return NULL;
+    int key = key_index(e, kobj, 1);
+    if (key == -3)
+        return NULL;
+    Conn c = {Py_NewRef(conn), -1, key};
     long long before = rr_waiting(&e->rr);
     int status = rr_distribute(&e->rr, c);
     if (rr_waiting(&e->rr) == before)  /* not queued (out of memory): not ours */
@@ -235,7 +267,7 @@ static PyObject *Engine_ack(Engine *e, PyObject *args)
     return acts_list(e, status);
 }
 
-/* drain_queue() -> [conn, ...]: what waits for room, oldest first, taken out of the
+/* drain_queue() -> [(conn, key), ...]: what waits for room, oldest first, taken out of the
  * policy (round_robin.RoundRobin.drain_queue); a hot-path conn comes as (key, fd),
  * the fd the caller's now.  For a retired policy (policy_switch.py).  All or nothing:
  * the list is built before anything leaves the queue, so an error loses no fd. */
@@ -244,7 +276,10 @@ static PyObject *Engine_drain_queue(Engine *e, PyObject *unused)
     RR *rr = &e->rr;
     PyObject *list = PyList_New(rr->qlen);
     for (Py_ssize_t i = 0; list != NULL && i < rr->qlen; i++) {
-        PyObject *item = conn_object(e, &rr->queue[(rr->qhead + i) % rr->qcap].conn);
+        Conn *c = &rr->queue[(rr->qhead + i) % rr->qcap].conn;
+        PyObject *conn = conn_object(e, c);
+        PyObject *item = conn == NULL ? NULL : PyTuple_Pack(2, conn, e->keys[c->key].key);
+        Py_XDECREF(conn);
         if (item == NULL)
             Py_CLEAR(list);
         else
@@ -260,9 +295,15 @@ static PyObject *Engine_drain_queue(Engine *e, PyObject *unused)
     return list;
 }
 
-static PyObject *Engine_capacity(Engine *e, PyObject *unused)
+static PyObject *Engine_capacity(Engine *e, PyObject *args)
 {
-    return PyLong_FromLongLong(rr_capacity(&e->rr));
+    PyObject *kobj = Py_None;
+    if (!PyArg_ParseTuple(args, "|O", &kobj))
+        return NULL;
+    int key = kobj == Py_None ? -1 : key_index(e, kobj, 0);
+    if (key == -3)
+        return NULL;
+    return PyLong_FromLongLong(key == -2 ? 0 : rr_capacity(&e->rr, key));
 }
 
 static PyObject *Engine_waiting(Engine *e, PyObject *unused)
@@ -288,16 +329,24 @@ static PyObject *Engine_get_owner(Engine *e, void *closure)
     return d;
 }
 
+/* {key: {worker: handed}} of the live keys' rotations, as round_robin.py's ``_handed``. */
 static PyObject *Engine_get_handed(Engine *e, void *closure)
 {
     PyObject *d = PyDict_New();
-    for (Py_ssize_t i = 0; d != NULL && i < e->rr.nworkers; i++) {
-        PyObject *w = PyLong_FromLongLong(e->rr.workers[i].id);
-        PyObject *h = PyLong_FromLongLong(e->rr.workers[i].handed);
-        if (w == NULL || h == NULL || PyDict_SetItem(d, w, h) < 0)
+    for (int k = 0; d != NULL && k < (int)e->rr.nrots; k++) {
+        const Rot *rot = rr_rot(&e->rr, k);
+        PyObject *inner = rot == NULL ? NULL : PyDict_New();
+        if (rot != NULL && (inner == NULL || PyDict_SetItem(d, e->keys[k].key, inner) < 0))
             Py_CLEAR(d);
-        Py_XDECREF(w);
-        Py_XDECREF(h);
+        for (Py_ssize_t i = 0; d != NULL && rot != NULL && i < rot->n; i++) {
+            PyObject *w = PyLong_FromLongLong(rot->m[i].worker);
+            PyObject *h = PyLong_FromLongLong(rot->m[i].handed);
+            if (w == NULL || h == NULL || PyDict_SetItem(inner, w, h) < 0)
+                Py_CLEAR(d);
+            Py_XDECREF(w);
+            Py_XDECREF(h);
+        }
+        Py_XDECREF(inner);
     }
     return d;
 }
@@ -308,20 +357,22 @@ static PyObject *Engine_get_window(Engine *e, void *closure)
 }
 
 static PyMethodDef Engine_methods[] = {
-    {"add", (PyCFunction)Engine_add, METH_O, "``worker`` listens: it takes connections from now on."},
-    {"stop", (PyCFunction)Engine_stop, METH_O, "No new hand-offs to ``worker``."},
+    {"add", (PyCFunction)Engine_add, METH_VARARGS, "add(worker, key=''): it takes key's connections."},
+    {"stop", (PyCFunction)Engine_stop, METH_VARARGS, "stop(worker, key=None): no new hand-offs (of key)."},
     {"remove", (PyCFunction)Engine_remove, METH_O, "``worker`` is gone: its un-acked connections are re-handed."},
-    {"distribute", (PyCFunction)Engine_distribute, METH_O, "Queue ``conn`` and hand out what fits."},
+    {"forget", (PyCFunction)Engine_forget, METH_O, "forget(key): released; its queued conns closed."},
+    {"distribute", (PyCFunction)Engine_distribute, METH_VARARGS, "distribute(conn, key=''): queue, hand out."},
     {"ack", (PyCFunction)Engine_ack, METH_VARARGS, "ack(worker, seq, accepted) -> actions."},
     {"drain_queue", (PyCFunction)Engine_drain_queue, METH_NOARGS,
      "drain_queue() -> the queued conns, oldest first, taken out of the policy."},
-    {"capacity", (PyCFunction)Engine_capacity, METH_NOARGS, "Hand-offs the rotation can take now."},
+    {"capacity", (PyCFunction)Engine_capacity, METH_VARARGS, "capacity(key=None): hand-offs it can take."},
     {"waiting", (PyCFunction)Engine_waiting, METH_NOARGS, "Queued plus un-acked connections."},
     {"key", (PyCFunction)Engine_key, METH_VARARGS, "key(key, prefix) -> index for accept()."},
     {"attach", (PyCFunction)Engine_attach, METH_VARARGS, "attach(worker, fd, channel, counters, handle)."},
     {"hooks", (PyCFunction)Engine_hooks, METH_VARARGS, "hooks(on_event, on_channel, time)."},
     {"detach", (PyCFunction)Engine_detach, METH_O, "detach(worker): no direct sends to it."},
     {"listen", (PyCFunction)Engine_listen, METH_VARARGS, "listen(fd, key) -> the epoll fd the loop watches."},
+    {"unlisten", (PyCFunction)Engine_unlisten, METH_O, "unlisten(fd): stop polling that listener."},
     {"set_accepting", (PyCFunction)Engine_set_accepting, METH_O, "set_accepting(bool): accept when room."},
     {"on_listener", (PyCFunction)Engine_on_listener, METH_NOARGS, "on_listener(): accept (the loop's reader)."},
     {"ack_many", (PyCFunction)Engine_ack_many, METH_VARARGS,
@@ -378,7 +429,8 @@ PyMODINIT_FUNC PyInit__native(void)
     if (PyType_Ready(&EngineType) < 0 ||  /* mode: a class attribute, as in round_robin.py */
         PyDict_SetItemString(EngineType.tp_dict, "mode", PyUnicode_InternFromString("rr")) < 0)
         return NULL;
-    if (!(str_closed = PyUnicode_InternFromString("closed")) ||
+    if (!(str_default_key = PyUnicode_InternFromString("")) ||
+        !(str_closed = PyUnicode_InternFromString("closed")) ||
         !(str_pending = PyUnicode_InternFromString("pending")) ||
         !(str_handed = PyUnicode_InternFromString("handed")) ||
         !(str_rehanded = PyUnicode_InternFromString("rehanded")) ||

@@ -32,8 +32,9 @@ class Load:
 
     ``listening``: its workers that listen; ``size``: the workers it should have;
     ``open``: connections open in the listening ones (their last heartbeats);
-    ``room``: rr hand-offs their windows can still take (``policy.capacity()``, after
-    what is queued), ``None`` under shared/reuseport (the kernel hands out);
+    ``room``: rr hand-offs their windows can still take (``policy.capacity()``: each
+    worker's free window slots counted once, whatever keys' rotations it is in, less what
+    is queued), ``None`` under shared/reuseport (the kernel hands out);
     ``window``: ``rr_window``; ``per_worker``: connections a worker counts full at
     (``limit_concurrency``, else ``WORKER_CONNECTIONS``).
     """

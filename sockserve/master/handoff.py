@@ -51,6 +51,7 @@ class Dispatcher(PolicyModes):
         self._listening: set[int] = set()  # workers between worker_listening and worker_gone
         self._key_index: dict[str, int] = {}
         self._listen_fd, self._listen_engine = -1, None  # native: the epoll set of the listeners
+        self._engine_fds: set[int] = set()
         self.native = False  # the C hot path (accept, ack) is on: policy_modes.py
         self.policy = self.make(policy)
         if native.is_native(self.policy):  # the loop calls C directly; C calls back when Python has work
@@ -73,7 +74,19 @@ class Dispatcher(PolicyModes):
         self._listening.add(worker.id)
         if self.native:  # instead of the channel's own reader
             self._attach(worker)
-        self._apply(self.policy.add(worker.id))
+        self._join(worker)
+
+    def rr_keys(self, worker: WorkerHandle) -> list[str]:
+        """The keys whose rotation ``worker`` joins when it takes connections: in the
+        service, every listener (every worker serves them all); the library primary
+        overrides it with the worker's own listening rr handles."""
+        return list(self.listeners)
+
+    def _join(self, worker: WorkerHandle) -> None:
+        actions: list[Action] = []
+        for key in self.rr_keys(worker):
+            actions += self.policy.add(worker.id, key)
+        self._apply(actions)
 
     def _channel_event(self, worker_id: int, record: tuple[bytes, list[int], int] | None,
                        state: int) -> None:
@@ -114,7 +127,7 @@ class Dispatcher(PolicyModes):
         elif not beat.paused and worker.paused_since is not None:
             worker.paused_since = None
             if worker.listening and worker.disconnect_at is None and not worker.peer.closed:
-                self._apply(self.policy.add(worker.id))
+                self._join(worker)
         if (worker.paused_since is None or now - worker.paused_since <= bound
                 or worker.disconnect_at is not None):
             return False
@@ -163,12 +176,11 @@ class Dispatcher(PolicyModes):
                 self.loop.add_reader(self._listen_fd, self.policy.on_listener)
                 self._readers.add("*")
             return
-        want = want and self.policy.capacity() > 0
-        for key, listener in self.listeners.items():
-            if want and key not in self._readers:
+        for key, listener in self.listeners.items():  # a listener is read while its key has room
+            if want and key not in self._readers and self.policy.capacity(key) > 0:
                 self.loop.add_reader(listener.sock.fileno(), self._accept, listener)
                 self._readers.add(key)
-            elif not want and key in self._readers:
+            elif key in self._readers and not (want and self.policy.capacity(key) > 0):
                 self.loop.remove_reader(listener.sock.fileno())
                 self._readers.discard(key)
 
@@ -177,7 +189,7 @@ class Dispatcher(PolicyModes):
         accept = listener.sock._accept  # (fd, address): no socket object on the hot path
         actions: list[Action] = []
         for _ in range(ACCEPT_BATCH):
-            if self.policy.capacity() <= 0:
+            if self.policy.capacity(listener.key) <= 0:
                 break
             try:
                 fd, _ = accept()
@@ -189,7 +201,7 @@ class Dispatcher(PolicyModes):
                 self._apply(actions)
                 self._accept_failed(exc)
                 return
-            actions += self.policy.distribute((listener.key, fd))
+            actions += self.policy.distribute((listener.key, fd), listener.key)
         self._apply(actions)
 
     def _accept_failed(self, exc: OSError) -> None:
@@ -273,7 +285,7 @@ class Dispatcher(PolicyModes):
             except OSError:  # empty (EAGAIN), shut down (EINVAL), out of fds: TCP resets the rest
                 break
             if hand_out:
-                actions += self.policy.distribute((listener.key, fd))
+                actions += self.policy.distribute((listener.key, fd), listener.key)
             else:
                 os.close(fd)
         self._apply(actions)

@@ -21,13 +21,13 @@ typedef struct {
     int reading;       /* on_channel is running (a hook may reenter) */
     int epfd;          /* the listeners' own epoll set; the loop watches this one fd */
     int *lfds; int *lkeys; Py_ssize_t nl, capl, lnext;  /* listeners, their key index; next first */
+    char *lint;        /* per listener: EPOLLIN on in epfd (accepting, its key's rotation has room) */
     int accepting;     /* Python's say (accepting, not paused) */
-    int interest;      /* EPOLLIN on in epfd: accepting and the workers have room */
     PyObject *on_event, *on_channel_hook, *time_fn;  /* hooks(): Python's side */
 } Engine;
 
 extern PyObject *HandoffType, *ReleaseType, *ProtocolErrorType;
-extern PyObject *str_closed, *str_pending, *str_handed, *str_rehanded, *str_accepted, *str_rejected,
+extern PyObject *str_default_key, *str_closed, *str_pending, *str_handed, *str_rehanded, *str_accepted, *str_rejected,
     *str_last_seen, *str_fault;
 
 PyObject *conn_object(Engine *e, Conn *c);
@@ -35,6 +35,9 @@ PyObject *act_object(Engine *e, Act *a);
 void acts_clear(Engine *e);
 
 PyObject *Engine_key(Engine *e, PyObject *args);
+/* The index of key ``obj`` in the key table; -2 unknown (and not ``create``d), -3 error. */
+int key_index(Engine *e, PyObject *obj, int create);
+PyObject *Engine_unlisten(Engine *e, PyObject *arg);
 PyObject *Engine_attach(Engine *e, PyObject *args);
 PyObject *Engine_detach(Engine *e, PyObject *arg);
 PyObject *Engine_hooks(Engine *e, PyObject *args);

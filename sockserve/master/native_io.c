@@ -26,6 +26,24 @@ static int grow(void **buf, Py_ssize_t *cap, Py_ssize_t need, size_t size)
 }
 
 /* ------------------------------------------------------------ registration */
+int key_index(Engine *e, PyObject *obj, int create)
+{
+    for (Py_ssize_t i = 0; i < e->nkeys; i++) {
+        int same = PyObject_RichCompareBool(e->keys[i].key, obj, Py_EQ);
+        if (same < 0)
+            return -3;
+        if (same)
+            return (int)i;
+    }
+    if (!create)
+        return -2;
+    if (grow((void **)&e->keys, &e->capkeys, e->nkeys + 1, sizeof(Key)) < 0)
+        return -3;
+    e->keys[e->nkeys] = (Key){Py_NewRef(obj), NULL, 0};
+    return (int)e->nkeys++;
+}
+
+/* key(key, prefix) -> index: the listener key (a str) and its NewConn record prefix. */
 PyObject *Engine_key(Engine *e, PyObject *args)
 {
     PyObject *key;
@@ -33,21 +51,17 @@ PyObject *Engine_key(Engine *e, PyObject *args)
     Py_ssize_t len;
     if (!PyArg_ParseTuple(args, "Uy#", &key, &prefix, &len))
         return NULL;
-    for (Py_ssize_t i = 0; i < e->nkeys; i++) {
-        int same = PyObject_RichCompareBool(e->keys[i].key, key, Py_EQ);
-        if (same < 0)
-            return NULL;
-        if (same)
-            return PyLong_FromSsize_t(i);
-    }
-    if (grow((void **)&e->keys, &e->capkeys, e->nkeys + 1, sizeof(Key)) < 0)
+    int i = key_index(e, key, 1);
+    if (i == -3)
         return NULL;
-    char *copy = PyMem_Malloc((size_t)len);
+    char *copy = PyMem_Malloc((size_t)len + 1);
     if (copy == NULL)
         return PyErr_NoMemory();
     memcpy(copy, prefix, (size_t)len);
-    e->keys[e->nkeys] = (Key){Py_NewRef(key), copy, len};
-    return PyLong_FromSsize_t(e->nkeys++);
+    PyMem_Free(e->keys[i].prefix);
+    e->keys[i].prefix = copy;
+    e->keys[i].prefix_len = len;
+    return PyLong_FromLong(i);
 }
 
 Attached *attached(Engine *e, long long worker)
@@ -135,31 +149,32 @@ int notify(Engine *e, PyObject *spill, int err)
     return ret;
 }
 
-/* Back-pressure: the listeners are polled (EPOLLIN in epfd) only while Python
- * says accept and the workers have room; else connections wait in the kernel's
- * accept queue.  One epoll_ctl per listener when that flips, no Python. */
+/* Back-pressure: a listener is polled (EPOLLIN in epfd) only while Python says accept and
+ * its key's rotation has room; else its connections wait in the kernel's accept queue.
+ * One epoll_ctl per listener when that flips, no Python. */
 int sync_interest(Engine *e)
 {
-    int want = e->accepting && rr_capacity(&e->rr) > 0;
-    if (e->epfd < 0 || want == e->interest)
-        return 0;
-    for (Py_ssize_t i = 0; i < e->nl; i++) {
-        struct epoll_event ev = {.events = want ? EPOLLIN : 0, .data.u64 = (uint64_t)i};
+    for (Py_ssize_t i = 0; e->epfd >= 0 && i < e->nl; i++) {
+        char want = e->accepting && rr_capacity(&e->rr, e->lkeys[i]) > 0;
+        if (want == e->lint[i])
+            continue;
+        struct epoll_event ev = {.events = want ? EPOLLIN : 0, .data.u64 = (uint64_t)e->lfds[i]};
         if (epoll_ctl(e->epfd, EPOLL_CTL_MOD, e->lfds[i], &ev) < 0) {
             PyErr_SetFromErrno(PyExc_OSError);
             return -1;
         }
+        e->lint[i] = want;
     }
-    e->interest = want;
     return 0;
 }
 
+/* listen(fd, key) -> epfd: poll listener ``fd`` (accepted conns get key index ``key``). */
 PyObject *Engine_listen(Engine *e, PyObject *args)
 {
     int fd, key;
     if (!PyArg_ParseTuple(args, "ii", &fd, &key))
         return NULL;
-    if (key < 0 || key >= e->nkeys)
+    if (key < 0 || key >= e->nkeys || e->keys[key].prefix == NULL)
         return PyErr_Format(PyExc_ValueError, "unknown key index %d", key);
     if (e->epfd < 0 && (e->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
         return PyErr_SetFromErrno(PyExc_OSError);
@@ -169,12 +184,40 @@ PyObject *Engine_listen(Engine *e, PyObject *args)
     if (keys == NULL)
         return PyErr_NoMemory();
     e->lkeys = keys;
-    struct epoll_event ev = {.events = e->interest ? EPOLLIN : 0, .data.u64 = (uint64_t)e->nl};
+    char *lint = PyMem_Realloc(e->lint, (size_t)e->capl);
+    if (lint == NULL)
+        return PyErr_NoMemory();
+    e->lint = lint;
+    struct epoll_event ev = {.events = 0, .data.u64 = (uint64_t)fd};
     if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
         return PyErr_SetFromErrno(PyExc_OSError);
     e->lfds[e->nl] = fd;
+    e->lint[e->nl] = 0;
     e->lkeys[e->nl++] = key;
+    if (sync_interest(e) < 0)
+        return NULL;
     return PyLong_FromLong(e->epfd);
+}
+
+/* unlisten(fd): the listener is released (call before closing it); its key stays known
+ * until forget(key), so its conns in flight still resolve. */
+PyObject *Engine_unlisten(Engine *e, PyObject *arg)
+{
+    int fd = PyLong_AsLong(arg);
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    for (Py_ssize_t i = 0; i < e->nl; i++)
+        if (e->lfds[i] == fd) {
+            if (epoll_ctl(e->epfd, EPOLL_CTL_DEL, fd, NULL) < 0 && errno != EBADF && errno != ENOENT)
+                return PyErr_SetFromErrno(PyExc_OSError);
+            memmove(&e->lfds[i], &e->lfds[i + 1], sizeof(int) * (size_t)(e->nl - i - 1));
+            memmove(&e->lkeys[i], &e->lkeys[i + 1], sizeof(int) * (size_t)(e->nl - i - 1));
+            memmove(&e->lint[i], &e->lint[i + 1], (size_t)(e->nl - i - 1));
+            e->nl--;
+            e->lnext = 0;
+            Py_RETURN_NONE;
+        }
+    return PyErr_Format(PyExc_ValueError, "fd %d is not a listener here", fd);
 }
 
 PyObject *Engine_set_accepting(Engine *e, PyObject *arg)
@@ -374,7 +417,7 @@ PyObject *Engine_on_listener(Engine *e, PyObject *unused)
     for (Py_ssize_t k = 0; k < e->nl && !err; k++) {
         Py_ssize_t i = (e->lnext + k) % e->nl;
         int lfd = e->lfds[i], key = e->lkeys[i];
-        while (n < ACCEPT_BATCH && e->accepting && rr_capacity(&e->rr) > 0) {
+        while (n < ACCEPT_BATCH && e->accepting && rr_capacity(&e->rr, key) > 0) {
             int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
             n++;
             if (fd < 0) {

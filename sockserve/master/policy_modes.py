@@ -35,7 +35,8 @@ class PolicyModes:
     _readers: set[str]
     _listening: set[int]  # workers told worker_listening and not yet worker_gone
     _listen_fd: int  # the epoll set C watches, of _listen_engine
-    _listen_engine: Any  # the engine that listens on the listeners (once per engine)
+    _listen_engine: Any  # the engine that listens on the listeners
+    _engine_fds: set[int]  # the listener fds in its epoll set
     _key_index: dict[str, int]
     _apply: Callable[[list[Action]], None]
     _update_readers: Callable[[], None]
@@ -97,10 +98,15 @@ class PolicyModes:
         self.native = True
         engine.hooks(self._native_event, self._channel_event, loop.time)
         self._key_index = {key: engine.key(key, native.newconn_prefix(key)) for key in self.listeners}
-        if self._listen_engine is not engine:  # an engine listens once: its epoll set stays
-            for key, listener in self.listeners.items():
+        if self._listen_engine is not engine:  # its epoll set stays with it: only what changed
+            self._listen_engine, self._engine_fds = engine, set()
+        for key, listener in self.listeners.items():
+            if listener.sock.fileno() not in self._engine_fds:
                 self._listen_fd = engine.listen(listener.sock.fileno(), self._key_index[key])
-            self._listen_engine = engine
+                self._engine_fds.add(listener.sock.fileno())
+        for fd in self._engine_fds - {lst.sock.fileno() for lst in self.listeners.values()}:
+            engine.unlisten(fd)  # released while the Python path ran (primary_pool.py)
+            self._engine_fds.discard(fd)
         for worker_id in self._listening:
             worker = self.workers[worker_id]
             if not worker.channel.closed:

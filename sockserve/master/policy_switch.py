@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
-from .round_robin import Action, Release
+from .round_robin import DEFAULT_KEY, Action, Release
 
 
 class PolicySwitch:
@@ -55,11 +55,15 @@ class PolicySwitch:
     def _of(self, worker_id: int) -> Any:
         return self.policies.get(self._owner.get(worker_id, self.current), self.policies[self.current])
 
-    def add(self, worker_id: int) -> list[Action]:
-        return self._of(worker_id).add(worker_id)  # type: ignore[no-any-return]
+    def add(self, worker_id: int, key: Hashable = DEFAULT_KEY) -> list[Action]:
+        return self._of(worker_id).add(worker_id, key)  # type: ignore[no-any-return]
 
-    def stop(self, worker_id: int) -> list[Action]:
-        return self._of(worker_id).stop(worker_id)  # type: ignore[no-any-return]
+    def stop(self, worker_id: int, key: Hashable | None = None) -> list[Action]:
+        return self._of(worker_id).stop(worker_id, key)  # type: ignore[no-any-return]
+
+    def forget(self, key: Hashable) -> list[Action]:
+        """``key`` is released: every policy closes what it holds of it."""
+        return [a for p in self.policies.values() for a in p.forget(key)]
 
     def remove(self, worker_id: int) -> list[Action]:
         actions = list(self._of(worker_id).remove(worker_id))
@@ -71,18 +75,18 @@ class PolicySwitch:
         used = set(self._owner.values()) | {self.current}
         for mode in [m for m in self.policies if m not in used]:
             drain = getattr(self.policies.pop(mode), "drain_queue", None)  # Shared queues nothing
-            for conn in drain() if drain else ():
-                actions += self.distribute(conn) if self.current == "rr" else [Release(conn)]
+            for conn, key in drain() if drain else ():
+                actions += self.distribute(conn, key) if self.current == "rr" else [Release(conn)]
         return actions
 
-    def distribute(self, conn: Hashable) -> list[Action]:
-        return self.policies[self.current].distribute(conn)  # type: ignore[no-any-return]
+    def distribute(self, conn: Hashable, key: Hashable = DEFAULT_KEY) -> list[Action]:
+        return self.policies[self.current].distribute(conn, key)  # type: ignore[no-any-return]
 
     def ack(self, worker_id: int, seq: int, accepted: bool) -> list[Action]:
         return self._of(worker_id).ack(worker_id, seq, accepted)  # type: ignore[no-any-return]
 
-    def capacity(self) -> int:
-        return int(self.policies[self.current].capacity())
+    def capacity(self, key: Hashable | None = None) -> int:
+        return int(self.policies[self.current].capacity(key))
 
     def waiting(self) -> int:
         return sum(int(p.waiting()) for p in self.policies.values())

@@ -4,15 +4,17 @@ listeners opened on demand (Node's ``queryServer``) instead of all at start.
 ``PrimaryDispatcher`` keeps Node's handles map (cluster/handles.py): the first QueryServer
 for a key opens it (an inherited systemd socket with that LISTEN_FDNAMES name or address,
 else bound here), the same key from other workers shares it, the last Close or death of its
-users releases it.  The hand-off is the service's: one policy (the C rr engine when built),
-NewConn/Ack, the shared listening socket.  ``LibraryPool`` spawns the program itself
+users releases it.  The hand-off is the service's: one policy (the C rr engine when built, on
+the C path throughout, releases included), NewConn/Ack, the shared listening socket; under rr
+a worker is in the rotation of each handle it listens on (one rotation per key, as Node's
+``RoundRobinHandle``: master/round_robin.py), so workers listening on different addresses
+each serve their own.  ``LibraryPool`` spawns the program itself
 (``[python, exec, *args]``, Node's ``child_process.fork``) and never respawns.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import socket
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -30,9 +32,7 @@ from .handoff import Dispatcher
 from .pool import Pool
 from .workers import WorkerHandle
 
-log = logging.getLogger("sockserve.cluster")
 BACKLOG = 511  # Node's default backlog
-UNSERVED_GRACE = 1.0  # seconds a handle may wait for an eligible worker before the warning
 DEFAULTS = make_config({})
 
 
@@ -45,10 +45,7 @@ class PrimaryDispatcher(Dispatcher):
         self.handles = Handles()
         self.inherited = {s.fd: s for s in inherited if s.listening}
         self._used: dict[int, str] = {}  # inherited fd -> the key using it
-        self._rotation: set[int] = set()  # workers the policy may hand connections to
-        self._stale_epoll = False  # a listener left the C engine's epoll set: Python path from now
-        self._warned: set[str] = set()  # keys the unserved-handle warning named (once each)
-        self._unserved_check: Any = None  # the pending check (asyncio.TimerHandle)
+        self._joined: dict[int, set[str]] = {}  # worker -> the rr keys whose rotation it is in
         self.start_accepting()
 
     # ------------------------------------------------------------ queryServer
@@ -82,6 +79,8 @@ class PrimaryDispatcher(Dispatcher):
             index = self.policy.key(key, native.newconn_prefix(key))
             self._key_index[key] = index
             self._listen_fd = self.policy.listen(listener.sock.fileno(), index)
+            self._listen_engine = self.policy
+            self._engine_fds.add(listener.sock.fileno())
         self._update_readers()
 
     def _inherited(self, name: str | None, address: str | None) -> InheritedSocket | None:
@@ -102,7 +101,7 @@ class PrimaryDispatcher(Dispatcher):
             self._release(handle)
 
     def worker_gone(self, worker: WorkerHandle) -> None:
-        self._rotation.discard(worker.id)
+        self._joined.pop(worker.id, None)
         super().worker_gone(worker)
         for handle in self.handles.remove_worker(worker.id):
             self._release(handle)
@@ -114,10 +113,13 @@ class PrimaryDispatcher(Dispatcher):
         if handle.key in self._readers:
             self.loop.remove_reader(listener.sock.fileno())
             self._readers.discard(handle.key)
-        if self.native:  # the engine cannot forget a listener: leave its epoll set for good
-            self._stale_epoll = True
-            self._wrap(None)
-        self._key_index.pop(handle.key, None)
+        fd = listener.sock.fileno()
+        if fd in self._engine_fds:  # out of the C engine's epoll set, before the fd closes
+            self._listen_engine.unlisten(fd)
+            self._engine_fds.discard(fd)
+        for joined in self._joined.values():  # its users are gone: nobody is in its rotation
+            joined.discard(handle.key)
+        self._apply(self.policy.forget(handle.key))  # what still waits for it is closed
         if listener.inherited:
             self._used = {fd: k for fd, k in self._used.items() if k != handle.key}
         else:
@@ -127,50 +129,37 @@ class PrimaryDispatcher(Dispatcher):
             self.refresh(worker)
         self._update_readers()
 
-    def _unwrap(self) -> None:
-        if not self._stale_epoll:
-            super()._unwrap()
-
     # ------------------------------------------------------------ rotation
+    def rr_keys(self, worker: WorkerHandle) -> list[str]:
+        """The rr handles ``worker`` listens on: it is in each one's rotation (Node's
+        ``RoundRobinHandle.add``), while it takes connections at all."""
+        return sorted(self.handles.rr_keys(worker.peer.listening))
+
     def refresh(self, worker: WorkerHandle) -> None:
-        """rr: ``worker`` takes connections while it listens on every rr handle (one policy
-        for every listener: any worker in rotation gets any key's connections)."""
-        peer = worker.peer
-        want = (worker.listening and worker.disconnect_at is None and worker.paused_since is None
-                and self.handles.eligible(peer.listening))
+        """rr: ``worker`` joins the rotation of each rr handle it listens on and leaves the
+        others' (Close, a pause, a disconnect); connections of a key go to its rotation only."""
+        taking = (worker.disconnect_at is None and worker.paused_since is None
+                  and worker.peer.state in (WorkerState.ONLINE, WorkerState.LISTENING))
+        want = set(self.rr_keys(worker)) if taking else set()
+        have = self._joined.get(worker.id, set())
         if want and worker.id not in self._listening:
-            self._rotation.add(worker.id)
-            self.worker_listening(worker)
-        elif want and worker.id not in self._rotation:
-            self._rotation.add(worker.id)
-            self._apply(self.policy.add(worker.id))
-        elif not want and worker.id in self._rotation | self._listening:  # stop is idempotent
-            self._rotation.discard(worker.id)
-            self._apply(self.policy.stop(worker.id))
-        if self._unserved() and self._unserved_check is None:  # may be a moment between listens
-            self._unserved_check = self.loop.call_later(UNSERVED_GRACE, self._warn_unserved)
-
-    def _unserved(self) -> list[str]:
-        listening = [w.peer.listening for w in self.workers.values() if w.disconnect_at is None]
-        return [key for key in self.handles.unserved(listening) if key not in self._warned]
-
-    def _warn_unserved(self) -> None:
-        """One warning per rr handle that has listening workers but none in rotation (they
-        listen on different addresses): nobody is handed its connections (handles.unserved)."""
-        self._unserved_check = None
-        for key in self._unserved():
-            self._warned.add(key)
-            log.warning("sockserve: warning: nobody serves %s: under SCHED_RR a worker takes "
-                        "connections only if it listens on every rr address (%s); set "
-                        "cluster.scheduling_policy = cluster.SCHED_NONE, or listen on the same "
-                        "addresses in every worker", key, ", ".join(sorted(self.handles.rr_keys())))
+            self._joined[worker.id] = want
+            self.worker_listening(worker)  # joins every key of rr_keys
+            return
+        actions = []
+        for key in sorted(want - have):
+            actions += self.policy.add(worker.id, key)
+        for key in sorted(have - want):
+            actions += self.policy.stop(worker.id, key)
+        self._joined[worker.id] = want
+        self._apply(actions)
 
     def heartbeat(self, worker: WorkerHandle, beat: Any, now: float, bound: float) -> bool:
         """The service's fd back-pressure (it stops and adds the worker itself), then the
         rotation made to agree with the handles again."""
         replace = super().heartbeat(worker, beat, now, bound)
         if worker.paused_since is not None:
-            self._rotation.discard(worker.id)
+            self._joined[worker.id] = set()  # stopped in every key's rotation
         else:
             self.refresh(worker)
         return replace

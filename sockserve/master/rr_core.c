@@ -31,8 +31,10 @@ void rr_free(RR *rr)
 {
     for (Py_ssize_t i = 0; i < rr->nworkers; i++)
         PyMem_Free(rr->workers[i].flights);
+    for (Py_ssize_t i = 0; i < rr->nrots; i++)
+        PyMem_Free(rr->rots[i].m);
     PyMem_Free(rr->workers);
-    PyMem_Free(rr->rotation);
+    PyMem_Free(rr->rots);
     PyMem_Free(rr->queue);
     PyMem_Free(rr->acts);
     memset(rr, 0, sizeof(*rr));
@@ -46,18 +48,47 @@ Worker *rr_worker(const RR *rr, long long worker)
     return NULL;
 }
 
-static Py_ssize_t rotation_index(const RR *rr, long long worker)
+const Rot *rr_rot(const RR *rr, int key)
 {
-    for (Py_ssize_t i = 0; i < rr->nrot; i++)
-        if (rr->rotation[i] == worker)
+    return key >= 0 && key < rr->nrots && rr->rots[key].live ? &rr->rots[key] : NULL;
+}
+
+/* Key ``key``'s rotation, made live (and the table grown) if need be. */
+static Rot *rot_live(RR *rr, int key)
+{
+    if (key >= rr->nrots) {
+        Rot *r = PyMem_Realloc(rr->rots, (size_t)(key + 1) * sizeof(Rot));
+        if (r == NULL) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        memset(&r[rr->nrots], 0, (size_t)(key + 1 - rr->nrots) * sizeof(Rot));
+        rr->rots = r;
+        rr->nrots = key + 1;
+    }
+    rr->rots[key].live = 1;
+    return &rr->rots[key];
+}
+
+static Py_ssize_t member_index(const Rot *rot, long long worker)
+{
+    for (Py_ssize_t i = 0; i < rot->n; i++)
+        if (rot->m[i].worker == worker)
             return i;
     return -1;
 }
 
-static void rotation_delete(RR *rr, Py_ssize_t i)
+static void member_delete(Rot *rot, Py_ssize_t i)
 {
-    memmove(&rr->rotation[i], &rr->rotation[i + 1], (size_t)(rr->nrot - i - 1) * sizeof(long long));
-    rr->nrot--;
+    memmove(&rot->m[i], &rot->m[i + 1], (size_t)(rot->n - i - 1) * sizeof(Member));
+    rot->n--;
+}
+
+static void rot_leave(Rot *rot, long long worker)
+{
+    Py_ssize_t i = member_index(rot, worker);
+    if (i >= 0)
+        member_delete(rot, i);
 }
 
 /* ------------------------------------------------------------ queue (deque) */
@@ -116,46 +147,61 @@ static int emit(RR *rr, int kind, long long worker, long long seq, Conn conn, in
     return 0;
 }
 
-/* _next_worker: the least-handed worker with room (ties in rotation order);
- * it goes to the back of the rotation. */
-static Worker *next_worker(RR *rr)
+/* _next_worker: the least-handed worker of ``rot`` with room (ties in rotation order);
+ * it goes to the back of the rotation, one more handed. */
+static Worker *next_worker(RR *rr, Rot *rot)
 {
     Py_ssize_t best = -1;
     Worker *bw = NULL;
-    for (Py_ssize_t i = 0; i < rr->nrot; i++) {
-        Worker *w = rr_worker(rr, rr->rotation[i]);
-        if (w->n < rr->window && (bw == NULL || w->handed < bw->handed)) {
+    for (Py_ssize_t i = 0; i < rot->n; i++) {
+        Worker *w = rr_worker(rr, rot->m[i].worker);
+        if (w->n < rr->window && (bw == NULL || rot->m[i].handed < rot->m[best].handed)) {
             best = i;
             bw = w;
         }
     }
     if (bw != NULL) {
-        long long id = rr->rotation[best];
-        rotation_delete(rr, best);
-        rr->rotation[rr->nrot++] = id;
+        Member m = rot->m[best];
+        member_delete(rot, best);
+        m.handed++;
+        rot->m[rot->n++] = m;
     }
     return bw;
 }
 
+/* Hands out the queue in order; what its key's rotation has no room for stays, in order
+ * (compacted in place: an item kept never moves forward past one not yet looked at). */
 static int drain(RR *rr)
 {
-    while (rr->qlen) {
-        Worker *w = next_worker(rr);
-        if (w == NULL)
-            break;
-        if (grow((void **)&rr->acts, &rr->capacts, rr->nacts + 1, sizeof(Act)) < 0)
-            return -1;
-        Queued item = queue_popleft(rr);
+    if (grow((void **)&rr->acts, &rr->capacts, rr->nacts + rr->qlen, sizeof(Act)) < 0)
+        return -1;  /* room for every hand-off first: nothing below can fail */
+    Py_ssize_t kept = 0, n = rr->qlen;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Queued item = rr->queue[(rr->qhead + i) % rr->qcap];
+        Rot *rot = &rr->rots[item.conn.key];  /* live: queued conns of a forgotten key are gone */
+        Worker *w = next_worker(rr, rot);
+        if (w == NULL) {
+            rr->queue[(rr->qhead + kept++) % rr->qcap] = item;
+            continue;
+        }
         long long seq = ++rr->seq;
         w->flights[w->n++] = (Flight){seq, item.conn};
-        w->handed++;
         emit(rr, ACT_HANDOFF, w->id, seq, item.conn, item.rehand);  /* room reserved above */
     }
+    rr->qlen = kept;
     return 0;
 }
 
+/* A conn back at the head of the queue (rehand), or released if its key was forgotten. */
+static int requeue(RR *rr, Conn conn)
+{
+    if (rr_rot(rr, conn.key) == NULL)
+        return emit(rr, ACT_RELEASE, -1, 0, conn, 0);
+    return queue_appendleft(rr, conn, 1);
+}
+
 /* ------------------------------------------------------------ operations */
-int rr_add(RR *rr, long long worker)
+int rr_add(RR *rr, long long worker, int key)
 {
     if (rr_worker(rr, worker) == NULL) {
         if (grow((void **)&rr->workers, &rr->capworkers, rr->nworkers + 1, sizeof(Worker)) < 0)
@@ -165,40 +211,41 @@ int rr_add(RR *rr, long long worker)
             PyErr_NoMemory();
             return -1;
         }
-        rr->workers[rr->nworkers++] = (Worker){worker, 0, 0, flights};
+        rr->workers[rr->nworkers++] = (Worker){worker, 0, flights};
     }
-    if (rotation_index(rr, worker) < 0) {
-        if (grow((void **)&rr->rotation, &rr->caprot, rr->nrot + 1, sizeof(long long)) < 0)
+    Rot *rot = rot_live(rr, key);
+    if (rot == NULL)
+        return -1;
+    if (member_index(rot, worker) < 0) {
+        if (grow((void **)&rot->m, &rot->cap, rot->n + 1, sizeof(Member)) < 0)
             return -1;
-        long long level = 0;  /* joiners start level: min handed in the rotation, else 0 */
-        for (Py_ssize_t i = 0; i < rr->nrot; i++) {
-            long long h = rr_worker(rr, rr->rotation[i])->handed;
-            if (i == 0 || h < level)
-                level = h;
-        }
-        rr_worker(rr, worker)->handed = level;
-        rr->rotation[rr->nrot++] = worker;
+        long long level = 0;  /* joiners start level: min handed in the key's rotation, else 0 */
+        for (Py_ssize_t i = 0; i < rot->n; i++)
+            if (i == 0 || rot->m[i].handed < level)
+                level = rot->m[i].handed;
+        rot->m[rot->n++] = (Member){worker, level};
     }
     return drain(rr);
 }
 
-int rr_stop(RR *rr, long long worker)
+int rr_stop(RR *rr, long long worker, int key)
 {
-    Py_ssize_t i = rotation_index(rr, worker);
-    if (i >= 0)
-        rotation_delete(rr, i);
+    for (Py_ssize_t k = 0; k < rr->nrots; k++)
+        if (key < 0 || k == key)
+            rot_leave(&rr->rots[k], worker);
     return drain(rr);
 }
 
 int rr_remove(RR *rr, long long worker)
 {
-    Py_ssize_t i = rotation_index(rr, worker);
-    if (i >= 0)
-        rotation_delete(rr, i);
+    for (Py_ssize_t k = 0; k < rr->nrots; k++)
+        rot_leave(&rr->rots[k], worker);
     Worker *w = rr_worker(rr, worker);
     if (w != NULL) {
+        if (grow((void **)&rr->acts, &rr->capacts, rr->nacts + w->n, sizeof(Act)) < 0)
+            return -1;
         for (int k = w->n - 1; k >= 0; k--) {  /* back at the head of the queue, in seq order */
-            if (queue_appendleft(rr, w->flights[k].conn, 1) < 0)
+            if (requeue(rr, w->flights[k].conn) < 0)
                 return -1;  /* the conns not yet queued stay with w: still visited, not lost */
             w->n = k;
         }
@@ -210,9 +257,30 @@ int rr_remove(RR *rr, long long worker)
     return drain(rr);
 }
 
+int rr_forget(RR *rr, int key)
+{
+    if (rr_rot(rr, key) == NULL)
+        return 0;
+    if (grow((void **)&rr->acts, &rr->capacts, rr->nacts + rr->qlen, sizeof(Act)) < 0)
+        return -1;
+    Rot *rot = &rr->rots[key];
+    rot->live = 0;
+    rot->n = 0;
+    Py_ssize_t kept = 0, n = rr->qlen;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Queued item = rr->queue[(rr->qhead + i) % rr->qcap];
+        if (item.conn.key == key)
+            emit(rr, ACT_RELEASE, -1, 0, item.conn, 0);  /* room reserved above */
+        else
+            rr->queue[(rr->qhead + kept++) % rr->qcap] = item;
+    }
+    rr->qlen = kept;
+    return 0;
+}
+
 int rr_distribute(RR *rr, Conn conn)
 {
-    if (queue_append(rr, conn, 0) < 0)
+    if (rot_live(rr, conn.key) == NULL || queue_append(rr, conn, 0) < 0)
         return -1;
     return drain(rr);
 }
@@ -235,8 +303,8 @@ int rr_ack(RR *rr, long long worker, long long seq, int accepted)
         emit(rr, ACT_RELEASE, worker, seq, conn, 0);
         return drain(rr);
     }
-    queue_appendleft(rr, conn, 1);
-    return rr_stop(rr, worker);  /* a worker that says no is closing */
+    requeue(rr, conn);  /* room reserved above */
+    return rr_stop(rr, worker, conn.key);  /* a worker that says no is closing that key */
 }
 
 int rr_pop_queued(RR *rr, Conn *out)
@@ -247,12 +315,26 @@ int rr_pop_queued(RR *rr, Conn *out)
     return 1;
 }
 
-long long rr_capacity(const RR *rr)
+long long rr_capacity(const RR *rr, int key)
 {
-    long long free = 0;
-    for (Py_ssize_t i = 0; i < rr->nrot; i++)
-        free += rr->window - rr_worker(rr, rr->rotation[i])->n;
-    return free - rr->qlen;
+    long long free = 0, queued = key < 0 ? rr->qlen : 0;
+    if (key >= 0) {  /* the hot path's question, per accept: the key's rotation only */
+        const Rot *rot = rr_rot(rr, key);
+        for (Py_ssize_t i = 0; rot != NULL && i < rot->n; i++)
+            free += rr->window - rr_worker(rr, rot->m[i].worker)->n;
+        for (Py_ssize_t i = 0; i < rr->qlen; i++)
+            queued += rr->queue[(rr->qhead + i) % rr->qcap].conn.key == key;
+        return free - queued;
+    }
+    for (Py_ssize_t i = 0; i < rr->nworkers; i++) {  /* each worker once, if in some rotation */
+        const Worker *w = &rr->workers[i];
+        for (Py_ssize_t k = 0; k < rr->nrots; k++)
+            if (member_index(&rr->rots[k], w->id) >= 0) {
+                free += rr->window - w->n;
+                break;
+            }
+    }
+    return free - queued;
 }
 
 long long rr_waiting(const RR *rr)

@@ -12,18 +12,23 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-/* A connection: a Python object (policy API), or an accepted fd with the
- * index of its listener's key (hot path; obj is NULL). */
+/* A connection: a Python object (policy API) or an accepted fd (hot path; obj is NULL),
+ * and the index of its key (the Engine's key table). */
 typedef struct { PyObject *obj; int fd; int key; } Conn;
 typedef struct { Conn conn; int rehand; } Queued;
 typedef struct { long long seq; Conn conn; } Flight;
 
 typedef struct {
     long long id;
-    long long handed;  /* hand-offs so far: the least-handed worker with room goes next */
-    int n;             /* un-acked hand-offs, in seq order */
-    Flight *flights;   /* window slots */
+    int n;             /* un-acked hand-offs (of any key), in seq order */
+    Flight *flights;   /* window slots: the window is per worker, over every key */
 } Worker;
+
+/* One key's rotation (Node's RoundRobinHandle): its workers, next first, and what this key
+ * handed each (the least-handed with room goes next).  ``live``: known, from the first
+ * add/distribute of the key to rr_forget. */
+typedef struct { long long worker; long long handed; } Member;
+typedef struct { int live; Member *m; Py_ssize_t n, cap; } Rot;
 
 enum { ACT_HANDOFF = 0, ACT_RELEASE = 1 };
 typedef struct { int kind; int rehand; long long worker; long long seq; Conn conn; } Act;
@@ -32,7 +37,7 @@ typedef struct {
     int window;
     long long seq;
     Worker *workers; Py_ssize_t nworkers, capworkers;  /* round_robin's _inflight keys */
-    long long *rotation; Py_ssize_t nrot, caprot;      /* next first */
+    Rot *rots; Py_ssize_t nrots;                       /* by key index: round_robin's _rotations */
     Queued *queue; Py_ssize_t qhead, qlen, qcap;       /* ring buffer */
     Act *acts; Py_ssize_t nacts, capacts;              /* decided, not yet done */
 } RR;
@@ -40,15 +45,19 @@ typedef struct {
 /* All return 0, or -1 with a Python exception set (MemoryError). */
 int rr_init(RR *rr, int window);
 void rr_free(RR *rr);  /* does not touch conn objects: see rr_visit_conns */
-int rr_add(RR *rr, long long worker);
-int rr_stop(RR *rr, long long worker);
+/* ``key``: an index of the Engine's key table, >= 0; rr_stop and rr_capacity take -1 for
+ * every key.  Released conns (rr_forget, a reject or a death after it) come as ACT_RELEASE. */
+int rr_add(RR *rr, long long worker, int key);
+int rr_stop(RR *rr, long long worker, int key);
 int rr_remove(RR *rr, long long worker);
-int rr_distribute(RR *rr, Conn conn);
+int rr_forget(RR *rr, int key);
+int rr_distribute(RR *rr, Conn conn);  /* conn.key >= 0 */
 /* 1: ``worker`` does not hold ``seq`` (a protocol error; nothing changed). */
 int rr_ack(RR *rr, long long worker, long long seq, int accepted);
 /* 1 and the head of the queue in *out (removed; the caller owns it), or 0 if empty. */
 int rr_pop_queued(RR *rr, Conn *out);
-long long rr_capacity(const RR *rr);
+long long rr_capacity(const RR *rr, int key);
+const Rot *rr_rot(const RR *rr, int key);  /* NULL unless live */
 long long rr_waiting(const RR *rr);
 Worker *rr_worker(const RR *rr, long long worker);
 /* Calls fn on every conn the policy holds (queued or in flight). */

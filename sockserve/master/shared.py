@@ -13,28 +13,31 @@ from __future__ import annotations
 from collections.abc import Hashable
 
 from ..cluster.protocol import ProtocolError
-from .round_robin import Action, RoundRobin
+from .round_robin import DEFAULT_KEY, Action, RoundRobin
 
 
 class Shared:
     mode = "shared"
 
-    def add(self, worker_id: int) -> list[Action]:
+    def add(self, worker_id: int, key: Hashable = DEFAULT_KEY) -> list[Action]:
         return []
 
-    def stop(self, worker_id: int) -> list[Action]:
+    def stop(self, worker_id: int, key: Hashable | None = None) -> list[Action]:
+        return []
+
+    def forget(self, key: Hashable) -> list[Action]:
         return []
 
     def remove(self, worker_id: int) -> list[Action]:
         return []
 
-    def distribute(self, conn: Hashable) -> list[Action]:
+    def distribute(self, conn: Hashable, key: Hashable = DEFAULT_KEY) -> list[Action]:
         raise RuntimeError(f"the {self.mode} policy accepts nothing in the master")
 
     def ack(self, worker_id: int, seq: int, accepted: bool) -> list[Action]:
         raise ProtocolError(f"ack under the {self.mode} policy")
 
-    def capacity(self) -> int:
+    def capacity(self, key: Hashable | None = None) -> int:
         return 0
 
     def waiting(self) -> int:

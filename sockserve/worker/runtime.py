@@ -10,7 +10,6 @@ at once: a worker never outlives its master.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -25,7 +24,7 @@ from ..config import EXIT_APP, EXIT_FAILURE, EXIT_OK, ConfigError
 from ..listeners import bind_reuseport
 from . import apps, drain, limits
 from .fdpressure import RESUME_AT, Acceptor, FdBudget
-from .handed import Handed
+from .handed import Handed, socket_of
 
 log = logging.getLogger("sockserve.worker")
 
@@ -198,10 +197,7 @@ class Worker:
         if taking and self.fds.low(self.adapter.open + len(fds), taking=0):
             taking = False  # near the fd limit: reject, the master re-hands them
         for seq, fd in zip(msg.seqs, fds, strict=True):
-            sock = None
-            if taking:
-                with contextlib.suppress(OSError):  # not a socket: refuse it
-                    sock = socket.socket(fileno=fd)
+            sock = socket_of(fd) if taking else None
             if sock is None:
                 os.close(fd)
             else:

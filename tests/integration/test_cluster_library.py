@@ -14,7 +14,7 @@ import sys
 import threading
 
 import pytest
-from conftest import ROOT, free_port, http_get, terminate, wait_for
+from conftest import ROOT, connects, free_port, http_get, terminate, wait_for
 from test_socket_activation import listening_socket_inodes, socket_inodes
 
 from sockserve.master import native
@@ -132,23 +132,15 @@ def test_the_same_script_takes_systemds_named_socket_or_binds_its_own():
     program = Program("systemd-socket-activate", "-l", f"127.0.0.1:{passed}", "--fdname=http",
                       "-E", "PYTHONPATH", *[a for k in env for a in ("-E", k)], **env)
     try:
-        assert wait_for(lambda: _connects(passed), 10)  # the first connection starts the program
+        assert wait_for(lambda: connects(passed), 10)  # the first connection starts the program
         assert program.wait("ready"), (program.events, program.proc.stderr)
         http = next(e for e in program.events if e[0] == "listening")
         assert http[2] == {"address": "127.0.0.1", "port": passed, "address_type": 4, "name": "http"}
         assert http_get(passed)[1] == "hello from worker 1\n"
-        assert not _connects(own)  # systemd's socket, not a bind of its own
+        assert not connects(own)  # systemd's socket, not a bind of its own
     finally:
         program.proc.send_signal(signal.SIGTERM)
         assert program.exit_code() == 0
-
-
-def _connects(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
 
 
 def _children(pid: int) -> list[str]:

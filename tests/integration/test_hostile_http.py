@@ -126,9 +126,9 @@ def test_a_blank_line_split_over_two_reads_ends_the_head_before_a_big_body(start
 
 @pytest.mark.parametrize("http", ["httptools", "h11"])
 def test_a_later_pipelined_head_over_the_limit_is_not_served(start_server, http):
-    """A second head of 100 KB behind a small one in the same read (httptools: uvicorn's
-    callbacks count it; h11: its Request event): the first is answered, then the second
-    is refused, in order (h11: its own 400)."""
+    """A second head of 100 KB behind a small one in the same read (httptools: counted slice
+    by slice; h11: its Request event): the first is answered, then the second is refused,
+    in order (h11: its own 400)."""
     server = start_server(APP, "--workers", "1", "--http", http)
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + b"GET / HTTP/1.1\r\nHost: x\r\n"

@@ -127,8 +127,8 @@ def test_the_next_request_on_a_keep_alive_connection_gets_the_head_timeout_too(s
 
 
 def test_a_head_timeout_longer_than_the_idle_timeout_runs_its_full_length(start_server):
-    """One timer per connection (limits.py ``_arm``): the idle timer, due first, re-arms itself
-    for the later head deadline instead of closing; the head's 408 still comes in time."""
+    """The idle deadline passes while a head is being read: the sweep (worker/sweep.py) leaves
+    the connection to the head deadline, whose 408 still comes in time."""
     server = start_server(APP, "--workers", "1", "--idle-timeout", "0.5", "--headers-timeout", "2")
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
         started = time.monotonic()
@@ -194,8 +194,16 @@ def test_limits_hold_with_each_uvicorn_we_ship_on(python):
         whole.sendall(PARTIAL + b"a" * 4096 + b"\r\n\r\n")
         head, _ = read_response(whole, timeout=5)
         assert head.startswith(b"HTTP/1.1 431"), head
-        piped, conn = accepted_pair(lsock)  # pipelined past MAX_PIPELINED: all answered
+        later, conn = accepted_pair(lsock)  # a keep-alive connection's second head never ends
         worker.hand_off(conn, seq=4)
+        later.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, _ = read_response(later, timeout=5)
+        assert head.startswith(b"HTTP/1.1 200"), head
+        later.sendall(PARTIAL)
+        head, _ = read_response(later, timeout=5)
+        assert head.startswith(b"HTTP/1.1 408"), head
+        piped, conn = accepted_pair(lsock)  # pipelined past MAX_PIPELINED: all answered
+        worker.hand_off(conn, seq=5)
         piped.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 100
                       + b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         piped.settimeout(10)

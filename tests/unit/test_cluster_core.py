@@ -67,27 +67,17 @@ def test_a_dead_worker_releases_what_only_it_used():
     assert handles.map["b:2"].users == {2}
 
 
-def test_rr_rotation_needs_every_rr_handle():
-    handles = Handles()
-    assert not handles.eligible(set())
-    handles.add("a:1", "rr", 1)
-    handles.add("b:2", "rr", 1)
-    assert handles.eligible({"a:1", "b:2"}) and not handles.eligible({"a:1"})
-    handles.forget("b:2")
-    assert handles.eligible({"a:1"})
-
-
-def test_rr_handles_nobody_may_serve():
-    # verifier v15 e1: worker 1 on a only, worker 2 on b only: neither is eligible
+def test_a_worker_joins_the_rotation_of_each_rr_handle_it_listens_on():
+    # verifier v15 e1: worker 1 on a only, worker 2 on b only: each serves its own (Node's
+    # one RoundRobinHandle per key); shared handles have no rotation
     handles = Handles()
     handles.add("a:1", "rr", 1)
     handles.add("b:2", "rr", 2)
-    assert handles.unserved([{"a:1"}, {"b:2"}]) == ["a:1", "b:2"]
-    assert handles.unserved([{"a:1"}, set()]) == ["a:1"]  # b:2 not listening yet: not named
-    assert handles.unserved([{"a:1"}, {"a:1", "b:2"}]) == []  # worker 2 serves both
-    shared = Handles()
-    shared.add("a:1", "shared", 1)
-    assert shared.unserved([{"a:1"}]) == []  # SCHED_NONE: each worker accepts its own
+    handles.add("c:3", "shared", 2)
+    assert handles.rr_keys({"a:1"}) == {"a:1"} and handles.rr_keys({"b:2", "c:3"}) == {"b:2"}
+    assert handles.rr_keys({"z:9"}) == set()  # not a handle (released, or never asked)
+    handles.remove("a:1", 1)
+    assert handles.rr_keys({"a:1", "b:2"}) == {"b:2"}
 
 
 def test_open_peer_keys_come_with_queries():

@@ -17,9 +17,11 @@ from sockserve.master.round_robin import RoundRobin
 
 ROOT = pathlib.Path(__file__).resolve().parents[2] / "sockserve" / "master"
 
-OPS = st.lists(st.tuples(st.sampled_from(["add", "stop", "remove", "distribute", "ack", "ack",
-                                          "drain_queue"]),
-                         st.integers(1, 4), st.booleans(), st.integers(0, 60)), max_size=120)
+KEYS = ["", "http", "admin"]  # "" is the default key (one listener)
+OPS = st.lists(st.tuples(st.sampled_from(["add", "add", "stop", "stop_all", "remove", "distribute",
+                                          "distribute", "ack", "ack", "drain_queue", "forget"]),
+                         st.integers(1, 4), st.booleans(), st.integers(0, 60),
+                         st.sampled_from(KEYS)), max_size=120)
 
 
 def outcome(call):
@@ -31,32 +33,47 @@ def outcome(call):
 
 
 def state(rr) -> tuple:
-    return rr.capacity(), rr.waiting(), rr._owner, rr._handed
+    per_key = tuple(rr.capacity(key) for key in KEYS)
+    return rr.capacity(), per_key, rr.waiting(), rr._owner, rr._handed
 
 
-@settings(max_examples=400, deadline=None)
+def call_args(op, worker, accepted, pick, key, conns, held):
+    """The method and arguments of one random operation."""
+    if op == "distribute":
+        conn = f"conn{conns}" if pick % 2 else conns  # any object is a conn
+        return "distribute", ((conn, key) if pick % 3 else (conn,))
+    if op == "ack":  # mostly a seq the worker holds, sometimes a wrong one
+        mine = [seq for w, seq in held if w == worker] if pick % 7 else []
+        return "ack", (worker, mine[pick % len(mine)] if mine else pick, accepted)
+    if op == "drain_queue":  # a retired policy's queue (policy_switch.py)
+        return op, ()
+    if op == "forget":  # a handle released (primary_pool.py)
+        return op, (key,)
+    if op == "stop_all":
+        return "stop", (worker,)
+    if op == "remove":
+        return op, (worker,)
+    return op, ((worker, key) if pick % 3 else (worker,))  # add/stop, of key or the default
+
+
+@settings(max_examples=500, deadline=None)
 @given(ops=OPS, window=st.integers(1, 4))
 def test_c_policy_returns_the_same_actions_as_round_robin_py(ops, window):
+    """Several keys, joins and leaves per key, releases (forget): every action and the state
+    after each step (per-key capacity, handed per key's rotation) agree."""
     py, c = RoundRobin(window), c_round_robin(window)
     conns, held = 0, []  # held: (worker, seq) handed and not acked, as round_robin.py says
-    for op, worker, accepted, pick in ops:
-        if op == "distribute":
-            args = (f"conn{conns}",) if pick % 2 else (conns,)  # any object is a conn
-            conns += 1
-        elif op == "ack":  # mostly a seq the worker holds, sometimes a wrong one
-            mine = [seq for w, seq in held if w == worker] if pick % 7 else []
-            args = (worker, mine[pick % len(mine)] if mine else pick, accepted)
-        elif op == "drain_queue":  # a retired policy's queue (policy_switch.py)
-            args = ()
-        else:
-            args = (worker,)
-        want = outcome(lambda: getattr(py, op)(*args))  # noqa: B023
-        got = outcome(lambda: getattr(c, op)(*args))  # noqa: B023
-        assert got == want, (op, args)
-        assert state(c) == state(py), (op, args)
+    for op, worker, accepted, pick, key in ops:
+        name, args = call_args(op, worker, accepted, pick, key, conns, held)
+        conns += op == "distribute"
+        want = outcome(lambda: getattr(py, name)(*args))  # noqa: B023
+        got = outcome(lambda: getattr(c, name)(*args))  # noqa: B023
+        assert got == want, (name, args)
+        assert state(c) == state(py), (name, args)
         held = [(w, s) for s, w in py._owner.items()]
-    assert c.add(99) == py.add(99)  # a joiner takes what waits, the same way
-    assert state(c) == state(py)
+    for key in KEYS:  # a joiner takes what waits, the same way
+        assert c.add(99, key) == py.add(99, key)
+        assert state(c) == state(py)
 
 
 def test_c_policy_rejects_a_bad_window():
@@ -91,3 +108,35 @@ def test_an_engine_whose_init_failed_or_never_ran_closes_no_fd():
     done = subprocess.run([sys.executable, "-c", code], stdin=subprocess.DEVNULL, capture_output=True,
                           text=True, timeout=30, cwd=ROOT.parents[1])
     assert done.stdout.strip() == "fd 0 open", done.stderr[-500:]
+
+
+def test_the_engine_forgets_a_listener_and_polls_the_others():
+    """unlisten(fd) takes one listener out of the engine's epoll set (a released handle,
+    primary_pool.py); the others stay; an fd it does not poll is a ValueError."""
+    import select
+    import socket
+
+    from sockserve.master import native
+
+    engine = c_round_robin(1)
+    socks = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
+    try:
+        engine.set_accepting(True)
+        for n, sock in enumerate(socks):
+            index = engine.key(f"k{n}", native.newconn_prefix(f"k{n}"))
+            epfd = engine.listen(sock.fileno(), index)
+            engine.add(1, f"k{n}")  # room: the listener is polled
+        engine.unlisten(socks[0].fileno())
+        with pytest.raises(ValueError):
+            engine.unlisten(socks[0].fileno())
+        poller = select.poll()  # the loop watches epfd: readable while a polled listener is
+        poller.register(epfd, select.POLLIN)
+        clients = [socket.create_connection(socks[0].getsockname())]
+        assert poller.poll(300) == []  # k0 is forgotten: its connection waits in its queue
+        clients.append(socket.create_connection(socks[1].getsockname()))
+        assert poller.poll(2000) == [(epfd, select.POLLIN)]  # k1 is still polled
+        for c in clients:
+            c.close()
+    finally:
+        for sock in socks:
+            sock.close()

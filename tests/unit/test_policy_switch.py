@@ -70,7 +70,7 @@ def test_drain_queue_takes_what_waits_in_order_and_only_that(make_rr):
     rr.add(1)
     [handoff] = rr.distribute("c1")
     rr.distribute("c2")
-    rr.distribute("c3")
-    assert rr.drain_queue() == ["c2", "c3"] and rr.drain_queue() == []
+    rr.distribute("c3", "admin")
+    assert rr.drain_queue() == [("c2", ""), ("c3", "admin")] and rr.drain_queue() == []  # with keys
     assert rr.waiting() == 1 and rr.capacity() == 0
     assert rr.ack(1, handoff.seq, True) == [Release("c1")] and rr.capacity() == 1
