@@ -123,9 +123,9 @@ class Primary(EventEmitter):
     def scheduling_policy(self, value: int) -> None:  # Node ignores it silently once frozen
         self._policy = value
         if self._frozen is not None and value != self._frozen:
-            print(f"sockserve: warning: cluster.scheduling_policy = {value!r} after the first "
-                  f"setup_primary() or fork() has no effect: it stays {POLICY[self._frozen]}",
-                  file=sys.stderr, flush=True)
+            stays = "SCHED_RR" if self._frozen == SCHED_RR else "SCHED_NONE"
+            print(f"sockserve: warning: cluster.scheduling_policy = {value!r} after the first setup_primary"
+                  f"() or fork() has no effect: it stays {stays}", file=sys.stderr, flush=True)
 
     def setup_primary(self, exec: str | None = None, args: list[str] | None = None,  # noqa: A002
                       cwd: str | None = None, silent: bool | None = None) -> None:
