@@ -27,10 +27,17 @@ from typing import Any
 SCHED_NONE, SCHED_RR = 1, 2  # Node's values: leave it to the kernel / the primary distributes
 is_worker = "SOCKSERVE_WORKER_ID" in os.environ
 is_primary = not is_worker
-_PRIMARY_NAMES = {"fork", "setup_primary", "setup_master", "disconnect", "workers", "settings",
-                  "on", "once", "off", "add_listener", "remove_listener", "listener_count", "emit"}
+# The primary's names, as Node's lib/internal/cluster/child.js leaves them in a worker (the
+# whole script runs in every process, so a Node program touches them at top level there):
+# its data is undefined there (None here; an assignment is kept and has no effect); its
+# methods do not exist (AttributeError, Node's "is not a function"); the cluster object is an
+# EventEmitter in both (on/once/emit work in a worker; sockserve emits nothing on it there).
+_PRIMARY_DATA = {"workers", "settings"}
+_PRIMARY_METHODS = {"fork", "setup_primary", "setup_master", "disconnect"}
+_EMITTER_NAMES = {"on", "once", "off", "add_listener", "remove_listener", "listener_count", "emit"}
 _WORKER_NAMES = {"worker"}
 _side: list[Any] = []
+_in_worker: dict[str, Any] = {"scheduling_policy": None}  # what a worker's program assigned
 
 
 def side() -> Any:
@@ -58,7 +65,7 @@ def run(main: Any) -> None:
     if is_worker:
         import asyncio
 
-        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        with asyncio.Runner(loop_factory=here.worker_loop) as runner:  # cluster.worker's loop
             code = runner.run(here.run_worker(main))
         sys.stdout.flush()
         logging.shutdown()
@@ -77,27 +84,39 @@ class _ClusterModule(types.ModuleType):
     ``cluster.scheduling_policy = cluster.SCHED_NONE`` before the first fork, ...)."""
 
     @property
-    def scheduling_policy(self) -> int:
-        if is_worker:
-            raise AttributeError("cluster.scheduling_policy exists in the primary only")
-        return side().scheduling_policy
+    def scheduling_policy(self) -> int | None:
+        """The primary's (master/primary.py); in a worker what was assigned (None), no effect."""
+        return _in_worker["scheduling_policy"] if is_worker else side().scheduling_policy
 
     @scheduling_policy.setter
     def scheduling_policy(self, value: int) -> None:
         if is_worker:
-            raise AttributeError("cluster.scheduling_policy exists in the primary only")
-        side().scheduling_policy = value
+            _in_worker["scheduling_policy"] = value  # Node: a plain property, no effect in a worker
+        else:
+            side().scheduling_policy = value
 
     def __getattr__(self, name: str) -> Any:
-        if name in _PRIMARY_NAMES:
-            if is_worker:
-                raise AttributeError(f"cluster.{name} exists in the primary only")
+        if is_primary and name in _PRIMARY_DATA | _PRIMARY_METHODS | _EMITTER_NAMES:
             return getattr(side(), name)
+        if is_worker and name in _EMITTER_NAMES:
+            return getattr(_worker_emitter(), name)
+        if is_worker and name in _PRIMARY_DATA:
+            return None  # Node: undefined in a worker
+        if is_worker and name in _PRIMARY_METHODS:
+            raise AttributeError(f"cluster.{name}() exists in the primary only "
+                                 "(as in Node; test cluster.is_primary first)")
         if name in _WORKER_NAMES:
             if is_primary:
                 return None  # Node: cluster.worker is not set in the primary
-            return importlib.import_module("sockserve.worker.runtime").current_worker()
+            return importlib.import_module("sockserve.worker.child").this_worker()
         raise AttributeError(f"module 'sockserve.cluster' has no attribute {name!r}")
+
+
+def _worker_emitter() -> Any:
+    """The cluster object's EventEmitter in a worker (Node's child.js: ``new EventEmitter()``)."""
+    if "emitter" not in _in_worker:
+        _in_worker["emitter"] = importlib.import_module("sockserve.cluster.events").EventEmitter()
+    return _in_worker["emitter"]
 
 
 sys.modules[__name__].__class__ = _ClusterModule

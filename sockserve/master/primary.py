@@ -106,15 +106,32 @@ class Primary(EventEmitter):
         self.worker = None
         self.workers: dict[int, Worker] = {}
         self.settings: dict[str, Any] = {}
-        self.scheduling_policy = policy_from_env(os.environ)
+        self._policy = policy_from_env(os.environ)
+        self._frozen: int | None = None  # the policy in effect, from the first setup_primary()
         self._ids = 0
         self._pool: LibraryPool | None = None
         self._inherited: list[Any] | None = None
         self._all_gone: list[asyncio.Future[None]] = []
 
+    @property
+    def scheduling_policy(self) -> int:
+        """What was last assigned (Node's plain property; the policy in effect is frozen by the
+        first ``setup_primary()``, which the first ``fork()`` calls, as in Node)."""
+        return self._policy
+
+    @scheduling_policy.setter
+    def scheduling_policy(self, value: int) -> None:  # Node ignores it silently once frozen
+        self._policy = value
+        if self._frozen is not None and value != self._frozen:
+            stays = "SCHED_RR" if self._frozen == SCHED_RR else "SCHED_NONE"
+            print(f"sockserve: warning: cluster.scheduling_policy = {value!r} after the first setup_primary"
+                  f"() or fork() has no effect: it stays {stays}", file=sys.stderr, flush=True)
+
     def setup_primary(self, exec: str | None = None, args: list[str] | None = None,  # noqa: A002
                       cwd: str | None = None, silent: bool | None = None) -> None:
-        """Node's ``setupPrimary``: what later ``fork()`` calls start; emits ``setup``."""
+        """Node's ``setupPrimary``: what later ``fork()`` calls start; emits ``setup``.  The first
+        call freezes ``scheduling_policy`` (ValueError unless SCHED_RR or SCHED_NONE, Node's assert)."""
+        loop = _loop("setup_primary")
         main = sys.modules.get("__main__")
         spec = getattr(main, "__spec__", None)
         settings = {"exec": os.path.abspath(sys.argv[0]), "args": sys.argv[1:], "cwd": None, "silent": False,
@@ -125,14 +142,19 @@ class Primary(EventEmitter):
         if exec is not None:
             settings["module"] = None
         self.settings = settings
-        _loop("setup_primary").call_soon(self.emit, "setup", dict(settings))
+        if self._frozen is None:  # Node: "Freeze policy." in the first setupPrimary
+            if self._policy not in POLICY:
+                raise ValueError(f"bad cluster.scheduling_policy: {self._policy!r} "
+                                 "(SCHED_RR or SCHED_NONE)")
+            self._frozen = self._policy
+        loop.call_soon(self.emit, "setup", dict(settings))
 
     setup_master = setup_primary
 
     def fork(self, env: dict[str, str] | None = None) -> Worker:
         """Start a worker; its ``fork`` event comes on the next loop turn (Node: nextTick)."""
         loop = _loop("fork")
-        if not self.settings:
+        if not self.settings or self._frozen is None:
             self.setup_primary()
         pool = self._start(loop)
         self._ids += 1
@@ -156,10 +178,9 @@ class Primary(EventEmitter):
     def _start(self, loop: asyncio.AbstractEventLoop) -> LibraryPool:
         """At the first fork: the policy is frozen, systemd's sockets taken, the pool made."""
         if self._pool is None:
-            if self.scheduling_policy not in POLICY:
-                raise ValueError(f"bad cluster.scheduling_policy: {self.scheduling_policy!r}")
+            assert self._frozen is not None  # fork() ran setup_primary()
             self._inherited = listen_fds()  # unsets LISTEN_*: workers never see them
-            self._pool = new_pool(loop, POLICY[self.scheduling_policy], self._inherited,
+            self._pool = new_pool(loop, POLICY[self._frozen], self._inherited,
                                   _Relay(self), scrub_env(os.environ))
         return self._pool
 

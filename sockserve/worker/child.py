@@ -73,6 +73,7 @@ class ChildWorker(Worker):
         self._addresses: dict[str, str] = {}  # key -> the address the primary said
         self._acceptors: dict[str, Any] = {}
         self._asked = False  # the primary sent Disconnect
+        self._before_online: list[Any] | None = [] if self.library else None  # send() at import
         self.state = "online"
 
     @property
@@ -84,12 +85,21 @@ class ChildWorker(Worker):
         return True if self.disconnecting else None
 
     def send(self, payload: Any) -> bool:
-        """A JSON value to the primary (Node's ``process.send``); safe from app threads (WSGI)."""
-        if threading.get_ident() == self._thread:
+        """A JSON value to the primary (Node's ``process.send``); safe from app threads (WSGI).
+        Sent before ``cluster.run(main)`` (at import): kept, and sent in order after ``Online``."""
+        if self._before_online is not None:
+            self._before_online.append(payload)
+        elif threading.get_ident() == self._thread:
             super().send(payload)
         else:
             self.loop.call_soon_threadsafe(super().send, payload)
         return True
+
+    def online_sent(self) -> None:
+        """``run()`` said ``Online``: what ``send()`` kept before goes now."""
+        kept, self._before_online = self._before_online or [], None
+        for payload in kept:
+            self.send(payload)
 
     def disconnect(self) -> None:
         """Node's ``worker.disconnect()`` in a worker: close the servers, drain, exit 0; the
@@ -200,12 +210,13 @@ async def run_worker(main: Any) -> int:
     task left (Node's worker lives while a server or its IPC channel's listeners hold it)."""
     loop = asyncio.get_running_loop()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the primary's to handle
-    fd = int(os.environ["SOCKSERVE_CHANNEL_FD"])
-    os.set_inheritable(fd, False)
-    worker = ChildWorker(int(os.environ["SOCKSERVE_WORKER_ID"]), socket.socket(fileno=fd), loop)
+    worker = this_worker()  # made at import when the program touched cluster.worker there
+    if worker.loop is not loop:
+        raise RuntimeError("cluster.run(main): the worker's loop is not the running one")
     serving = loop.create_task(worker.run())
     await asyncio.sleep(0)  # run() installed its handlers: SIGTERM is a plain kill here, as in Node
     loop.remove_signal_handler(signal.SIGTERM)
+    worker.online_sent()  # run() said Online: what cluster.worker.send() kept at import goes
     own = asyncio.all_tasks()  # this one, run() and its heartbeats: not the program's work
     try:
         result = main()
@@ -222,6 +233,35 @@ async def run_worker(main: Any) -> int:
             break
         await asyncio.sleep(0.05)
     return await serving
+
+
+_made: list[ChildWorker] = []
+
+
+def this_worker() -> ChildWorker | Worker | None:
+    """``cluster.worker`` in a worker, from the module's load on (Node's child.js sets it before
+    the script runs): a library worker's ChildWorker is made at the first call, with the event
+    loop ``cluster.run(main)`` then runs (``worker_loop``); ``id``, ``process.pid`` and ``on``
+    work at once, ``send`` is kept until ``Online``.  A service worker's: the running one (None
+    while its app loads; the service makes it)."""
+    from .runtime import current_worker
+
+    if "SOCKSERVE_WORKER_CONFIG" in os.environ or _made:  # the service's worker, or made already
+        return _made[0] if _made else current_worker()
+    from ..eventloop import new_event_loop
+
+    fd = int(os.environ["SOCKSERVE_CHANNEL_FD"])
+    os.set_inheritable(fd, False)
+    _made.append(ChildWorker(int(os.environ["SOCKSERVE_WORKER_ID"]), socket.socket(fileno=fd),
+                             new_event_loop()))
+    return _made[0]
+
+
+def worker_loop() -> asyncio.AbstractEventLoop:
+    """The loop of this library worker (``asyncio.Runner``'s loop_factory in ``cluster.run``)."""
+    worker = this_worker()
+    assert isinstance(worker, ChildWorker)
+    return worker.loop
 
 
 async def listen(app: Any, port: int | None = None, host: str | None = None, *,

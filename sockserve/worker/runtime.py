@@ -250,10 +250,10 @@ class Worker:
 
     async def _serve(self, key: str, sock: socket.socket) -> None:
         """Accept on ``sock`` ourselves, so that fd pressure can pause it (fdpressure.py)."""
-        backlog = int(self.config.get("backlog", 511))  # listen() again: keep the master's value
         try:
             sock.setblocking(False)
-            sock.listen(backlog)
+            if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):  # reuseport: ours
+                sock.listen(int(self.config.get("backlog", 511)))  # never systemd's (Backlog=)
         except OSError as exc:
             sock.close()
             self.event("server_error", "cannot serve %s: %s", key, exc, level=logging.ERROR)

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from sockserve.cluster import protocol
 
 REPO = Path(__file__).resolve().parents[2]
 DEBIAN_PYTHON = "/usr/bin/python3"
+_unread: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # socket -> bytes read past a response
 _FDS_SPACE = socket.CMSG_SPACE(protocol.MAX_FDS * array.array("i").itemsize)
 
 
@@ -162,9 +164,13 @@ def http_request(client: socket.socket, path: str = "/", close: bool = False) ->
 
 
 def read_response(client: socket.socket, timeout: float = 5.0) -> tuple[bytes, bytes]:
-    """(head, body) of one HTTP/1.1 response with Content-Length or close-delimited."""
+    """(head, body) of one HTTP/1.1 response with Content-Length or close-delimited.
+
+    Bytes read past this response (the next one on a keep-alive connection, when both
+    arrive in one read) are kept for the next call on the same socket, never dropped.
+    """
     client.settimeout(timeout)
-    data = b""
+    data = _unread.pop(client, b"")
     while b"\r\n\r\n" not in data:
         chunk = client.recv(65536)
         assert chunk, f"connection closed before the response head: {data!r}"
@@ -176,6 +182,8 @@ def read_response(client: socket.socket, timeout: float = 5.0) -> tuple[bytes, b
         if not chunk:
             break
         body += chunk
+    if length is not None and len(body) > length:
+        body, _unread[client] = body[:length], body[length:]
     return head, body
 
 

@@ -70,10 +70,15 @@ def test_stopping_the_service_answers_drain_then_maint_and_the_next_check_starts
             break
         time.sleep(0.1)
     print(f"\nagent answers while sockserve.service stops (s, answer, MainPID): {seen}")
-    old = [line for _, line, pid in seen if pid == before]
-    drained = [t for t, line, pid in seen if pid == before and line == "up drain"]
-    assert old[0] == "up drain" and set(old) <= {"up drain", "maint"}, seen
-    assert drained[-1] >= 0.7, seen  # drain_delay = 1: drain answered that long, still serving
+    old = [(t, line) for t, line, pid in seen if pid == before]
+    # `stop --no-block` returns before systemd's SIGTERM reaches the master: checks made
+    # before it may still be answered "up ready 100%" (seen in CI), none after a drain
+    while old and old[0][1] == "up ready 100%":
+        del old[0]
+    assert old and old[0][1] == "up drain" and {line for _, line in old} <= {"up drain", "maint"}, seen
+    drained = [t for t, line in old if line == "up drain"]
+    # drain_delay = 1: drain answered that long, still serving (less one polling interval)
+    assert drained[-1] - drained[0] >= 0.6, seen
     # an idle master stops within ~0.1 s of the delay, so "maint" is seldom seen here
     # (test_agent.py sees it); the socket unit still listens: the next check waits in the
     # queue and activates the service again, and the new master answers it
