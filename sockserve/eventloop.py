@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -11,3 +14,22 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     except ImportError:
         return asyncio.new_event_loop()
     return uvloop.new_event_loop()
+
+
+def quiet_on_cancel(handler: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """``handler``, an ``asyncio.start_server`` client-connected callback, ending normally
+    when its task is cancelled (at a stop: ``asyncio.run`` cancels what is left, a worker's
+    drain cancels stream handlers past the grace).
+
+    Python 3.11's ``StreamReaderProtocol`` calls ``task.exception()`` on the handler's task,
+    which raises for a cancelled task: each one logged "Exception in callback" and a
+    CancelledError traceback (CPython 3.12 checks ``task.cancelled()`` first).  The
+    handler's own ``finally`` still runs; the cancel is not passed on, the task just ends.
+    """
+    @functools.wraps(handler)
+    async def quiet(*args: Any) -> None:
+        try:
+            await handler(*args)
+        except asyncio.CancelledError:
+            return
+    return quiet

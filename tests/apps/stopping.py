@@ -5,7 +5,7 @@
 cancelled); ``/sse-listening`` is one that stops at ``http.disconnect``.  ``stuck_shutdown``
 blocks its lifespan shutdown (the event loop too), so only SIGKILL ends it.  ``stream``: an
 asyncio-stream handler writing a line every 0.1 s forever.  ``slow_wsgi``: a 10 s WSGI request.
-``slow_start``: a lifespan startup of 5 s.
+``slow_start``: a lifespan startup of 5 s.  ``stream_asleep``: a stream handler that only a cancel ends.
 """
 
 from __future__ import annotations
@@ -141,6 +141,16 @@ async def stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             await asyncio.sleep(0.1)
     except (ConnectionError, RuntimeError):  # RuntimeError: uvloop's write on a closed transport
         mark("stream.closed")
+    except asyncio.CancelledError:
+        mark("stream.cancelled")
+        raise
+
+
+async def stream_asleep(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """An asyncio-stream handler that never looks at its connection: only a cancel ends it."""
+    mark("stream")
+    try:
+        await asyncio.sleep(3600)
     except asyncio.CancelledError:
         mark("stream.cancelled")
         raise

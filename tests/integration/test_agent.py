@@ -165,3 +165,24 @@ def test_checks_queued_when_the_master_leaves_are_answered_maint():
         return answers
 
     assert asyncio.run(leave_with_three_queued()) == [b"maint\n"] * 3
+
+
+def test_a_stop_while_checks_and_control_clients_linger_logs_no_traceback(start_server):
+    """Agent checks that never close (the agent lingers on them, reading to EOF) and a
+    control client that never asks, when the master stops: each is closed quietly
+    (Python 3.11's streams logged a CancelledError traceback for each handler task)."""
+    port = free_port()
+    server = start_server("--workers", "1", "--agent", f"127.0.0.1:{port}")
+    lingering = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(3)]
+    for sock in lingering:
+        assert sock.recv(256) == b"up ready 100%\n"  # answered; the agent now waits for our EOF
+    control = socket.socket(socket.AF_UNIX)
+    control.connect(server.control)  # asks nothing: its handler waits in readuntil
+    # answered after it: the silent client was accepted first (FIFO) and its handler waits
+    assert server.status()["agent"]["answered"] == 3
+    server.signal(signal.SIGTERM)
+    assert server.proc.wait(20) == 0
+    for sock in [*lingering, control]:
+        sock.close()
+    stderr = server.stderr()
+    assert "Traceback" not in stderr and "CancelledError" not in stderr, stderr

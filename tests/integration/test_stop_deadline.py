@@ -82,6 +82,17 @@ def test_stream_handler_sees_its_connection_closed(start_server, tmp_path):
     assert_exited_by_itself(server)
 
 
+def test_stream_handler_that_ignores_the_close_is_cancelled_without_a_traceback(start_server, tmp_path):
+    """Python 3.11's streams logged "Exception in callback" and a CancelledError traceback
+    for each stream handler cancelled at the stop."""
+    server, code, _, _ = stop_with_running_request(
+        start_server, tmp_path, "/", "--graceful-timeout", "1", app="tests.apps.stopping:stream_asleep")
+    assert code == 0
+    assert events(tmp_path) == ["stream", "stream.cancelled"]
+    assert "Traceback" not in server.stderr() and "CancelledError" not in server.stderr(), server.stderr()
+    assert_exited_by_itself(server)
+
+
 def test_wsgi_request_in_its_thread_does_not_hold_the_worker(start_server, tmp_path):
     server, code, closed, _ = stop_with_running_request(
         start_server, tmp_path, "/", "--graceful-timeout", "1", app="tests.apps.stopping:slow_wsgi")
