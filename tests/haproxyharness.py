@@ -87,12 +87,20 @@ backend {BACKEND}
 
 class HAProxy:
     def __init__(self, tmp_path: pathlib.Path, hosts: list[Host], prefix: tuple[str, ...] = (),
-                 **options: str) -> None:
-        """``prefix``: argv before haproxy's (``nsenter -t PID -n --``: a box's network)."""
+                 *, cfg: str | None = None, **options: str) -> None:
+        """``prefix``: argv before haproxy's (``nsenter -t PID -n --``: a box's network).
+        ``cfg``: a haproxy.cfg of the test's own instead of ``config(hosts, **options)`` (its
+        ``global`` section gets the stats socket line; ``port`` is then the test's business)."""
         self.port = free_port()
         self.stats_sock = str(tmp_path / "haproxy.sock")
         self.cfg = tmp_path / "haproxy.cfg"
-        self.cfg.write_text(config(self.port, self.stats_sock, hosts, **options))
+        if cfg is None:
+            cfg = config(self.port, self.stats_sock, hosts, **options)
+        else:
+            assert "\nglobal\n" in "\n" + cfg, "a haproxy.cfg of one's own needs a global section"
+            stats = f"    stats socket {self.stats_sock} mode 600 level admin\n"
+            cfg = cfg.replace("global\n", "global\n" + stats, 1)
+        self.cfg.write_text(cfg)
         self.log_path = tmp_path / "requests.log"
         self.err_path = tmp_path / "haproxy.err"
         check = subprocess.run(["haproxy", "-c", "-f", str(self.cfg)], capture_output=True, text=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from sockserve.master.control import ControlError
-from tests.ports import free_port  # noqa: F401 (tests import it from conftest)
+from tests.ports import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -47,13 +48,76 @@ def http_get(port: int, path: str = "/", timeout: float = 5.0, host: str = "127.
     return status, body.decode(errors="replace")
 
 
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the peer sends until it closes (EOF or reset); the socket's timeout is the hang
+    guard.  A reset after an answer is a close too: a server that closes with bytes of ours
+    unread makes the kernel send RST (uvicorn does; no lingering close)."""
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    return data
+
+
 def connects(port: int, host: str = "127.0.0.1") -> bool:
-    """True if a TCP connection to ``host:port`` is accepted by the kernel (then closed)."""
+    """Whether a TCP connection to ``host:port`` is accepted now (closed at once)."""
     try:
         socket.create_connection((host, port), timeout=1).close()
     except OSError:
         return False
     return True
+
+
+def answers(port: int, path: str = "/") -> bool:
+    """Whether ``GET path`` on ``port`` is answered 200 now (a refused or cut connection: False)."""
+    try:
+        return http_get(port, path)[0] == 200
+    except OSError:
+        return False
+
+
+def start_on_taken_address(option: str) -> tuple[str, int, list[str]]:
+    """Start sockserve with ``option`` (``--agent``, ``--metrics``) naming a loopback address that
+    another socket already listens on: (that address, the exit code, its ``sockserve: error``
+    lines)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        out = subprocess.run([sys.executable, "-m", "sockserve", "--bind", f"127.0.0.1:{free_port()}",
+                              option, address, "--log-target", "stderr"],
+                             capture_output=True, text=True, cwd=ROOT, timeout=30)
+    errors = [line for line in out.stderr.splitlines() if line.startswith("sockserve: error")]
+    return address, out.returncode, errors or [out.stderr]
+
+
+needs_activate = pytest.mark.skipif(not shutil.which("systemd-socket-activate"),
+                                    reason="systemd-socket-activate is not installed")
+
+
+def socket_activate(activator: tuple[str, ...], *args: str, **popen) -> subprocess.Popen:
+    """``systemd-socket-activate ACTIVATOR... python -m sockserve ARGS`` from the repository, as
+    systemd would start the service (``-l``, ``--fdname``, ``--accept``): the activator's Popen.
+    PYTHONPATH reaches sockserve (``-E``); ``popen`` goes to Popen (``env`` replaces ours)."""
+    env = popen.pop("env", {**os.environ, "PYTHONPATH": str(ROOT)})
+    return subprocess.Popen(["systemd-socket-activate", "-E", "PYTHONPATH", *activator, sys.executable,
+                             "-m", "sockserve", *args], cwd=ROOT, env=env, **popen)
+
+
+def failed_activation(proc: subprocess.Popen, port: int) -> tuple[int, list[str]]:
+    """A socket-activated start that must fail (``proc`` from socket_activate with
+    ``stderr=PIPE, text=True``): the first connection to ``port`` starts sockserve; then its exit
+    code and its own stderr lines (``sockserve...``, not the activator's)."""
+    try:
+        assert wait_for(lambda: connects(port), 10)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:  # never leave the activator behind, even when the test fails
+            proc.kill()
+            proc.wait()
+    return proc.returncode, [line for line in err.splitlines() if line.startswith("sockserve")]
 
 
 def terminate(proc: subprocess.Popen, grace: float = 40) -> int:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-from conftest import ROOT, free_port, http_get, wait_for
+from conftest import ROOT, free_port, http_get, start_on_taken_address, wait_for
 
 
 def agent(port: int, send: bytes = b"sockserve/h1\n") -> str:
@@ -90,16 +90,9 @@ def test_agent_answers_ready_then_drain_then_maint_and_survives_bad_clients(star
 
 
 def test_agent_address_in_use_is_one_line_exit_2():
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        address = f"127.0.0.1:{taken.getsockname()[1]}"
-        out = subprocess.run([sys.executable, "-m", "sockserve", "--bind", f"127.0.0.1:{free_port()}",
-                              "--agent", address, "--log-target", "stderr"],
-                             capture_output=True, text=True, cwd=ROOT, timeout=30)
-    lines = [line for line in out.stderr.splitlines() if line.startswith("sockserve: error")]
-    assert out.returncode == 2 and lines == [f"sockserve: error: agent: cannot listen on {address}: "
-                                             "Address already in use"], out.stderr
+    address, code, lines = start_on_taken_address("--agent")
+    assert code == 2 and lines == [f"sockserve: error: agent: cannot listen on {address}: "
+                                   "Address already in use"], lines
 
 
 LAUNCH = r"""

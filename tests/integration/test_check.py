@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, free_port, wait_for
+from conftest import ROOT, failed_activation, free_port, needs_activate, socket_activate
 
 pytestmark = pytest.mark.timeout(60)
 OK = "sockserve: configuration ok"
@@ -83,29 +82,12 @@ def test_app_that_cannot_be_imported_is_exit_6(app, reason):
     assert one_error(err) == f"sockserve: error: cannot load app '{app}': {reason}"
 
 
-@pytest.mark.skipif(not shutil.which("systemd-socket-activate"), reason="no systemd-socket-activate")
+@needs_activate
 def test_check_prints_the_line_the_start_prints():
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    start = subprocess.Popen(["systemd-socket-activate", "-E", "PYTHONPATH", "-l", f"127.0.0.1:{port}",
-                              sys.executable, "-m", "sockserve", "--bind", "127.0.0.1:9000"],
-                             cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
-    try:
-        import socket
-
-        def knock() -> bool:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            except OSError:
-                return False
-            return True
-        assert wait_for(knock, 10)
-        _, err = start.communicate(timeout=20)
-    finally:
-        if start.poll() is None:
-            start.kill()
-            start.wait()
-    started = [line for line in err.splitlines() if line.startswith("sockserve")]
+    start = socket_activate(("-l", f"127.0.0.1:{port}"), "--bind", "127.0.0.1:9000", stderr=subprocess.PIPE,
+                            text=True)
+    code, started = failed_activation(start, port)
     checked = check("--bind", "127.0.0.1:9000", env={"LISTEN_FDS": "1"})
-    assert start.returncode == checked[0] == 2
+    assert code == checked[0] == 2
     assert started == [one_error(checked[2])] == [BIND_UNDER_SYSTEMD]

@@ -5,8 +5,10 @@ Against a real master (and, for the wire rules, a ControlServer on a temp path).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import queue
 import socket
 import subprocess
 import sys
@@ -16,6 +18,7 @@ import pytest
 from conftest import ROOT, http_get, wait_for
 from test_control import serve
 
+from sockserve.master import control
 from sockserve.master.control import MAX_CONNECTIONS, READ_TIMEOUT
 
 pytestmark = pytest.mark.timeout(120)
@@ -83,24 +86,43 @@ def test_wait_must_be_a_bool_and_an_unknown_command_is_logged_short(start_server
     assert server.status()["generation"] == 1  # "wait": "yes" started no reload
 
 
-def test_past_the_cap_a_connection_is_answered_busy_at_once(tmp_path):
+def test_past_the_cap_a_connection_is_answered_busy_at_once(tmp_path, monkeypatch):
+    """MAX_CONNECTIONS requests held in the handler; one more connection, which never sends a
+    request, is answered busy.  READ_TIMEOUT is made 600 s, so a server that read (or waited)
+    before answering would not answer within the 30 s hang guard: "at once" without a stopwatch."""
+    monkeypatch.setattr(control, "READ_TIMEOUT", 600.0)
     path = str(tmp_path / "control.sock")
+    inside: queue.Queue[None] = queue.Queue()
+    release: list = []  # (loop, asyncio.Event) of the server's loop, set by the first handler
+
+    async def hold(request: dict) -> dict:
+        if not release:
+            release.append((asyncio.get_running_loop(), asyncio.Event()))
+        inside.put(None)
+        await asyncio.wait_for(release[0][1].wait(), 60)
+        return {"ok": True}
 
     def client():
         held = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(MAX_CONNECTIONS)]
         try:
             for sock in held:
                 sock.connect(path)
-            time.sleep(0.3)
-            started = time.monotonic()
-            answer = exchange(path, b'{"cmd": "status"}\n')
-            return answer, time.monotonic() - started
+                sock.sendall(b'{"cmd": "status"}\n')
+            for _ in held:  # the event: every one of them is being served
+                inside.get(timeout=30)
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as extra:
+                extra.settimeout(30)
+                extra.connect(path)
+                return json.loads(extra.makefile("rb").readline())
         finally:
+            loop, event = release[0] if release else (None, None)
+            if loop is not None:
+                loop.call_soon_threadsafe(event.set)
             for sock in held:
                 sock.close()
 
-    answer, seconds = serve(path, client)
-    assert answer["ok"] is False and "busy" in answer["error"] and seconds < 1.0
+    answer = serve(path, client, handler=hold)
+    assert answer["ok"] is False and "busy" in answer["error"], answer
 
 
 def test_status_into_a_closed_pipe_prints_no_traceback(start_server):

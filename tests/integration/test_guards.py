@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -13,7 +10,17 @@ import time
 import urllib.request
 
 import pytest
-from conftest import ROOT, free_port, http_get, wait_for
+from conftest import (
+    ROOT,
+    connects,
+    failed_activation,
+    free_port,
+    http_get,
+    needs_activate,
+    socket_activate,
+    start_on_taken_address,
+    wait_for,
+)
 
 from tests.loadclient import Load
 
@@ -149,16 +156,10 @@ def test_metrics_parse_and_match_status_json(start_server):
     assert samples[("sockserve_reloads_total", (("result", "ok"),))] == status["reloads"]["ok"] == 0
 
 
-def test_metrics_address_in_use_is_one_line_exit_2(tmp_path):
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        address = f"127.0.0.1:{taken.getsockname()[1]}"
-        out = subprocess.run([sys.executable, "-m", "sockserve", "--bind", f"127.0.0.1:{free_port()}",
-                              "--metrics", address, "--log-target", "stderr"],
-                             capture_output=True, text=True, cwd=ROOT, timeout=30)
-    lines = [line for line in out.stderr.splitlines() if line.startswith("sockserve: error")]
-    assert out.returncode == 2 and len(lines) == 1 and "metrics: cannot listen" in lines[0], out.stderr
+def test_metrics_address_in_use_is_one_line_exit_2():
+    address, code, lines = start_on_taken_address("--metrics")
+    assert code == 2 and lines == [f"sockserve: error: metrics: cannot listen on {address}: "
+                                   "Address already in use"], lines
 
 
 def test_exit_idle_time_without_socket_activation_is_refused():
@@ -204,46 +205,24 @@ def test_reload_picks_up_an_edit_without_a_failed_request(start_server, tmp_path
     print(f"reload: new code answered {took:.2f}s after the edit; {load.result.summary()}")
 
 
+@needs_activate
 def test_reload_with_socket_activation_is_refused():
-    if not shutil.which("systemd-socket-activate"):
-        pytest.skip("systemd-socket-activate is not installed")
     port = free_port()
-    proc = subprocess.Popen(["systemd-socket-activate", "-E", "PYTHONPATH", "-l", f"127.0.0.1:{port}",
-                             sys.executable, "-m", "sockserve", "--reload"], cwd=ROOT, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.PIPE)
-    try:
-        assert wait_for(lambda: _connects(port), 10)  # the first connection starts sockserve
-        _, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    ours = [line for line in err.splitlines() if line.startswith("sockserve")]
-    assert proc.returncode == 2 and len(ours) == 1, err
+    proc = socket_activate(("-l", f"127.0.0.1:{port}"), "--reload", text=True, stderr=subprocess.PIPE)
+    code, ours = failed_activation(proc, port)
+    assert code == 2 and len(ours) == 1, ours
     assert "reload: cannot be combined with socket activation" in ours[0]
 
 
-def _connects(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
+@needs_activate
 def test_exit_idle_time_under_socket_activation_exits_0_once_idle(tmp_path):
-    if not shutil.which("systemd-socket-activate"):
-        pytest.skip("systemd-socket-activate is not installed")
     port = free_port()
     control = str(tmp_path / "control.sock")
-    proc = subprocess.Popen(["systemd-socket-activate", "-E", "PYTHONPATH", "-l", f"127.0.0.1:{port}",
-                             sys.executable, "-m", "sockserve", "tests.apps.sample:slow_app",
-                             "--workers", "1", "--exit-idle-time", "2", "--control-socket", control,
-                             "--log-target", "stderr"],
-                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, text=True,
-                            stderr=subprocess.PIPE)
+    proc = socket_activate(("-l", f"127.0.0.1:{port}"), "tests.apps.sample:slow_app", "--workers", "1",
+                           "--exit-idle-time", "2", "--control-socket", control, "--log-target", "stderr",
+                           text=True, stderr=subprocess.PIPE)
     try:
-        assert wait_for(lambda: _connects(port), 10)  # the first connection starts sockserve
+        assert wait_for(lambda: connects(port), 10)  # the first connection starts sockserve
         status, body = http_get(port, "/?s=3", timeout=30)  # runs longer than the idle time
         answered = time.monotonic()
         assert (status, body) == (200, "slept 3.0\n")

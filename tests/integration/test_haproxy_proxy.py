@@ -8,17 +8,15 @@ health checks (``check-send-proxy``: v2 LOCAL) must keep the server up, refused 
 
 from __future__ import annotations
 
-import shutil
 import socket
-import subprocess
 import time
 
 import pytest
-from conftest import free_port, terminate, wait_for
+from conftest import connects, free_port, wait_for
 
-HAPROXY = shutil.which("haproxy") or (shutil.which("haproxy", path="/usr/sbin"))
-pytestmark = pytest.mark.skipif(not HAPROXY, reason="haproxy is not installed (apt-get install haproxy; "
-                                "scripts/setup.sh --test installs it)")
+from tests.haproxyharness import HAProxy, missing_reason
+
+pytestmark = pytest.mark.skipif(missing_reason() is not None, reason=missing_reason() or "")
 
 CONFIG = """
 global
@@ -43,32 +41,19 @@ backend to_v1
 
 @pytest.fixture
 def haproxy(tmp_path):
-    started: list[subprocess.Popen] = []
+    started: list[HAProxy] = []
 
-    def start(port: int, mode: str) -> dict[str, int]:
+    def start(port: int, mode: str) -> tuple[HAProxy, dict[str, int]]:
+        """HAProxy in ``mode`` in front of sockserve's ``port``: it, and its frontends' ports."""
         ports = {"v2": free_port(), "v1": free_port()}
-        config = tmp_path / "haproxy.cfg"
-        config.write_text(CONFIG.format(mode=mode, port=port, **ports))
-        check = subprocess.run([HAPROXY, "-c", "-f", str(config)], capture_output=True, text=True)
-        assert check.returncode == 0, check.stdout + check.stderr
-        log = open(tmp_path / "haproxy.log", "wb")  # noqa: SIM115 (closed with the process)
-        started.append(subprocess.Popen([HAPROXY, "-db", "-f", str(config)], stdout=log, stderr=log,
-                                        stdin=subprocess.DEVNULL))
+        started.append(HAProxy(tmp_path, [], cfg=CONFIG.format(mode=mode, port=port, **ports)))
         for front in ports.values():
-            assert wait_for(lambda front=front: _connects(front), 5), "haproxy does not listen"
-        return ports
+            assert wait_for(lambda front=front: connects(front), 5), "haproxy does not listen"
+        return started[-1], ports
 
     yield start
-    for proc in started:
-        terminate(proc, 5)
-
-
-def _connects(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
+    for proxy in started:
+        proxy.stop()
 
 
 def from_client(port: int, data: bytes) -> tuple[str, bytes]:
@@ -86,11 +71,11 @@ def from_client(port: int, data: bytes) -> tuple[str, bytes]:
 
 
 @pytest.mark.parametrize("interface, policy", [("asgi", "rr"), ("stream", "shared")])
-def test_the_app_sees_the_client_behind_haproxy(start_server, haproxy, tmp_path, interface, policy):
+def test_the_app_sees_the_client_behind_haproxy(start_server, haproxy, interface, policy):
     server = start_server(f"tests.apps.proxy_probe:{interface}", "--workers", "1", "--policy", policy,
                           "--interface", interface, "--proxy-protocol", "all",
                           "--forwarded-allow-ips", "127.0.0.3")
-    fronts = haproxy(server.port, "http" if interface == "asgi" else "tcp")
+    proxy, fronts = haproxy(server.port, "http" if interface == "asgi" else "tcp")
     request = b"hi\n" if interface == "stream" else b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     for version in ("v2", "v1"):
         client, got = from_client(fronts[version], request)
@@ -100,12 +85,12 @@ def test_the_app_sees_the_client_behind_haproxy(start_server, haproxy, tmp_path,
             assert line.endswith("via 127.0.0.3"), line  # the real peer is HAProxy's source
     time.sleep(1.0)  # five health checks (inter 200ms), each a v2 LOCAL header
     assert "PROXY: connection from" not in server.stderr()  # none refused
-    assert "is DOWN" not in (tmp_path / "haproxy.log").read_text()
+    assert "is DOWN" not in proxy.err_path.read_text() + proxy.log_path.read_text()
 
 
 def test_haproxy_from_an_untrusted_source_is_refused(start_server, haproxy):
     server = start_server("tests.apps.proxy_probe:asgi", "--workers", "1", "--proxy-protocol", "all")
-    fronts = haproxy(server.port, "tcp")  # HAProxy connects from 127.0.0.3; only 127.0.0.1 is trusted
+    _, fronts = haproxy(server.port, "tcp")  # HAProxy connects from 127.0.0.3; only 127.0.0.1 is trusted
     _, got = from_client(fronts["v2"], b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert b"127.0.0.2" not in got
     assert wait_for(lambda: "127.0.0.3" in server.stderr() and "forwarded-allow-ips" in server.stderr(), 5)

@@ -9,13 +9,12 @@ a reload, whose old workers keep serving), and a reload that changes one listene
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, free_port, http_get, terminate, wait_for
+from conftest import ROOT, answers, connects, free_port, http_get, needs_activate, terminate, wait_for
 
 from sockserve.master.control import ControlError, request
 
@@ -23,8 +22,6 @@ pytestmark = pytest.mark.timeout(90)
 ASGI, WSGI, STREAM = (f"tests.apps.sample:{name}" for name in ("asgi_app", "wsgi_app", "stream_handler"))
 ENV = {k: v for k, v in os.environ.items() if not k.startswith(("SOCKSERVE_", "LISTEN_"))}
 ENV["PYTHONPATH"] = str(ROOT)
-needs_activate = pytest.mark.skipif(not shutil.which("systemd-socket-activate"),
-                                    reason="systemd-socket-activate is not installed")
 
 
 def start(*args: str, env: dict | None = None, activate: tuple[str, ...] = ()) -> subprocess.Popen:
@@ -55,13 +52,6 @@ def echo(port: int, line: bytes = b"ping\n") -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.sendall(line)
         return s.makefile("rb").readline()
-
-
-def answers(port: int) -> bool:
-    try:
-        return http_get(port)[0] == 200
-    except OSError:
-        return False
 
 
 def one_error(proc: subprocess.Popen) -> tuple[int, str]:
@@ -225,7 +215,7 @@ def test_mapping_must_fit_listen_fdnames_at_start_and_in_check():
                "set FileDescriptorName=admin on a socket unit of the service)")
     proc = start("--app", f"http={ASGI}", "--app", f"admin={STREAM}",
                  activate=("-l", f"127.0.0.1:{port}", "--fdname=http"))
-    assert wait_for(lambda: _connects(port), 10)  # a connection makes it start the master
+    assert wait_for(lambda: connects(port), 10)  # a connection makes it start the master
     assert one_error(proc) == (2, message)
     env = {**ENV, "LISTEN_FDS": "1", "LISTEN_FDNAMES": "http"}  # as ExecStartPre= sees them
     done = subprocess.run([sys.executable, "-m", "sockserve", "check", "--app", f"http={ASGI}",
@@ -234,21 +224,13 @@ def test_mapping_must_fit_listen_fdnames_at_start_and_in_check():
     assert (done.returncode, done.stderr) == (2, message + "\n")
 
 
-def _connects(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
 @needs_activate
 def test_accept_yes_serves_the_app_of_the_connections_name():
     port = free_port()
     proc = start("--app", f"admin={STREAM}", ASGI,  # Accept=yes: one connection, served in-process
                  activate=("-l", f"127.0.0.1:{port}", "--accept", "--fdname=admin"))
     try:
-        assert wait_for(lambda: _connects(port), 10)
+        assert wait_for(lambda: connects(port), 10)
         assert echo(port, b"one\n") == b"ONE\n"  # the admin app, not the default
     finally:
         terminate(proc)

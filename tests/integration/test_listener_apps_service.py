@@ -16,7 +16,7 @@ import sys
 import tempfile
 
 import pytest
-from conftest import ROOT, free_port, http_get, terminate, wait_for
+from conftest import ROOT, answers, free_port, http_get, terminate, wait_for
 
 from sockserve.master.control import ControlError, request
 
@@ -43,13 +43,6 @@ def activated(conf: str, names: list[tuple[str, int]], notify: str | None = None
                              fdnames, sys.executable, "-m", "sockserve", "--log-target", "stderr",
                              "--config", conf], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-
-def answers(port: int) -> bool:
-    try:
-        return http_get(port)[0] == 200
-    except OSError:
-        return False
 
 
 def started(port: int, control: str) -> dict | None:

@@ -9,17 +9,22 @@ from untrusted peers are closed with a (rate-limited) log line, and the worker s
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import socket
 import ssl
 import struct
 import subprocess
-import sys
 import time
 
 import pytest
-from conftest import ROOT, free_port, terminate, wait_for
+from conftest import (
+    connects,
+    free_port,
+    needs_activate,
+    read_until_closed,
+    socket_activate,
+    terminate,
+    wait_for,
+)
 
 from sockserve.worker.proxyproto import SIGNATURE_V2
 from sockserve.worker.proxyread import LOG_BURST
@@ -39,13 +44,7 @@ def ask(port: int, data: bytes, timeout: float = 10.0) -> bytes:
     """Send ``data`` on a new connection; what came back until close ("" when closed or reset)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(data)
-        got = b""
-        try:
-            while chunk := s.recv(65536):
-                got += chunk
-        except ConnectionResetError:
-            pass
-    return got
+        return read_until_closed(s)
 
 
 def answer(port: int, header: bytes, interface: str) -> str:
@@ -154,16 +153,12 @@ def test_tls_after_the_header_is_the_protocols(start_server, tmp_path):
     assert got.rpartition(b"\r\n\r\n")[2].startswith(b"203.0.113.9:40000 "), got
 
 
-@pytest.mark.skipif(not shutil.which("systemd-socket-activate"),
-                    reason="systemd-socket-activate is not installed")
+@needs_activate
 def test_a_systemd_socket_is_named_by_its_fdname(tmp_path):
     edge, admin = free_port(), free_port()
-    proc = subprocess.Popen(
-        ["systemd-socket-activate", "-E", "PYTHONPATH", "-l", f"127.0.0.1:{edge}",
-         "-l", f"127.0.0.1:{admin}", "--fdname=edge:admin",
-         sys.executable, "-m", "sockserve", APP["asgi"], "--workers", "1",
-         "--control-socket", str(tmp_path / "control.sock"), "--proxy-protocol", "edge"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.DEVNULL)
+    proc = socket_activate(("-l", f"127.0.0.1:{edge}", "-l", f"127.0.0.1:{admin}", "--fdname=edge:admin"),
+                           APP["asgi"], "--workers", "1", "--control-socket", str(tmp_path / "control.sock"),
+                           "--proxy-protocol", "edge", stderr=subprocess.DEVNULL)
     try:  # the first connection (plain, to admin) starts the master
         assert wait_for(lambda: _plain_answers(admin), 15)
         assert answer(edge, V2, "asgi").startswith("203.0.113.9:40000 ")
@@ -178,27 +173,16 @@ def _plain_answers(port: int) -> bool:
         return False
 
 
-@pytest.mark.skipif(not shutil.which("systemd-socket-activate"),
-                    reason="systemd-socket-activate is not installed")
+@needs_activate
 def test_accept_yes_connections_take_the_header_too(tmp_path):
     port = free_port()
-    proc = subprocess.Popen(
-        ["systemd-socket-activate", "-E", "PYTHONPATH", "-l", f"127.0.0.1:{port}", "--accept",
-         sys.executable, "-m", "sockserve", APP["asgi"], "--proxy-protocol", "all"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.DEVNULL)
+    proc = socket_activate(("-l", f"127.0.0.1:{port}", "--accept"), APP["asgi"], "--proxy-protocol", "all",
+                           stderr=subprocess.DEVNULL)
     try:
-        assert wait_for(lambda: _connects(port), 10)
+        assert wait_for(lambda: connects(port), 10)
         assert answer(port, V1, "asgi").startswith("192.0.2.7:51234 198.51.100.1:8443")
     finally:
         terminate(proc, 10)
-
-
-def _connects(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 def test_an_entry_naming_no_listener_is_a_bad_setting(start_server):

@@ -6,13 +6,12 @@ start's one-line message, and the old workers keep serving; what only a restart 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, free_port, http_get, wait_for
+from conftest import ROOT, answers, free_port, http_get, needs_activate, wait_for
 
 from sockserve.master.control import ControlError, request
 
@@ -35,7 +34,7 @@ def listening_pids(control: str) -> set[int]:
     return {w["pid"] for w in status(control)["workers"] if w["state"] == "listening"}
 
 
-@pytest.mark.skipif(not shutil.which("systemd-socket-activate"), reason="no systemd-socket-activate")
+@needs_activate
 def test_reload_under_socket_activation_refuses_what_a_start_would(tmp_path):
     port, control = free_port(), str(tmp_path / "control.sock")
     conf = tmp_path / "sockserve.toml"
@@ -46,7 +45,7 @@ def test_reload_under_socket_activation_refuses_what_a_start_would(tmp_path):
                             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                             stderr=subprocess.DEVNULL)
     try:
-        assert wait_for(lambda: _answers(port), 15)
+        assert wait_for(lambda: answers(port), 15)
         assert wait_for(lambda: (s := status(control)) and s["state"] == "running", 15)
         before = listening_pids(control)
         refusals = {
@@ -88,10 +87,3 @@ def test_embedded_reload_refuses_what_only_a_restart_can_change(start_server, tm
         answer = reload(server.control)
         assert answer["ok"] is False and answer["message"].startswith(f"configuration: {why}"), answer
         assert server.worker_pids() == before and server.get()[0] == 200
-
-
-def _answers(port: int) -> bool:
-    try:
-        return http_get(port)[0] == 200
-    except OSError:
-        return False

@@ -13,6 +13,7 @@ import sys
 import time
 
 import pytest
+from conftest import read_until_closed
 
 from sockserve.systemd.notify import Notifier
 from tests.ports import free_port
@@ -69,13 +70,7 @@ def read_until(pipe, done, timeout=10):
 def connect(port):
     def trigger():
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-            chunks = []
-            try:
-                while chunk := sock.recv(100):
-                    chunks.append(chunk)
-            except ConnectionResetError:  # the snippet exits without accepting
-                pass
-            return b"".join(chunks)
+            return read_until_closed(sock)  # a reset: the snippet exits without accepting
     return trigger
 
 

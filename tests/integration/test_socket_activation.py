@@ -4,25 +4,24 @@ from __future__ import annotations
 
 import os
 import pathlib
-import shutil
 import signal
 import subprocess
-import sys
 
 import pytest
-from conftest import ROOT, alive, free_port, http_get, wait_for
+from conftest import (
+    alive,
+    answers,
+    failed_activation,
+    free_port,
+    http_get,
+    needs_activate,
+    socket_activate,
+    wait_for,
+)
 
 from sockserve.master.control import ControlError, request
 
-pytestmark = [pytest.mark.timeout(60),
-              pytest.mark.skipif(not shutil.which("systemd-socket-activate"),
-                                 reason="systemd-socket-activate is not installed")]
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
-
-
-def activate(*args: str, accept: bool = False, **popen) -> subprocess.Popen:
-    cmd = ["systemd-socket-activate", "-E", "PYTHONPATH", *args]
-    return subprocess.Popen(cmd, cwd=ROOT, env=ENV, **popen)
+pytestmark = [pytest.mark.timeout(60), needs_activate]
 
 
 def status(path: str) -> dict | None:
@@ -35,11 +34,11 @@ def status(path: str) -> dict | None:
 def test_master_serves_every_named_inherited_socket(tmp_path):
     ports = free_port(), free_port()
     control = str(tmp_path / "control.sock")
-    proc = activate("-l", f"127.0.0.1:{ports[0]}", "-l", f"127.0.0.1:{ports[1]}", "--fdname=http:admin",
-                    sys.executable, "-m", "sockserve", "--workers", "2", "--control-socket", control,
-                    stderr=subprocess.PIPE)
+    proc = socket_activate(("-l", f"127.0.0.1:{ports[0]}", "-l", f"127.0.0.1:{ports[1]}",
+                            "--fdname=http:admin"), "--workers", "2", "--control-socket", control,
+                           stderr=subprocess.PIPE)
     try:
-        assert wait_for(lambda: _answers(ports[0]), 15)  # the first connection starts the master
+        assert wait_for(lambda: answers(ports[0]), 15)  # the first connection starts the master
         assert wait_for(lambda: (s := status(control)) and s["state"] == "running", 15)
         assert status(control)["listeners"] == ["http", "admin"]
         for port in ports:
@@ -58,30 +57,22 @@ def test_master_serves_every_named_inherited_socket(tmp_path):
 
 def test_bind_together_with_inherited_sockets_is_an_error():
     port = free_port()
-    proc = activate("-l", f"127.0.0.1:{port}", sys.executable, "-m", "sockserve", "--bind",
-                    "127.0.0.1:9", stderr=subprocess.PIPE, text=True)
-    try:
-        assert wait_for(lambda: _connects(port), 10)  # a connection makes it start the master
-        _, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:  # never leave the activator behind, even when the test fails
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 2
-    ours = [line for line in err.splitlines() if line.startswith("sockserve")]  # not the activator's
-    assert len(ours) == 1 and "under systemd the socket unit sets the address" in ours[0], err
+    proc = socket_activate(("-l", f"127.0.0.1:{port}"), "--bind", "127.0.0.1:9", stderr=subprocess.PIPE,
+                           text=True)
+    code, ours = failed_activation(proc, port)
+    assert code == 2
+    assert len(ours) == 1 and "under systemd the socket unit sets the address" in ours[0], ours
 
 
 def test_accept_yes_connection_is_served_in_process():
     port = free_port()
-    proc = activate("-l", f"127.0.0.1:{port}", "--accept", sys.executable, "-m", "sockserve",
-                    stderr=subprocess.DEVNULL)
+    proc = socket_activate(("-l", f"127.0.0.1:{port}", "--accept"), stderr=subprocess.DEVNULL)
     try:
-        assert wait_for(lambda: _answers(port), 10)
+        assert wait_for(lambda: answers(port), 60)  # each try starts a whole process: slow when loaded
         code, body = http_get(port)
         assert code == 200 and body.startswith("hello world from worker 0 (pid ")
         pid = int(body.split("pid ")[1].split(")")[0])
-        assert wait_for(lambda: not alive(pid), 5)
+        assert wait_for(lambda: not alive(pid), 30)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
@@ -101,20 +92,3 @@ def listening_socket_inodes() -> set[str]:
             if fields[3] == "0A":
                 inodes.add(fields[9])
     return inodes
-
-
-def _connects(port: int) -> bool:
-    import socket
-
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
-
-
-def _answers(port: int) -> bool:
-    try:
-        return http_get(port)[0] == 200
-    except OSError:
-        return False

@@ -12,7 +12,7 @@ import socket
 import time
 
 import pytest
-from conftest import wait_for
+from conftest import read_until_closed, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -26,17 +26,6 @@ def open_request(port: int, path: str) -> socket.socket:
     client = socket.create_connection(("127.0.0.1", port), timeout=15)
     client.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     return client
-
-
-def read_until_closed(client: socket.socket) -> bytes:
-    """Everything the server sends until it closes (EOF or reset); the hang guard is the timeout."""
-    data = b""
-    try:
-        while chunk := client.recv(65536):
-            data += chunk
-    except ConnectionResetError:
-        pass
-    return data
 
 
 def stop_with_running_request(start_server, tmp_path, path: str, *args: str,

@@ -14,7 +14,7 @@ import threading
 import time
 
 import pytest
-from conftest import ROOT, free_port, http_get, wait_for
+from conftest import ROOT, answers, free_port, http_get, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -117,7 +117,7 @@ def test_socket_from_systemd_keeps_its_queue_during_a_stop(tmp_path):
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
                             stderr=subprocess.DEVNULL)
     try:
-        assert wait_for(lambda: _answers(port), 15)
+        assert wait_for(lambda: answers(port, "/?s=0"), 15)
         slow = in_background(http_get, port, "/?s=2")
         time.sleep(0.5)
         proc.send_signal(signal.SIGTERM)
@@ -130,10 +130,3 @@ def test_socket_from_systemd_keeps_its_queue_during_a_stop(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-
-
-def _answers(port: int) -> bool:
-    try:
-        return http_get(port, "/?s=0")[0] == 200
-    except OSError:
-        return False

@@ -8,7 +8,7 @@ import socket
 import threading
 
 import pytest
-from conftest import wait_for
+from conftest import http_get, wait_for
 
 
 def parse_response(data: bytes) -> tuple[int, bytes]:
@@ -71,12 +71,7 @@ def test_threads_sizes_the_wsgi_pool(start_server):
     names: list[str] = []
 
     def one() -> None:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
-            s.sendall(b"GET /thread?s=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            data = b""
-            while part := s.recv(65536):
-                data += part
-        names.append(data.partition(b"\r\n\r\n")[2].decode().strip())
+        names.append(http_get(server.port, "/thread?s=1", timeout=10)[1].strip())
 
     clients = [threading.Thread(target=one) for _ in range(6)]
     for client in clients:

@@ -164,6 +164,22 @@ class Box:
             raise
         return sock
 
+    def get(self, addr: tuple | str = ("127.0.0.1", 8000), path: str = "/") -> str:
+        """The body of ``GET path`` on a fresh connection in the box (Connection: close); asserts a 200."""
+        with self.connect(addr, timeout=20) as sock:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: box\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        head, _, body = data.decode().partition("\r\n\r\n")
+        assert head.startswith("HTTP/1.1 200"), head
+        return body
+
+    def children(self, unit: str) -> set[int]:
+        """PIDs of the children of ``unit``'s main process (a sockserve master's workers)."""
+        main = self.show(unit, "MainPID")["MainPID"]
+        return {int(p) for p in self.run("pgrep", "-P", main, check=False).stdout.split()}
+
     def show(self, unit: str, *props: str) -> dict[str, str]:
         """``systemctl show`` properties of ``unit`` as a dict."""
         out = self.run("systemctl", "show", unit, *(f"--property={p}" for p in props)).stdout

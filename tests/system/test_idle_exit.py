@@ -16,22 +16,11 @@ SERVICE = "sockserve.service"
 CONFIG = "/etc/sockserve/sockserve.toml"
 
 
-def get(box: Box) -> str:
-    with box.connect(("127.0.0.1", 8000), timeout=20) as sock:
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: box\r\nConnection: close\r\n\r\n")
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    head, _, body = data.decode().partition("\r\n\r\n")
-    assert head.startswith("HTTP/1.1 200"), head
-    return body
-
-
 def test_idle_service_exits_0_and_the_next_connection_starts_it_again(source_box: Box):
     box = source_box
     box.path(CONFIG).write_text(box.path(CONFIG).read_text() + "\nworkers = 1\nexit_idle_time = 2\n")
     box.run("systemctl", "start", "sockserve.socket")
-    assert get(box).startswith("hello world from worker")
+    assert box.get().startswith("hello world from worker")
     first = int(box.show(SERVICE, "MainPID")["MainPID"])
     answered = time.monotonic()
     wait_until(lambda: box.show(SERVICE, "ActiveState")["ActiveState"] == "inactive", 20, "idle exit")
@@ -40,6 +29,6 @@ def test_idle_service_exits_0_and_the_next_connection_starts_it_again(source_box
     assert (props["Result"], props["ExecMainStatus"]) == ("success", "0"), props
     assert box.show("sockserve.socket", "ActiveState")["ActiveState"] == "active"
     assert 1.5 <= idle < 10, idle
-    assert get(box).startswith("hello world from worker")  # socket activation, again
+    assert box.get().startswith("hello world from worker")  # socket activation, again
     assert int(box.show(SERVICE, "MainPID")["MainPID"]) not in (0, first)
     assert "no connection or request for 2s: stopping" in box.journal("-u", SERVICE)

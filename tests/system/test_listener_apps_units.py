@@ -9,7 +9,10 @@ workers keep serving.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
+from collections.abc import Iterator
 
 import pytest
 from harness import Box, wait_until
@@ -38,43 +41,46 @@ def box(source_box: Box) -> Box:
     return source_box
 
 
-def get(box: Box, port: int) -> str:
-    with box.connect(("127.0.0.1", port), timeout=20) as sock:
-        sock.sendall(b"GET /site HTTP/1.1\r\nHost: box\r\nConnection: close\r\n\r\n")
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    head, _, body = data.decode().partition("\r\n\r\n")
-    assert head.startswith("HTTP/1.1 200"), head
-    return body
-
-
 def echo(box: Box, port: int) -> bytes:
     with box.connect(("127.0.0.1", port), timeout=20) as sock:
         sock.sendall(b"admin\n")
         return sock.makefile("rb").readline()
 
 
-def workers(box: Box) -> set[int]:
-    main = box.show(SERVICE, "MainPID")["MainPID"]
-    return {int(p) for p in box.run("pgrep", "-P", main, check=False).stdout.split()}
-
-
 def test_two_named_sockets_serve_their_own_apps(box):
-    assert get(box, 8000).startswith("asgi /site")  # the first connection starts the service
+    assert box.get(path="/site").startswith("asgi /site")  # the first connection starts the service
     wait_until(lambda: box.show(SERVICE, "ActiveState")["ActiveState"] == "active", 20, "READY=1")
     for _ in range(4):
         assert echo(box, 9000) == b"ADMIN\n"
-        assert get(box, 8000).startswith("asgi /site")
+        assert box.get(path="/site").startswith("asgi /site")
     status = json.loads(box.run("sockserve", "status", "--json").stdout)
     assert sorted(status["listeners"]) == ["admin", "http"]  # the keys: the fds' names
 
 
-def test_reload_naming_a_socket_the_units_lack_fails_and_old_workers_serve(box):
-    before = workers(box)
+@contextlib.contextmanager
+def admin_renamed(box: Box, name: str) -> Iterator[None]:
+    """The config maps ``name`` where the socket units pass ``admin``; the file restored after."""
     original = box.path(CONFIG).read_text()
-    box.path(CONFIG).write_text(original.replace("admin = ", "api = "))
+    box.path(CONFIG).write_text(original.replace("admin = ", f"{name} = "))
     try:
+        yield
+    finally:
+        box.path(CONFIG).write_text(original)
+
+
+def check(box: Box, *args: str) -> subprocess.CompletedProcess:
+    """``sockserve check ARGS -c CONFIG`` in the box."""
+    return box.run("sockserve", "check", *args, "-c", CONFIG, check=False, timeout=90)
+
+
+def assert_config_ok(box: Box) -> None:
+    ok = check(box, "--socket-activated")
+    assert (ok.returncode, ok.stdout.strip()) == (0, "sockserve: configuration ok"), ok.stderr
+
+
+def test_reload_naming_a_socket_the_units_lack_fails_and_old_workers_serve(box):
+    before = box.children(SERVICE)
+    with admin_renamed(box, "api"):
         reload = box.run("systemctl", "reload", SERVICE, check=False, timeout=90)
         assert reload.returncode != 0
         line = (f"config file {CONFIG}: app.api: no listener is named 'api' (this master was started "
@@ -82,25 +88,18 @@ def test_reload_naming_a_socket_the_units_lack_fails_and_old_workers_serve(box):
                 "systemctl stop it, start the socket unit with FileDescriptorName=api, then start it "
                 "(a reload cannot add a socket))")
         assert line in box.journal("-u", SERVICE, "--no-pager")
-        assert workers(box) == before and echo(box, 9000) == b"ADMIN\n"
-    finally:
-        box.path(CONFIG).write_text(original)
+        assert box.children(SERVICE) == before and echo(box, 9000) == b"ADMIN\n"
 
 
 def test_pre_reload_check_uses_the_running_masters_sockets(box):
     """The man page's ``sockserve check --socket-activated -c F && systemctl reload``."""
-    ok = box.run("sockserve", "check", "--socket-activated", "-c", CONFIG, check=False, timeout=90)
-    assert (ok.returncode, ok.stdout.strip()) == (0, "sockserve: configuration ok"), ok.stderr
-    original = box.path(CONFIG).read_text()
-    box.path(CONFIG).write_text(original.replace("admin = ", "admn = "))
-    try:
-        typo = box.run("sockserve", "check", "--socket-activated", "-c", CONFIG, check=False, timeout=90)
+    assert_config_ok(box)
+    with admin_renamed(box, "admn"):
+        typo = check(box, "--socket-activated")
         assert typo.returncode == 2 and "the running master's sockets are admin, http" in typo.stderr
-        plain = box.run("sockserve", "check", "-c", CONFIG, check=False, timeout=90)  # no advice to bind
+        plain = check(box)  # no advice to bind
         assert plain.returncode == 2 and "--bind" not in plain.stderr, plain.stderr
         assert "check --socket-activated" in plain.stderr
-    finally:
-        box.path(CONFIG).write_text(original)
 
 
 def test_a_failed_reload_stays_in_status_until_a_reload_succeeds(box):
@@ -113,30 +112,25 @@ def test_adding_a_socket_takes_a_restart_not_a_reload(box):
     original = box.path(CONFIG).read_text()
     box.run("systemctl", "stop", SERVICE, "sockserve-admin.socket", timeout=90)
     box.path(CONFIG).write_text(original.replace(', admin = "tests.apps.sample:stream_handler"', ""))
-    assert get(box, 8000).startswith("asgi /site")  # started with the http socket only
+    assert box.get(path="/site").startswith("asgi /site")  # started with the http socket only
     wait_until(lambda: box.show(SERVICE, "ActiveState")["ActiveState"] == "active", 20, "READY=1")
     started = box.run("systemctl", "start", "sockserve-admin.socket", check=False)
     assert started.returncode != 0  # systemd: "Socket service sockserve.service already active, refusing."
     box.path(CONFIG).write_text(original)
     assert box.run("systemctl", "reload", SERVICE, check=False, timeout=90).returncode != 0
     assert "the service must be restarted to receive another" in box.journal("-u", SERVICE, "--no-pager")
-    assert get(box, 8000).startswith("asgi /site")  # the old workers keep serving
+    assert box.get(path="/site").startswith("asgi /site")  # the old workers keep serving
     box.run("systemctl", "stop", SERVICE, timeout=90)  # the steps of sockserve(8), PER-LISTENER APPS
     box.run("systemctl", "start", "sockserve-admin.socket", SERVICE, timeout=90)
     wait_until(lambda: box.show(SERVICE, "ActiveState")["ActiveState"] == "active", 20, "READY=1")
-    assert echo(box, 9000) == b"ADMIN\n" and get(box, 8000).startswith("asgi /site")
+    assert echo(box, 9000) == b"ADMIN\n" and box.get(path="/site").startswith("asgi /site")
 
 
 def test_check_with_the_service_stopped_reads_the_socket_units(box):
     """No master to ask: the names are those the socket units will pass (systemctl show)."""
     box.run("systemctl", "stop", SERVICE, timeout=90)
-    ok = box.run("sockserve", "check", "--socket-activated", "-c", CONFIG, check=False, timeout=90)
-    assert (ok.returncode, ok.stdout.strip()) == (0, "sockserve: configuration ok"), ok.stderr
-    original = box.path(CONFIG).read_text()
-    box.path(CONFIG).write_text(original.replace("admin = ", "admn = "))
-    try:
-        typo = box.run("sockserve", "check", "--socket-activated", "-c", CONFIG, check=False, timeout=90)
+    assert_config_ok(box)
+    with admin_renamed(box, "admn"):
+        typo = check(box, "--socket-activated")
         assert typo.returncode == 2, typo.stderr
         assert "(the socket units of the service name their sockets admin, http; " in typo.stderr
-    finally:
-        box.path(CONFIG).write_text(original)

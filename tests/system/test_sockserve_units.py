@@ -26,25 +26,8 @@ def box(source_box: Box) -> Box:
     return source_box
 
 
-def get(box: Box, port: int = 8000) -> str:
-    """Body of GET / (fresh connection)."""
-    with box.connect(("127.0.0.1", port), timeout=20) as sock:
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: box\r\nConnection: close\r\n\r\n")
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    head, _, body = data.decode().partition("\r\n\r\n")
-    assert head.startswith("HTTP/1.1 200"), head
-    return body
-
-
 def main_pid(box: Box) -> int:
     return int(box.show(SERVICE, "MainPID")["MainPID"])
-
-
-def worker_pids(box: Box) -> set[int]:
-    out = box.run("pgrep", "-P", str(main_pid(box)), check=False).stdout
-    return {int(p) for p in out.split()}
 
 
 def assert_clean(summary: dict) -> None:
@@ -54,7 +37,7 @@ def assert_clean(summary: dict) -> None:
 
 def test_connection_activates_notify_service_with_status(box):
     assert box.show(SERVICE, "ActiveState")["ActiveState"] == "inactive"
-    body = get(box)
+    body = box.get()
     assert re.match(r"hello world from worker \d+ \(pid \d+\)", body), body
     # rr may answer before every worker listens; READY=1 (active) follows
     wait_until(lambda: box.show(SERVICE, "ActiveState")["ActiveState"] == "active", 20, "READY=1")
@@ -65,12 +48,12 @@ def test_connection_activates_notify_service_with_status(box):
 
 
 def test_reload_under_load_has_no_errors_and_new_workers(box):
-    get(box)
-    before = worker_pids(box)
+    box.get()
+    before = box.children(SERVICE)
     load = BackgroundLoad(box, count=3000, seconds=40)
     time.sleep(0.5)
     box.run("systemctl", "reload", SERVICE)
-    after = wait_until(lambda: (p := worker_pids(box)) and not p & before and p, 20, "a new generation")
+    after = wait_until(lambda: (p := box.children(SERVICE)) and not p & before and p, 20, "a new generation")
     time.sleep(0.5)
     assert_clean(load.finish())
     assert len(after) == len(before)
@@ -78,14 +61,14 @@ def test_reload_under_load_has_no_errors_and_new_workers(box):
 
 def test_reload_with_broken_app_fails_and_old_workers_keep_serving(box):
     original = box.path(CONFIG).read_text()
-    before = worker_pids(box)
+    before = box.children(SERVICE)
     box.path(CONFIG).write_text(original + '\napp = "no.such:app"\n')
     try:
         reload = box.run("systemctl", "reload", SERVICE, check=False, timeout=90)
         assert reload.returncode != 0
         assert box.show(SERVICE, "ActiveState")["ActiveState"] == "active"
-        assert worker_pids(box) == before
-        pid = int(re.search(r"\(pid (\d+)\)", get(box)).group(1))
+        assert box.children(SERVICE) == before
+        pid = int(re.search(r"\(pid (\d+)\)", box.get()).group(1))
         assert pid in before
     finally:
         box.path(CONFIG).write_text(original)
@@ -94,7 +77,7 @@ def test_reload_with_broken_app_fails_and_old_workers_keep_serving(box):
 
 def test_status_and_reload_without_flags_as_root(box):
     """An admin's `sockserve status|reload`: the packaged service's /run/sockserve/control.sock."""
-    get(box)
+    box.get()
     status = box.run("sockserve", "status", check=False)
     assert status.returncode == 0 and "policy rr" in status.stdout, status.stdout + status.stderr
     reload = box.run("sockserve", "reload", check=False, timeout=90)
@@ -138,8 +121,8 @@ def test_restart_under_load_refuses_nothing(box):
 
 
 def test_killed_worker_is_logged_with_fields_and_replaced(box):
-    get(box)
-    before = worker_pids(box)
+    box.get()
+    before = box.children(SERVICE)
     victim = min(before)
     box.run("kill", "-9", str(victim))
 
@@ -150,7 +133,7 @@ def test_killed_worker_is_logged_with_fields_and_replaced(box):
 
     entry = wait_until(exit_entry, 10, f"a worker_exit journal entry for pid {victim}")[0]
     assert "KILL" in entry["MESSAGE"] or "9" in entry["MESSAGE"], entry["MESSAGE"]
-    wait_until(lambda: len(worker_pids(box) - {victim}) == len(before), 15, "a replacement worker")
+    wait_until(lambda: len(box.children(SERVICE) - {victim}) == len(before), 15, "a replacement worker")
 
 
 def test_frozen_master_is_killed_by_watchdog(box):
@@ -166,16 +149,16 @@ def test_frozen_master_is_killed_by_watchdog(box):
         box.path(dropin).unlink()
         box.run("systemctl", "daemon-reload")
     box.run("systemctl", "restart", SERVICE)
-    assert "hello world" in get(box)
+    assert "hello world" in box.get()
 
 
 def test_stop_is_graceful_and_exits_0(box):
-    get(box)
+    box.get()
     box.run("systemctl", "stop", SERVICE)
     props = box.show(SERVICE, "Result", "ExecMainCode", "ExecMainStatus", "ActiveState")
     assert props == {"Result": "success", "ExecMainCode": "1", "ExecMainStatus": "0",
                      "ActiveState": "inactive"}
-    assert "hello world" in get(box)  # the socket stayed: the next connection activates it again
+    assert "hello world" in box.get()  # the socket stayed: the next connection activates it again
 
 
 def test_template_instance_serves_its_own_config(box):
@@ -187,10 +170,5 @@ def test_template_instance_serves_its_own_config(box):
     with box.connect(addr, timeout=20) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n")
         assert "hello world from worker" in sock.recv(65536).decode()
-    assert len(worker_pids_of(box, "sockserve@api.service")) == 1
+    assert len(box.children("sockserve@api.service")) == 1
     box.run("systemctl", "stop", "sockserve@api.socket", "sockserve@api.service")
-
-
-def worker_pids_of(box: Box, unit: str) -> set[int]:
-    pid = box.show(unit, "MainPID")["MainPID"]
-    return {int(p) for p in box.run("pgrep", "-P", pid, check=False).stdout.split()}

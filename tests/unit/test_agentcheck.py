@@ -7,6 +7,7 @@ through start, reload and stop and read the line at each step.
 from __future__ import annotations
 
 import pytest
+from supervisorsteps import listen, of
 
 from sockserve.config import ConfigError, make_config, validate_reload
 from sockserve.master import lifecycle as L
@@ -15,17 +16,6 @@ from sockserve.master.lifecycle import Phase
 from sockserve.master.supervisor import Supervisor
 
 CONFIG = make_config({"workers": 2, "boot_timeout": 5, "graceful_timeout": 3, "drain_delay": 2})
-
-
-def of(actions, kind):
-    return [a for a in actions if isinstance(a, kind)]
-
-
-def listen(core, *workers):
-    out = []
-    for w in workers:
-        out += core.handle(L.Online(w)) + core.handle(L.Listening(w))
-    return out
 
 
 def line(core, **load):

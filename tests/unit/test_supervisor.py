@@ -4,23 +4,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from supervisorsteps import listen, of
+
 from sockserve.config import make_config
 from sockserve.master import lifecycle as L
 from sockserve.master.lifecycle import Phase
 from sockserve.master.supervisor import Supervisor
 
 CONFIG = make_config({"workers": 2, "boot_timeout": 5, "graceful_timeout": 3, "restart_delay_max": 2})
-
-
-def of(actions, kind):
-    return [a for a in actions if isinstance(a, kind)]
-
-
-def listen(core, *workers):
-    out = []
-    for w in workers:
-        out += core.handle(L.Online(w)) + core.handle(L.Listening(w))
-    return out
 
 
 def running(config=CONFIG):

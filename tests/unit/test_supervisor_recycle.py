@@ -11,6 +11,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from supervisorsteps import listen
 
 from sockserve.config import make_config
 from sockserve.master import lifecycle as L
@@ -25,8 +26,7 @@ W = WorkerStage
 def running() -> tuple[Supervisor, list[L.Action]]:
     core = Supervisor(CONFIG)
     actions = core.handle(L.Start())
-    for a in [a for a in actions if isinstance(a, L.Spawn)]:
-        actions += core.handle(L.Online(a.worker)) + core.handle(L.Listening(a.worker))
+    actions += listen(core, *(a.worker for a in spawned(actions)))
     assert core.phase is Phase.RUNNING
     return core, actions
 
