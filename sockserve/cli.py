@@ -114,6 +114,9 @@ def gather(argv: Sequence[str], environ: Mapping[str, str], base: str | None = N
         values["file_keys"] = tuple(sorted(file_keys - set(from_env(environ)) - set(cli)))
     if values.get("workers") is None and environ.get("WEB_CONCURRENCY", "").strip():
         values["workers"] = web_concurrency(environ["WEB_CONCURRENCY"])
+    if values.get("forwarded_allow_ips") is None and environ.get("FORWARDED_ALLOW_IPS", "").strip():
+        # uvicorn's and gunicorn's default for --forwarded-allow-ips: below every sockserve source
+        values["forwarded_allow_ips"] = environ["FORWARDED_ALLOW_IPS"].strip()
     if path:
         values["config_file"] = path
     return values
