@@ -17,7 +17,8 @@ APP = "tests.apps.proxy_probe:asgi"  # answers "client server" from the ASGI sco
 
 def client_seen(port: int) -> str:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.7\r\nConnection: close\r\n\r\n")
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.7\r\n"
+                     b"Connection: close\r\n\r\n")
         head, body = read_response(sock)
     assert head.startswith(b"HTTP/1.1 200"), head
     return body.decode().split()[0].rsplit(":", 1)[0]
