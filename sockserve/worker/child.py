@@ -26,7 +26,7 @@ from ..cluster.handles import address_info, indexed, parse_key, server_key
 from ..config import EXIT_FAILURE
 from . import apps, limits
 from .appset import AppSet
-from .runtime import Worker
+from .runtime import Worker, current_worker
 
 log = logging.getLogger("sockserve.worker")
 CONFIG = {"keys": [], "heartbeat_interval": 1.0, "graceful_timeout": 30.0, "backlog": 511}
@@ -205,9 +205,8 @@ class ChildWorker(Worker):
 
 
 async def run_worker(main: Any) -> int:
-    """``cluster.run(main)`` in a worker: the ChildWorker, then ``main()``; the exit code once
-    it is disconnected, or 0 when it listens on nothing and has no ``message`` listener nor
-    task left (Node's worker lives while a server or its IPC channel's listeners hold it)."""
+    """``cluster.run(main)`` in a worker: the exit code once disconnected, or 0 with no server,
+    ``message`` listener nor task left (Node's worker lives while those hold it)."""
     loop = asyncio.get_running_loop()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the primary's to handle
     worker = this_worker()  # made at import when the program touched cluster.worker there
@@ -220,8 +219,8 @@ async def run_worker(main: Any) -> int:
     own = asyncio.all_tasks()  # this one, run() and its heartbeats: not the program's work
     try:
         result = main()
-        if inspect.isawaitable(result):
-            await result
+        if inspect.isawaitable(result) and await _until_served(result, serving):
+            return await serving  # disconnected while main() still waited (say, on a listen())
     except Exception:
         traceback.print_exc()  # an uncaught exception, as Node prints it; the worker exits 1
         worker.finish(EXIT_FAILURE)
@@ -238,14 +237,29 @@ async def run_worker(main: Any) -> int:
 _made: list[ChildWorker] = []
 
 
+async def _until_served(program: Any, serving: asyncio.Task[int]) -> bool:
+    """Await ``main()`` in this task (first step at once, as Node's top level); True if the
+    worker was disconnected first and ``main()``, still waiting, was cancelled (Node exits)."""
+    this = asyncio.current_task()
+    served = lambda _: this.cancel()  # noqa: E731
+    serving.add_done_callback(served)
+    try:
+        await program
+    except asyncio.CancelledError:
+        if not serving.done():
+            raise
+        return True
+    finally:
+        serving.remove_done_callback(served)
+    return False
+
+
 def this_worker() -> ChildWorker | Worker | None:
     """``cluster.worker`` in a worker, from the module's load on (Node's child.js sets it before
     the script runs): a library worker's ChildWorker is made at the first call, with the event
     loop ``cluster.run(main)`` then runs (``worker_loop``); ``id``, ``process.pid`` and ``on``
     work at once, ``send`` is kept until ``Online``.  A service worker's: the running one (None
     while its app loads; the service makes it)."""
-    from .runtime import current_worker
-
     if "SOCKSERVE_WORKER_CONFIG" in os.environ or _made:  # the service's worker, or made already
         return _made[0] if _made else current_worker()
     from ..eventloop import new_event_loop
@@ -277,8 +291,6 @@ async def listen(app: Any, port: int | None = None, host: str | None = None, *,
     settings (http, threads, timeouts...).  Raises ListenError (an OSError) with the primary's
     reason, ValueError for bad arguments, AppLoadError / AppStartupError for the app.
     """
-    from .runtime import current_worker
-
     worker = current_worker()
     if not isinstance(worker, ChildWorker):
         raise RuntimeError("sockserve.listen() runs in a worker of sockserve.cluster.run(main)")

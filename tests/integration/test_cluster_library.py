@@ -223,6 +223,10 @@ def test_the_primary_respawns_only_when_the_program_forks_from_exit():
 @pytest.mark.parametrize("mode, lines", [
     ("fork_after", ["worker 1 main done", "exit 1 code=0 sig=None"]),  # e4 FORK_AFTER=1
     ("task", ["worker 1 main done", "message 1 task done", "exit 1 code=0 sig=None"]),
+    # cluster.disconnect() while the worker's main() still waits (verifier: both workers hung
+    # "disconnecting" and the primary with them when Ctrl-C came during their boot)
+    ("disconnect_waiting", ["message 1 ready", "exit 1 code=0 sig=None", "disconnected"]),
+    ("disconnect_listening", ["message 1 ready", "exit 1 code=0 sig=None", "disconnected"]),
 ])
 def test_a_worker_whose_main_returns_without_listening_exits_once_idle(mode, lines):
     # Node: a worker with no server, no 'message' listener and nothing pending exits at once;
