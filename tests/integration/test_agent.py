@@ -6,6 +6,7 @@ delay; clients that never read, never close or flood cost the master nothing.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import signal
 import socket
@@ -79,11 +80,18 @@ def test_agent_answers_ready_then_drain_then_maint_and_survives_bad_clients(star
     assert wait_for(lambda: agent(port) == "up drain", 3)
     assert wait_for(lambda: agent(port) == "up ready 100%" and server.status()["generation"] == 2, 15)
 
-    # a graceful stop: drain for 1.5 s while still serving, then maint, then exit 0
+    # a graceful stop: drain for 1.5 s while still serving, then maint, then exit 0.  A request
+    # in flight across the drain delay holds the workers' graceful drain open, so the maint
+    # phase lasts long enough to be seen (idle workers stop in a few ms, and then the agent's
+    # port is closed: the check would be refused, as at any master's exit)
+    slow = concurrent.futures.ThreadPoolExecutor(1)
+    in_flight = slow.submit(http_get, server.port, "/?s=3", 10)
     server.signal(signal.SIGTERM)
     assert wait_for(lambda: agent(port) == "up drain", 2)
     assert http_get(server.port)[0] == 200  # the drain delay still serves new connections
     assert wait_for(lambda: agent(port) == "maint", 4)
+    assert in_flight.result(10)[0] == 200  # the stop waited for it
+    slow.shutdown()
     assert server.proc.wait(20) == 0
     assert "stopping gracefully after a 1.5s drain delay" in server.stderr()
     assert "Traceback" not in server.stderr() and "Unhandled" not in server.stderr(), server.stderr()
