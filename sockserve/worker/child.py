@@ -240,8 +240,8 @@ _made: list[ChildWorker] = []
 async def _until_served(program: Any, serving: asyncio.Task[int]) -> bool:
     """Await ``main()`` in this task (first step at once, as Node's top level); True if the
     worker was disconnected first and ``main()``, still waiting, was cancelled (Node exits)."""
-    this = asyncio.current_task()
-    served = lambda _: this.cancel()  # noqa: E731
+    this, waiting = asyncio.current_task(), [True]  # False once main() is done: a callback
+    served = lambda _: waiting[0] and this.cancel()  # noqa: E731  # already scheduled is stale
     serving.add_done_callback(served)
     try:
         await program
@@ -250,6 +250,7 @@ async def _until_served(program: Any, serving: asyncio.Task[int]) -> bool:
             raise
         return True
     finally:
+        waiting[0] = False
         serving.remove_done_callback(served)
     return False
 
