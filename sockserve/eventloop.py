@@ -33,3 +33,26 @@ def quiet_on_cancel(handler: Callable[..., Awaitable[None]]) -> Callable[..., Aw
         except asyncio.CancelledError:
             return
     return quiet
+
+
+async def cancelled_by(done: asyncio.Future[Any], awaitable: Awaitable[Any]) -> bool:
+    """Await ``awaitable`` in this task (its first step at once, not in a task of its own);
+    if ``done`` completes first, cancel it and return True (a library worker's ``main()``
+    when the worker is disconnected: Node exits whatever the program still awaits).  False
+    once ``awaitable`` finished first; its exception, or a cancel from elsewhere, propagates.
+    A ``done`` callback already queued when ``awaitable`` finishes in the same step is stale
+    and never cancels this task afterwards."""
+    this, waiting = asyncio.current_task(), [True]
+    assert this is not None
+    cancel = lambda _: waiting[0] and this.cancel()  # noqa: E731
+    done.add_done_callback(cancel)
+    try:
+        await awaitable
+    except asyncio.CancelledError:
+        if not done.done():
+            raise
+        return True
+    finally:
+        waiting[0] = False
+        done.remove_done_callback(cancel)
+    return False

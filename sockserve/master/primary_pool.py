@@ -57,7 +57,9 @@ class PrimaryDispatcher(Dispatcher):
                 self._open(key)
             except (OSError, ConfigError, LookupError) as exc:
                 self.handles.forget(key)
-                return ServerReply(key, "error", error=str(exc).strip("'\"")), []
+                why = str(exc).strip("'\"")  # the worker says "listen KEY: why": no second address
+                why = why.split(": ", 1)[-1] if why.startswith("bind ") else why
+                return ServerReply(key, "error", error=why), []
         listener = self.listeners[key]
         fds = [listener.sock.fileno()] if handle.mode == "shared" else []
         return ServerReply(key, handle.mode, listener.address), fds

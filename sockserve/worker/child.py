@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import traceback
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 from ..cluster import protocol
 from ..cluster.handles import address_info, indexed, parse_key, server_key
 from ..config import EXIT_FAILURE
+from ..eventloop import cancelled_by
 from . import apps, limits
 from .appset import AppSet
 from .runtime import Worker, current_worker
@@ -219,10 +221,13 @@ async def run_worker(main: Any) -> int:
     own = asyncio.all_tasks()  # this one, run() and its heartbeats: not the program's work
     try:
         result = main()
-        if inspect.isawaitable(result) and await _until_served(result, serving):
+        if inspect.isawaitable(result) and await cancelled_by(serving, result):
             return await serving  # disconnected while main() still waited (say, on a listen())
-    except Exception:
-        traceback.print_exc()  # an uncaught exception, as Node prints it; the worker exits 1
+    except Exception as error:  # uncaught: printed as Node prints it; the worker exits 1
+        if isinstance(error, ListenError):  # an address not to be had: its one line, no stack
+            print(f"sockserve: error: worker {worker.id}: {error}", file=sys.stderr, flush=True)
+        else:
+            traceback.print_exc()
         worker.finish(EXIT_FAILURE)
         return EXIT_FAILURE
     while not worker.keys and not serving.done():  # Node: alive while it listens, has a message
@@ -235,24 +240,6 @@ async def run_worker(main: Any) -> int:
 
 
 _made: list[ChildWorker] = []
-
-
-async def _until_served(program: Any, serving: asyncio.Task[int]) -> bool:
-    """Await ``main()`` in this task (first step at once, as Node's top level); True if the
-    worker was disconnected first and ``main()``, still waiting, was cancelled (Node exits)."""
-    this, waiting = asyncio.current_task(), [True]  # False once main() is done: a callback
-    served = lambda _: waiting[0] and this.cancel()  # noqa: E731  # already scheduled is stale
-    serving.add_done_callback(served)
-    try:
-        await program
-    except asyncio.CancelledError:
-        if not serving.done():
-            raise
-        return True
-    finally:
-        waiting[0] = False
-        serving.remove_done_callback(served)
-    return False
 
 
 def this_worker() -> ChildWorker | Worker | None:
@@ -289,8 +276,9 @@ async def listen(app: Any, port: int | None = None, host: str | None = None, *,
 
     ``app``: an ASGI app, a WSGI app or ``async def handle(reader, writer)`` (``interface``
     says which when detection cannot: asgi, wsgi, stream).  ``options``: the service's worker
-    settings (http, threads, timeouts...).  Raises ListenError (an OSError) with the primary's
-    reason, ValueError for bad arguments, AppLoadError / AppStartupError for the app.
+    settings (http, threads, timeouts...).  Raises ListenError (an OSError: "listen KEY: the
+    primary's reason"; uncaught, one ``sockserve: error:`` line and exit 1), ValueError for
+    bad arguments, AppLoadError / AppStartupError for the app.
     """
     worker = current_worker()
     if not isinstance(worker, ChildWorker):

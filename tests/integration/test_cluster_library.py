@@ -266,3 +266,21 @@ def test_a_worker_whose_main_returns_without_listening_exits_and_so_does_the_pri
         pytest.fail(f"still running after 20 s: {out!r} {err[-500:]!r}")
     assert proc.returncode == 0, err
     assert out.splitlines() == ["worker 1 main done", "exit 1 code=0 sig=None"], (out, err)
+
+
+def test_listen_on_a_port_another_process_holds_is_one_line_per_worker_and_exit_1():
+    """Node's workers die of an unhandled EADDRINUSE; here each worker prints one line naming
+    the address and the reason (no stack: it is not the program's bug) and exits 1, and the
+    primary, which outlives its workers' mistakes, ends 0 once they are gone."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        program = Program(WORKERS="2", LISTEN=f"http:port={port},host=127.0.0.1")
+        assert program.exit_code() == 0
+        stderr = program.proc.stderr.read()
+    wait_for(lambda: False, 0.2)  # the reader thread takes the last lines
+    assert sorted(stderr.splitlines()) == [
+        f"sockserve: error: worker {n}: listen 127.0.0.1:{port}: Address already in use"
+        for n in (1, 2)], stderr
+    assert sorted(e[1:3] for e in program.events if e[0] == "exit") == [[1, 1], [2, 1]], program.events

@@ -1,4 +1,4 @@
-"""``_until_served``: a library worker's ``main()`` awaited until the worker is disconnected.
+"""``eventloop.cancelled_by``: a library worker's ``main()`` awaited until the worker is disconnected.
 
 When ``main()`` finishes in the same loop step as the disconnect, the done-callback of
 ``serving`` is already scheduled; it must not cancel the worker's task afterwards (the task
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sockserve.worker.child import _until_served
+from sockserve.eventloop import cancelled_by
 
 
 def test_main_done_in_the_same_step_as_the_disconnect_leaves_the_task_uncancelled():
@@ -24,7 +24,7 @@ def test_main_done_in_the_same_step_as_the_disconnect_leaves_the_task_uncancelle
             serving.set_result(0)
 
         loop.call_soon(both)
-        disconnected = await _until_served(main(), serving)
+        disconnected = await cancelled_by(serving, main())
         try:
             for _ in range(3):
                 await asyncio.sleep(0)  # what the worker awaits next
@@ -48,7 +48,7 @@ def test_a_disconnect_while_main_waits_cancels_main_and_says_so():
                 raise
 
         loop.call_later(0.01, serving.set_result, 0)
-        return await _until_served(main(), serving), cancelled == [True]
+        return await cancelled_by(serving, main()), cancelled == [True]
 
     assert asyncio.run(scenario()) == (True, True)
 
@@ -60,7 +60,7 @@ def test_main_returning_before_any_disconnect_says_false():
         async def main() -> None:
             await asyncio.sleep(0)
 
-        served = await _until_served(main(), serving)
+        served = await cancelled_by(serving, main())
         serving.set_result(0)
         await asyncio.sleep(0)
         await asyncio.sleep(0)
