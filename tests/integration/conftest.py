@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import shutil
@@ -91,6 +92,25 @@ def start_on_taken_address(option: str) -> tuple[str, int, list[str]]:
                              capture_output=True, text=True, cwd=ROOT, timeout=30)
     errors = [line for line in out.stderr.splitlines() if line.startswith("sockserve: error")]
     return address, out.returncode, errors or [out.stderr]
+
+
+def parsed(line: str) -> list:
+    """A JSON line a test program printed; ``["unparsed", line]`` when it is not one, so the
+    test that reads it fails on what it shows (a reader thread that raised would hide it)."""
+    try:
+        return json.loads(line)
+    except ValueError:
+        return ["unparsed", line]
+
+
+def program_env(**extra: str) -> dict[str, str]:
+    """The environment for a cluster program a test runs and reads line by line: ours, with
+    PYTHONPATH at the repository and without PYTHONUNBUFFERED.  The programs print whole lines
+    with ``flush=True``, one write each; PYTHONUNBUFFERED (which CI runners set) makes
+    ``print()`` write the text and its newline apart, so two workers' lines could interleave
+    into one (``[...][...]``) on the shared pipe."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    return {**env, "PYTHONPATH": str(ROOT), **extra}
 
 
 needs_activate = pytest.mark.skipif(not shutil.which("systemd-socket-activate"),

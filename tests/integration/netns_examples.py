@@ -22,14 +22,18 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 PORT = 8000
 
 
+READERS: dict[int, threading.Thread] = {}  # pid -> the thread reading its output
+
+
 def start(example: str) -> tuple[subprocess.Popen, list[str]]:
     """The example running, and the list its output lines go to (a thread reads them)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the test's program_env(): no PYTHONUNBUFFERED
     proc = subprocess.Popen([sys.executable, str(ROOT / "examples" / example)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
-    threading.Thread(target=lambda: lines.extend(line.rstrip("\n") for line in proc.stdout),
-                     daemon=True).start()
+    READERS[proc.pid] = threading.Thread(
+        target=lambda: lines.extend(line.rstrip("\n") for line in proc.stdout), daemon=True)
+    READERS[proc.pid].start()
     return proc, lines
 
 
@@ -70,7 +74,7 @@ def stop(proc: subprocess.Popen, lines: list[str]) -> int:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-    time.sleep(0.2)  # the reader thread takes the last lines
+    READERS[proc.pid].join(10)  # every line read: EOF once the primary and its workers are gone
     return proc.returncode
 
 
@@ -90,12 +94,15 @@ def hello() -> dict:
     """Every worker started, each answers on its own connection; one killed: its death logged."""
     (proc, lines), cpus = start("cluster_hello.py"), os.cpu_count()
     started = read_until(proc, lines, lambda ls: sum("started" in line for line in ls) == cpus, 15)
-    time.sleep(0.3)  # the primary reads the last Listening after the worker printed
-    conns = [connect() for _ in range(cpus)]
-    bodies = [request(conn) for conn in conns]
-    servers = [server_pids(conn) for conn in conns]
-    for conn in conns:
-        conn.close()
+    for _ in range(50):  # a worker prints "started" before the primary has its QueryServer:
+        conns = [connect() for _ in range(cpus)]  # until each is in the rotation (<= 5 s)
+        bodies = [request(conn) for conn in conns]
+        servers = [server_pids(conn) for conn in conns]
+        for conn in conns:
+            conn.close()
+        if len({tuple(pids) for pids in servers}) == cpus:
+            break
+        time.sleep(0.1)
     workers = [int(line.split()[1]) for line in lines if line.startswith("Worker ")]
     victim = workers[0] if workers else 0
     if victim:

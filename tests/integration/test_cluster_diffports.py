@@ -6,13 +6,12 @@ served by the others; the last close releases it, and the primary stays on the C
 from __future__ import annotations
 
 import collections
-import os
 import subprocess
 import sys
 import threading
 
 import pytest
-from conftest import ROOT, connects, free_port, http_get, terminate, wait_for, worker_of
+from conftest import ROOT, connects, free_port, http_get, program_env, terminate, wait_for, worker_of
 
 from sockserve.master import native
 
@@ -28,7 +27,7 @@ class Program:
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "tests" / "apps" / "cluster_diffports.py")], cwd=ROOT, text=True,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": str(ROOT), "POLICY": policy, "LAYOUT": layout,
+            env={**program_env(), "POLICY": policy, "LAYOUT": layout,
                  "PORT_A": str(self.a), "PORT_B": str(self.b)})
         self.out: list[str] = []
         self.err: list[str] = []

@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, program_env
 
 pytestmark = [pytest.mark.timeout(60),
               pytest.mark.skipif(not shutil.which("unshare") or not shutil.which("ip"),
@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.timeout(60),
 def in_netns(scenario: str) -> dict:
     out = subprocess.run(["unshare", "-rn", sys.executable, str(ROOT / "tests" / "integration" /
                           "netns_examples.py"), scenario], capture_output=True, text=True, timeout=50,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+                         env=program_env())
     if out.returncode != 0 and "unshare" in out.stderr and "Operation not permitted" in out.stderr:
         pytest.skip("no user namespaces here")
     assert out.returncode == 0, out.stderr

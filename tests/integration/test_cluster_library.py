@@ -5,7 +5,6 @@ The program is tests/apps/cluster_events.py; it prints one JSON line per event."
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket
@@ -14,7 +13,7 @@ import sys
 import threading
 
 import pytest
-from conftest import ROOT, connects, free_port, http_get, terminate, wait_for
+from conftest import ROOT, connects, free_port, http_get, parsed, program_env, terminate, wait_for
 from test_socket_activation import listening_socket_inodes, socket_inodes
 
 from sockserve.master import native
@@ -29,15 +28,20 @@ class Program:
 
     def __init__(self, *prefix: str, **env: str) -> None:
         self.proc = subprocess.Popen([*prefix, sys.executable, APP], cwd=ROOT, text=True,
-                                     env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+                                     env=program_env(**env),
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.events: list[list] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         for line in self.proc.stdout:
             if line.startswith("["):
-                self.events.append(json.loads(line))
+                self.events.append(parsed(line))
+
+    def read_to_end(self, timeout: float = 10) -> None:
+        """Every line read: the reader meets EOF once the primary and its workers are gone."""
+        self._reader.join(timeout)
 
     def names(self, worker: int | None = None) -> list[str]:
         return [e[0] for e in self.events if worker is None or (len(e) > 1 and e[1] == worker)]
@@ -55,7 +59,7 @@ class Program:
 def run_to_end(scenario: str, workers: int = 1) -> Program:
     program = Program(SCENARIO=scenario, WORKERS=str(workers))
     assert program.exit_code() == 0, program.proc.stderr.read()  # no worker left: it ends
-    wait_for(lambda: False, 0.2)  # the reader thread takes the last lines
+    program.read_to_end()
     return program
 
 
@@ -149,7 +153,7 @@ def _children(pid: int) -> list[str]:
 
 def test_setup_primary_fork_env_and_scheduling_policy(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "tests" / "apps" / "cluster_setup.py")], cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), "WORKER_CWD": str(tmp_path)},
+                          env=program_env(WORKER_CWD=str(tmp_path)),
                           capture_output=True, text=True, timeout=40)
     assert proc.returncode == 0, proc.stderr
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("[")]
@@ -202,7 +206,7 @@ def test_unix_socket_listener_and_its_file_removed_at_release(tmp_path):
 def test_a_worker_with_only_a_message_listener_stays_until_disconnected():
     program = Program(SCENARIO="ping", WORKERS="1", LISTEN="")
     assert program.exit_code() == 0, program.proc.stderr.read()
-    wait_for(lambda: False, 0.2)
+    program.read_to_end()
     assert ["message", 1, "pong"] in program.events  # alive after main() returned, answering
     assert program.events[-1] == ["exit", 1, 0, None, True, True, False, "dead"]
 
@@ -232,7 +236,7 @@ def test_a_worker_whose_main_returns_without_listening_exits_once_idle(mode, lin
     # Node: a worker with no server, no 'message' listener and nothing pending exits at once;
     # sockserve's own tasks (heartbeats) must not keep it; the program's own task does
     proc = subprocess.run([sys.executable, str(ROOT / "tests" / "apps" / "cluster_idle.py")],
-                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "MODE": mode},
+                          cwd=ROOT, env=program_env(MODE=mode),
                           capture_output=True, text=True, timeout=15)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == lines, proc.stdout + proc.stderr
@@ -256,7 +260,7 @@ def test_a_worker_whose_main_returns_without_listening_exits_and_so_does_the_pri
     script = tmp_path / "idle.py"
     script.write_text(IDLE_WORKER)
     proc = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            env=program_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         out, err = proc.communicate(timeout=20)
@@ -279,7 +283,7 @@ def test_listen_on_a_port_another_process_holds_is_one_line_per_worker_and_exit_
         program = Program(WORKERS="2", LISTEN=f"http:port={port},host=127.0.0.1")
         assert program.exit_code() == 0
         stderr = program.proc.stderr.read()
-    wait_for(lambda: False, 0.2)  # the reader thread takes the last lines
+    program.read_to_end()
     assert sorted(stderr.splitlines()) == [
         f"sockserve: error: worker {n}: listen 127.0.0.1:{port}: Address already in use"
         for n in (1, 2)], stderr

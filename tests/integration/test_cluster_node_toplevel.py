@@ -9,20 +9,17 @@ re-listens an inherited socket.  Real primaries, workers and ``systemd-socket-ac
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import subprocess
 import sys
 import threading
 
 import pytest
-from conftest import ROOT, connects, free_port, http_get, terminate, wait_for
+from conftest import ROOT, connects, free_port, http_get, parsed, program_env, terminate, wait_for
 from test_socket_activation import listening_socket_inodes, socket_inodes
 
 pytestmark = pytest.mark.timeout(60)
-ENV = {k: v for k, v in os.environ.items() if not k.startswith(("SOCKSERVE_", "LISTEN_"))}
-ENV["PYTHONPATH"] = str(ROOT)
+ENV = {k: v for k, v in program_env().items() if not k.startswith(("SOCKSERVE_", "LISTEN_"))}
 needs_activate = pytest.mark.skipif(not shutil.which("systemd-socket-activate"),
                                     reason="systemd-socket-activate is not installed")
 
@@ -64,12 +61,17 @@ class Program:
         self.proc = subprocess.Popen([*prefix, sys.executable, str(path)], cwd=ROOT, text=True,
                                      env={**ENV, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.events: list[list] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         for line in self.proc.stdout:
             if line.startswith("["):
-                self.events.append(json.loads(line))
+                self.events.append(parsed(line))
+
+    def read_to_end(self, timeout: float = 10) -> None:
+        """Every line read: the reader meets EOF once the primary and its workers are gone."""
+        self._reader.join(timeout)
 
     def count(self, name: str) -> int:
         return [e[0] for e in self.events].count(name)
@@ -106,6 +108,7 @@ def test_a_node_style_top_level_runs_in_every_worker(tmp_path):
         assert len(held) == 1
     finally:
         assert terminate(program.proc) == 0
+    program.read_to_end()
     assert program.count("exit") == 2  # the top-level cluster.on("exit") of the primary
 
 
