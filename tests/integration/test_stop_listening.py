@@ -41,12 +41,17 @@ def in_background(fn, *args) -> dict:
     return result
 
 
+def in_workers(server) -> int:
+    """Connections the workers hold open, as their last heartbeats (1 s apart) said."""
+    return sum(w["open"] for w in server.status()["workers"])
+
+
 @pytest.mark.parametrize("policy", ["rr", "shared", "reuseport"])
 def test_sigterm_refuses_new_connections_at_once_and_finishes_in_flight(start_server, policy):
     server = start_server("tests.apps.sample:slow_app", "--workers", "2", "--policy", policy,
                           "--graceful-timeout", "10")
     slow = in_background(http_get, server.port, "/?s=4")
-    time.sleep(0.5)  # the request is in a worker
+    assert wait_for(lambda: in_workers(server) == 1, 5)  # the request is in a worker
     server.signal(signal.SIGTERM)
     # at once, not when the master exits (after the 4 s request); 2 s: a hang guard on a busy box
     assert wait_for(lambda: refused(server.port), 2.0), "a new client still connects after SIGTERM"
@@ -60,7 +65,7 @@ def test_shared_workers_meet_the_shut_down_socket_quietly(start_server, sig):
     """The master shuts the shared socket down under the workers' accept loops: no EINVAL spin."""
     server = start_server("tests.apps.sample:slow_app", "--workers", "2", "--policy", "shared")
     slow = in_background(http_get, server.port, "/?s=1")
-    time.sleep(0.3)
+    time.sleep(0.3)  # (in flight or not, the stop must meet the shut-down socket quietly)
     server.signal(sig)
     assert server.proc.wait(15) == 0
     slow["thread"].join(10)
