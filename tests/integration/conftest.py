@@ -173,6 +173,12 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def in_workers(server) -> int:
+    """Connections the workers hold open, as their last heartbeats (1 s apart) said: a request
+    sent from a thread is in a worker once this counts it (a sleep is no such guarantee)."""
+    return sum(w["open"] for w in server.status()["workers"])
+
+
 def wait_for(predicate, timeout: float, interval: float = 0.02):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

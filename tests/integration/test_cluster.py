@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from conftest import ROOT, alive, children, free_port, http_get, wait_for, worker_of
+from conftest import ROOT, alive, children, free_port, http_get, in_workers, wait_for, worker_of
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -71,7 +71,7 @@ def test_sigterm_lets_a_slow_request_finish_and_exits_zero(start_server):
     result = []
     t = threading.Thread(target=lambda: result.append(http_get(server.port, "/?s=2", timeout=10)))
     t.start()
-    time.sleep(0.5)
+    assert wait_for(lambda: in_workers(server) == 1, 5)  # in a worker: a SIGTERM before would refuse it
     server.signal(signal.SIGTERM)
     t.join(10)
     assert result and result[0][0] == 200

@@ -14,7 +14,7 @@ import threading
 import time
 
 import pytest
-from conftest import ROOT, answers, free_port, http_get, wait_for
+from conftest import ROOT, answers, free_port, http_get, in_workers, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -39,11 +39,6 @@ def in_background(fn, *args) -> dict:
     thread.start()
     result["thread"] = thread
     return result
-
-
-def in_workers(server) -> int:
-    """Connections the workers hold open, as their last heartbeats (1 s apart) said."""
-    return sum(w["open"] for w in server.status()["workers"])
 
 
 @pytest.mark.parametrize("policy", ["rr", "shared", "reuseport"])
