@@ -14,7 +14,7 @@ import threading
 import time
 
 import pytest
-from conftest import ROOT, alive, children, http_get, wait_for
+from conftest import ROOT, alive, children, http_get, in_workers, wait_for
 
 from sockserve.master import native
 
@@ -120,8 +120,8 @@ def test_a_second_reload_while_the_first_drains_reads_the_config_after_it(start_
     config.write_text("workers = 2\ngraceful_timeout = 10\n")
     server = start_server(*APP, "--config", str(config))
     slow = threading.Thread(target=http_get, args=(server.port, "/?s=8", 15))
-    slow.start()  # keeps a generation-1 worker draining for 8 s
-    time.sleep(0.3)
+    slow.start()  # keeps a generation-1 worker draining for 8 s, once it is in one:
+    assert wait_for(lambda: in_workers(server) == 1, 5)  # (a reload before: it went to generation 2)
     first = reload(server, wait=False)
     assert first.returncode == 0
     assert wait_for(lambda: server.status()["generation"] == 2, 10)
