@@ -41,6 +41,23 @@ def in_background(fn, *args) -> dict:
     return result
 
 
+def status(control: str) -> dict:
+    from sockserve.master.control import request
+    return request(control, {"cmd": "status"}, 5.0)
+
+
+def unacked(server) -> int:
+    """Connections handed to the workers that they have neither accepted nor rejected yet."""
+    return sum(w["handed"] - w["accepted"] - w["rejected"] for w in server.status()["workers"])
+
+
+def accept_queue(port: int) -> int:
+    """Connections waiting in the kernel's accept queue of the listener on ``port`` (its Recv-Q)."""
+    out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True,
+                         timeout=10).stdout.split()
+    return int(out[1]) if out else 0
+
+
 @pytest.mark.parametrize("policy", ["rr", "shared", "reuseport"])
 def test_sigterm_refuses_new_connections_at_once_and_finishes_in_flight(start_server, policy):
     server = start_server("tests.apps.sample:slow_app", "--workers", "2", "--policy", policy,
@@ -77,11 +94,11 @@ def test_connection_queued_before_sigterm_is_served(start_server):
     os.kill(worker, signal.SIGSTOP)  # its window fills with one un-acked hand-off
     try:
         first = in_background(http_get, server.port, "/?s=0")
-        time.sleep(0.3)
+        assert wait_for(lambda: unacked(server) == 1, 5), server.status()  # handed, never acked
         queued = in_background(http_get, server.port, "/?s=0")  # stays in the accept queue
-        time.sleep(0.3)
+        assert wait_for(lambda: accept_queue(server.port) == 1, 5)
         server.signal(signal.SIGTERM)
-        time.sleep(0.3)
+        assert wait_for(lambda: server.status()["state"] == "stopping", 5)  # the worker still stopped
     finally:
         os.kill(worker, signal.SIGCONT)
     for request in (first, queued):
@@ -119,7 +136,7 @@ def test_socket_from_systemd_keeps_its_queue_during_a_stop(tmp_path):
     try:
         assert wait_for(lambda: answers(port, "/?s=0"), 15)
         slow = in_background(http_get, port, "/?s=2")
-        time.sleep(0.5)
+        assert wait_for(lambda: sum(w["open"] for w in status(control)["workers"]) == 1, 5)
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.3)
         assert not refused(port)  # queued in the kernel for whoever owns the socket next
