@@ -47,16 +47,23 @@ def test_python_api_runs_the_counter_example():
     proc = subprocess.Popen([sys.executable, "-m", "examples.counter"], cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
+    seen: list[str] = []
     try:
         assert wait_for(lambda: _answers(), 10)
         for _ in range(3):
             http_get(8000)
-        time.sleep(1.5)
+        deadline = time.monotonic() + 10  # the master prints every second: until it counts 3
+        while time.monotonic() < deadline and not _counted(seen, 3) and (line := proc.stdout.readline()):
+            seen.append(line.rstrip("\n"))
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0
-    assert any(line.startswith("numReqs = ") and int(line.split("= ")[1]) >= 3 for line in out.splitlines())
+    assert _counted(seen + out.splitlines(), 3), seen + out.splitlines()
+
+
+def _counted(lines: list[str], at_least: int) -> bool:
+    return any(line.startswith("numReqs = ") and int(line.split("= ")[1]) >= at_least for line in lines)
 
 
 def _answers() -> bool:
