@@ -140,6 +140,7 @@ def test_stopped_worker_is_killed_and_replaced_after_worker_timeout(start_server
         time.sleep(0.3)
         os.kill(victim, signal.SIGSTOP)
         stopped_at = time.monotonic()
+        assert wait_for(lambda: stopped(victim), GUARD)  # then its fd table is final (stop_and_kill)
         held = held_connections(victim, server.port)
         assert wait_for(lambda: victim not in server.worker_pids().values(), 6), server.status()
         killed_after = time.monotonic() - stopped_at  # the replacement's boot is not measured:
