@@ -81,7 +81,7 @@ def test_shared_worker_at_its_fd_limit_stops_accepting_and_is_replaced(start_ser
     server = start_server(APP, "--workers", "2", "--policy", "shared", "--worker-timeout", "3")
     (victim, pid), (other, _) = sorted(server.worker_pids().items())
     at_limit(pid)
-    time.sleep(1.0)  # a heartbeat: the worker measures its fds at least once a heartbeat
+    assert wait_for(lambda: worker_stats(server, victim)["fd_paused"], 10)  # its heartbeat measured it
     result = run_load(server.port, threads=4, max_requests=300, seconds=2.5)
     print(f"\nshared, worker {victim} at its fd limit: {result.summary()}")
     assert not result.failed, result.summary()  # bounded by the test: none may fail
