@@ -31,9 +31,16 @@ class Program:
                  "PORT_A": str(self.a), "PORT_B": str(self.b)})
         self.out: list[str] = []
         self.err: list[str] = []
-        for stream, into in ((self.proc.stdout, self.out), (self.proc.stderr, self.err)):
-            threading.Thread(target=lambda s=stream, i=into: i.extend(line.strip() for line in s),
-                             daemon=True).start()
+        self._readers = [threading.Thread(target=lambda s=stream, i=into: i.extend(x.strip() for x in s),
+                                          daemon=True)
+                         for stream, into in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
+        for reader in self._readers:
+            reader.start()
+
+    def read_to_end(self, timeout: float = 10) -> None:
+        """Every line read: the readers meet EOF once the primary and its workers are gone."""
+        for reader in self._readers:
+            reader.join(timeout)
 
     def line(self, prefix: str) -> str:
         assert wait_for(lambda: any(x.startswith(prefix) for x in self.out), 15), (self.out, self.err)
@@ -72,6 +79,7 @@ def test_workers_listening_on_different_ports_each_serve_their_own(policy):
         assert program.answers(program.b) == {"w2"}
     finally:
         assert terminate(program.proc) == 0
+    program.read_to_end()  # a warning printed last is in program.err
     assert not [line for line in program.err if "warning" in line], program.err
 
 
