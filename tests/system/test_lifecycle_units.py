@@ -67,12 +67,15 @@ def test_three_reloads_after_a_timed_out_one_all_succeed(box):
     assert status["generation"] == 5 and {w["generation"] for w in status["workers"]} == {5}, status
 
 
-def _in_flight(box: Box, path: str, results: list) -> threading.Thread:
-    """GET ``path`` in a thread (a connection of the box's netns); its status or error goes to ``results``."""
+def _in_flight(box: Box, path: str, results: list, sent: list | None = None) -> threading.Thread:
+    """GET ``path`` in a thread (a connection of the box's netns); its status or error goes to ``results``;
+    ``sent`` gets its path once the request is on its way."""
     def get() -> None:
         try:
             with box.connect(("127.0.0.1", 8000), timeout=30) as sock:
                 sock.sendall(f"GET {path} HTTP/1.1\r\nHost: box\r\nConnection: close\r\n\r\n".encode())
+                if sent is not None:
+                    sent.append(path)
                 data = b""
                 while chunk := sock.recv(65536):
                     data += chunk
@@ -82,6 +85,12 @@ def _in_flight(box: Box, path: str, results: list) -> threading.Thread:
     thread = threading.Thread(target=get)
     thread.start()
     return thread
+
+
+def _accept_queue(box: Box) -> int:
+    """Connections waiting in the accept queue of sockserve.socket's port 8000 (its Recv-Q)."""
+    out = box.run("ss", "-ltnH", "sport = :8000").stdout.split()
+    return int(out[1]) if out else -1
 
 
 def test_stop_during_a_reload_ends_inactive_not_failed(box):
@@ -99,9 +108,10 @@ def test_stop_during_a_reload_ends_inactive_not_failed(box):
     during: list = []  # requests made while the reload runs: the old generation answers them
     for _ in range(5):
         _in_flight(box, "/", during).join(30)
-    slow: list = []
-    threads = [_in_flight(box, "/?s=1.5", slow) for _ in range(3)]  # the old generation's, in flight
-    time.sleep(0.3)
+    slow, sent = [], []
+    threads = [_in_flight(box, "/?s=1.5", slow, sent) for _ in range(3)]  # the old generation's, in flight
+    # once sent and taken from the socket's queue (a stop before: refused, or left for the next start)
+    wait_until(lambda: len(sent) == 3 and _accept_queue(box) == 0, 10, "the slow requests accepted")
     assert box.show(SERVICE, "ActiveState")["ActiveState"] == "reloading"  # the stop comes mid-reload
     box.run("systemctl", "stop", SERVICE, timeout=60)
     for thread in threads:
