@@ -68,6 +68,7 @@ class ChildWorker(Worker):
     def __init__(self, worker_id: int, sock: socket.socket, loop: asyncio.AbstractEventLoop, *,
                  config: dict[str, Any] | None = None, adapter: Any = None) -> None:
         self.library = config is None  # started by cluster.fork(), not by the sockserve service
+        self.sigterm_drains = not self.library  # worker.kill() kills, as in Node
         self.apps = AppSet({}) if adapter is None else adapter  # the library's grows with listen()
         super().__init__(worker_id, dict(CONFIG) if config is None else config, sock, self.apps, loop)
         self._thread = threading.get_ident()
@@ -215,8 +216,7 @@ async def run_worker(main: Any) -> int:
     if worker.loop is not loop:
         raise RuntimeError("cluster.run(main): the worker's loop is not the running one")
     serving = loop.create_task(worker.run())
-    await asyncio.sleep(0)  # run() installed its handlers: SIGTERM is a plain kill here, as in Node
-    loop.remove_signal_handler(signal.SIGTERM)
+    await asyncio.sleep(0)  # run() sent Online (SIGTERM stays a plain kill here, as in Node)
     worker.online_sent()  # run() said Online: what cluster.worker.send() kept at import goes
     own = asyncio.all_tasks()  # this one, run() and its heartbeats: not the program's work
     try:

@@ -41,6 +41,8 @@ def current_worker() -> Worker | None:
 class Worker:
     """One worker's side of the cluster protocol."""
 
+    sigterm_drains = True  # SIGTERM: disconnect (drain, exit 0); False: the default, a kill (Node)
+
     def __init__(self, worker_id: int, config: dict[str, Any], sock: socket.socket,
                  adapter: apps.StreamAdapter | apps.AsgiAdapter,
                  loop: asyncio.AbstractEventLoop) -> None:
@@ -85,7 +87,8 @@ class Worker:
         """Serve until disconnected; the exit code."""
         _running["worker"] = self
         self._channel.start(self.loop)
-        self.loop.add_signal_handler(signal.SIGTERM, self.disconnect)
+        if self.sigterm_drains:
+            self.loop.add_signal_handler(signal.SIGTERM, self.disconnect)
         self.loop.add_signal_handler(signal.SIGQUIT, self.quit)
         self._channel.send(protocol.Online(self.id, self.pid))
         self.event("online", "worker %d online (pid %d)", self.id, self.pid)

@@ -288,3 +288,35 @@ def test_listen_on_a_port_another_process_holds_is_one_line_per_worker_and_exit_
         f"sockserve: error: worker {n}: listen 127.0.0.1:{port}: Address already in use"
         for n in (1, 2)], stderr
     assert sorted(e[1:3] for e in program.events if e[0] == "exit") == [[1, 1], [2, 1]], program.events
+
+
+KILL_ON_ONLINE = """
+import sockserve
+from sockserve import cluster
+async def main():
+    if cluster.is_primary:
+        cluster.on("exit", lambda w, code, sig: print(f"exit {w.id} code={code} sig={sig}", flush=True))
+        cluster.on("online", lambda w: w.kill())
+        for _ in range(4):
+            cluster.fork()
+    else:
+        def app(environ, start_response):
+            start_response("200 OK", [])
+            return [b"x"]
+        await sockserve.listen(app, 0, "127.0.0.1")
+        print(f"worker {cluster.worker.id} still listening", flush=True)
+cluster.run(main)
+"""
+
+
+def test_worker_kill_from_the_online_listener_kills_every_worker(tmp_path):
+    """Node: ``worker.kill()`` is SIGTERM and the worker dies of it, whenever it comes.  A
+    SIGTERM that came just after ``Online`` was caught by a handler about to be removed and
+    dropped (explorer: 2 to 4 workers of 4 served on, the primary never ended)."""
+    script = tmp_path / "kill_on_online.py"
+    script.write_text(KILL_ON_ONLINE)
+    proc = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=program_env(),
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(proc.stdout.splitlines()) == [f"exit {n} code=None sig=SIGTERM" for n in range(1, 5)], \
+        proc.stdout + proc.stderr
