@@ -17,10 +17,11 @@ import signal
 import sys
 from typing import Any
 
-from ..cluster.events import EventEmitter, Life
+from ..cluster.events import EventEmitter
 from ..cluster.handles import address_info, parse_key
 from ..systemd import listen_fds, scrub_env
 from .primary_pool import LibraryPool, close_inherited, new_pool
+from .primary_worker import Unstarted, Worker
 from .workers import WorkerHandle
 
 SCHED_NONE, SCHED_RR = 1, 2  # Node's values
@@ -30,71 +31,6 @@ POLICY = {SCHED_RR: "rr", SCHED_NONE: "shared"}
 def policy_from_env(environ: dict[str, str] | os._Environ[str]) -> int:
     """``SOCKSERVE_SCHED_POLICY`` (``rr`` / ``none``), as Node's ``NODE_CLUSTER_SCHED_POLICY``."""
     return SCHED_NONE if environ.get("SOCKSERVE_SCHED_POLICY") == "none" else SCHED_RR
-
-
-class WorkerProcess:
-    """``worker.process``: ``pid``, ``exit_code``, ``signal_code`` (Node's ChildProcess fields)."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.exit_code: int | None = None
-        self.signal_code: str | None = None
-
-    def kill(self, sig: int | str = "SIGTERM") -> bool:
-        number = getattr(signal, sig) if isinstance(sig, str) else sig
-        try:
-            os.kill(self.pid, number)
-        except ProcessLookupError:
-            return False
-        return True
-
-
-class Worker(EventEmitter):
-    """Node's ``cluster.Worker`` in the primary (``cluster.workers[id]``)."""
-
-    def __init__(self, handle: WorkerHandle, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__()
-        self.id = handle.id
-        self.process = WorkerProcess(handle.pid)
-        self._handle, self._loop, self._life = handle, loop, Life()
-
-    @property
-    def state(self) -> str:
-        return self._life.state
-
-    @property
-    def exited_after_disconnect(self) -> bool | None:
-        return self._life.exited_after_disconnect
-
-    def send(self, message: Any) -> bool:
-        """A JSON value to the worker (its ``cluster.worker.on("message")``)."""
-        if self._handle.channel.closed:
-            return False
-        self._handle.send(message)
-        return True
-
-    def disconnect(self) -> Worker:
-        """The worker closes its servers, finishes its connections and exits (0)."""
-        self._life.ask()
-        self._handle.disconnect(self._loop.time())
-        return self
-
-    def kill(self, sig: int | str = "SIGTERM") -> None:
-        """Signal the worker (default SIGTERM) without waiting for a graceful disconnect."""
-        self._life.ask()
-        self._handle.killed = True
-        self.process.kill(sig)
-
-    destroy = kill
-
-    def is_connected(self) -> bool:
-        return self._life.connected
-
-    def is_dead(self) -> bool:
-        return self._life.dead
-
-    def __repr__(self) -> str:
-        return f"<Worker id={self.id} pid={self.process.pid} state={self.state}>"
 
 
 class Primary(EventEmitter):
@@ -112,6 +48,7 @@ class Primary(EventEmitter):
         self._pool: LibraryPool | None = None
         self._inherited: list[Any] | None = None
         self._all_gone: list[asyncio.Future[None]] = []
+        self.stopping = False  # SIGTERM / SIGINT came: fork() starts nothing (primary_worker.Unstarted)
 
     @property
     def scheduling_policy(self) -> int:
@@ -154,6 +91,9 @@ class Primary(EventEmitter):
     def fork(self, env: dict[str, str] | None = None) -> Worker:
         """Start a worker; its ``fork`` event comes on the next loop turn (Node: nextTick)."""
         loop = _loop("fork")
+        if self.stopping:  # Node's primary would be dead: a respawn from "exit" must not hold it
+            self._ids += 1
+            return Unstarted(self._ids)
         if not self.settings or self._frozen is None:
             self.setup_primary()
         pool = self._start(loop)
@@ -284,6 +224,7 @@ async def run_primary(primary: Primary, main: Any) -> int:
         if stopping:
             primary.kill_all()
         stopping.append(True)
+        primary.stopping = True
         primary.disconnect()
 
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -4,7 +4,9 @@ The program is tests/apps/cluster_events.py; it prints one JSON line per event."
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import signal
 import socket
@@ -320,3 +322,54 @@ def test_worker_kill_from_the_online_listener_kills_every_worker(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert sorted(proc.stdout.splitlines()) == [f"exit {n} code=None sig=SIGTERM" for n in range(1, 5)], \
         proc.stdout + proc.stderr
+
+
+RESPAWN_FROM_EXIT = """
+import sockserve
+from sockserve import cluster
+async def main():
+    if cluster.is_primary:
+        def on_exit(worker, code, sig):  # Node's docs, under the 'exit' event: replace the dead
+            again = cluster.fork()
+            print(f"exit {worker.id} code={code}; fork -> dead={again.is_dead()} "
+                  f"known={again.id in cluster.workers}", flush=True)
+        cluster.on("exit", on_exit)
+        cluster.on("listening", lambda w, a: print(f"listening {w.id}", flush=True))
+        for _ in range(2):
+            cluster.fork()
+    else:
+        def app(environ, start_response):
+            start_response("200 OK", [])
+            return [b"x"]
+        await sockserve.listen(app, 0, "127.0.0.1")
+cluster.run(main)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_ends_although_the_exit_listener_forks_again(tmp_path, sig):
+    """Node's documented respawn (``cluster.on("exit", ... cluster.fork())``) must not keep a
+    stopping primary alive: each worker that left was replaced, the replacements disconnected,
+    replaced again... (explorer: SIGTERM, two SIGTERMs and Ctrl-C all hung until SIGKILL)."""
+    script = tmp_path / "respawn.py"
+    script.write_text(RESPAWN_FROM_EXIT)
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, env=program_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    try:
+        assert wait_for(lambda: sum(line.startswith("listening") for line in lines) == 2, 20), lines
+        if sig == signal.SIGINT:
+            os.killpg(proc.pid, sig)  # Ctrl-C: the whole group
+        else:
+            proc.send_signal(sig)
+        code = proc.wait(20)
+    finally:
+        terminate(proc, 1)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the group it made (its workers), if it hung
+    reader.join(10)
+    assert code == 0, proc.stderr.read()
+    assert sorted(line.strip() for line in lines if line.startswith("exit")) == [
+        f"exit {n} code=0; fork -> dead=True known=False" for n in (1, 2)], lines
