@@ -8,10 +8,12 @@ no pid reuse before we reap.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from .. import apploader
@@ -35,14 +37,16 @@ def spawn_worker(env: Mapping[str, str], channel_end: socket.socket, argv: tuple
     """Start a worker that inherits ``channel_end`` (and no other fd of ours).
 
     ``silent``: its stdout and stderr go to /dev/null (Node's ``setupPrimary({silent})``).
+    The worker starts with SIGINT ignored (``_sigint_ignored``).
     Raises OSError when the interpreter cannot be executed.
     """
     fd = channel_end.fileno()
     os.set_inheritable(fd, True)
     quiet = [(os.POSIX_SPAWN_OPEN, out, os.devnull, os.O_WRONLY, 0) for out in (1, 2)] if silent else []
     try:
-        pid = os.posix_spawn(argv[0], list(argv), {**env, "SOCKSERVE_CHANNEL_FD": str(fd)},
-                             file_actions=quiet)
+        with _sigint_ignored() as mask:
+            pid = os.posix_spawn(argv[0], list(argv), {**env, "SOCKSERVE_CHANNEL_FD": str(fd)},
+                                 file_actions=quiet, setsigmask=mask)
     finally:
         os.set_inheritable(fd, False)
     try:
@@ -52,6 +56,25 @@ def spawn_worker(env: Mapping[str, str], channel_end: socket.socket, argv: tuple
         os.waitpid(pid, 0)
         raise
     return Spawned(pid, pidfd)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[set[signal.Signals]]:
+    """Spawn with SIGINT ignored: exec keeps SIG_IGN and Python then installs no
+    KeyboardInterrupt handler, so a Ctrl-C (sent to the whole process group) during a worker's
+    boot (its imports, a library program's top level) prints no traceback in each worker; the
+    master decides (it drains them).  SIGINT is blocked meanwhile, so one that comes is held
+    for the master's own handler, not lost; yields the signal mask the child is to have."""
+    if threading.current_thread() is not threading.main_thread():
+        yield signal.pthread_sigmask(signal.SIG_BLOCK, ())
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield mask
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if handler is None else handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def kill(pid: int, sig: int) -> bool:
