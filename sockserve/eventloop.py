@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -56,3 +57,21 @@ async def cancelled_by(done: asyncio.Future[Any], awaitable: Awaitable[Any]) -> 
         waiting[0] = False
         done.remove_done_callback(cancel)
     return False
+
+
+_listening: set[asyncio.Future[Any]] = set()  # tasks of async listeners, held until they end
+
+
+def run_soon(awaitable: Awaitable[Any], what: str) -> None:
+    """Run what an ``async def`` event listener returned as a task of the running loop (Node
+    runs an async listener's body; ``emit`` does not wait for it); its exception is logged as
+    a listener's that raises (``sockserve.cluster``: "WHAT failed" and the traceback)."""
+    task = asyncio.ensure_future(awaitable)
+    _listening.add(task)
+
+    def ended(done: asyncio.Future[Any]) -> None:
+        _listening.discard(done)
+        if not done.cancelled() and done.exception() is not None:
+            logging.getLogger("sockserve.cluster").error("%s failed", what, exc_info=done.exception())
+
+    task.add_done_callback(ended)

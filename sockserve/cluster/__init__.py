@@ -56,7 +56,10 @@ def run(main: Any) -> None:
     primary, until no worker is left and nothing else runs.  Exits the process with its code."""
     import logging
 
-    from ..eventloop import new_event_loop
+    from ..eventloop import new_event_loop, run_soon
+    from .events import EventEmitter
+
+    EventEmitter.run_awaitable = staticmethod(run_soon)  # async def listeners run (Node's do)
 
     if not logging.getLogger().handlers:  # the service's logs: quiet unless the program logs
         for side_name in ("sockserve.master", "sockserve.worker"):

@@ -2,7 +2,9 @@
 
 ``EventEmitter``: ``on`` / ``once`` / ``off`` / ``emit`` / ``listener_count`` as Node's
 (``events`` module), except that a listener that raises is logged and the others still run
-(Node would throw from ``emit``; here a primary never dies of a listener's mistake).
+(Node would throw from ``emit``; here a primary never dies of a listener's mistake).  An
+``async def`` listener runs as a task of the running loop (Node runs an async function's body
+too; ``run_awaitable``, set by ``cluster.run``), its exception logged the same way.
 
 ``Life``: what Node's primary does when a worker's IPC channel closes (``disconnect``) and
 when its process exits (``exit``): ``exited_after_disconnect`` (true when the primary asked:
@@ -25,6 +27,9 @@ CLUSTER_EVENTS = ("setup", "fork", "online", "listening", "message", "disconnect
 
 
 class EventEmitter:
+    # runs what an async listener returned: eventloop.run_soon, set by cluster.run (impure)
+    run_awaitable: Callable[[Any, str], None] | None = None
+
     def __init__(self) -> None:
         self._listeners: dict[str, list[tuple[Callable[..., Any], bool]]] = {}
 
@@ -62,10 +67,22 @@ class EventEmitter:
         self._listeners[event] = [e for e in self._listeners[event] if not e[1]]
         for listener, _ in entries:
             try:
-                listener(*args)
+                result = listener(*args)
             except Exception:
                 log.exception("%r listener %r failed", event, listener)
+                continue
+            if hasattr(result, "__await__"):
+                self._run_awaitable(result, f"{event!r} listener {listener!r}")
         return True
+
+    @classmethod
+    def _run_awaitable(cls, result: Any, what: str) -> None:
+        if cls.run_awaitable is not None:
+            cls.run_awaitable(result, what)
+            return
+        if hasattr(result, "close"):
+            result.close()  # no loop to run it on: no "never awaited" warning, this line instead
+        log.error("%s is async: emitted outside cluster.run(main), it did not run", what)
 
 
 class Life:

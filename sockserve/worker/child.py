@@ -25,7 +25,7 @@ from typing import Any
 from ..cluster import protocol
 from ..cluster.handles import address_info, indexed, parse_key, server_key
 from ..config import EXIT_FAILURE
-from ..eventloop import cancelled_by
+from ..eventloop import cancelled_by, run_soon
 from . import apps, limits
 from .appset import AppSet
 from .runtime import Worker, current_worker
@@ -124,9 +124,12 @@ class ChildWorker(Worker):
             return
         for callback in list(self._listeners.get(event, ())):
             try:
-                callback(*args)
+                result = callback(*args)
             except Exception:
                 traceback.print_exc()
+                continue
+            if hasattr(result, "__await__"):  # an async def listener: a task, as Node runs it
+                run_soon(result, f"{event!r} listener {callback!r}")
 
     def kill(self, sig: int | str = "SIGTERM") -> None:
         os.kill(self.pid, getattr(signal, sig) if isinstance(sig, str) else sig)

@@ -21,6 +21,7 @@ from ..cluster import protocol
 from ..cluster.channel import Channel
 from ..cluster.protocol import Message
 from ..config import EXIT_APP, EXIT_FAILURE, EXIT_OK, ConfigError
+from ..eventloop import run_soon
 from ..listeners import bind_reuseport
 from . import apps, drain, limits
 from .fdpressure import RESUME_AT, Acceptor, FdBudget
@@ -287,7 +288,8 @@ class Worker:
     def _emit(self, event: str, *args: Any) -> None:
         for callback in list(self._listeners.get(event, ())):
             try:
-                callback(*args)
+                if hasattr(result := callback(*args), "__await__"):  # async def: a task (Node)
+                    run_soon(result, f"worker {event!r} listener")
             except Exception:
                 log.exception("worker %r listener failed", event)
 

@@ -373,3 +373,44 @@ def test_a_stop_ends_although_the_exit_listener_forks_again(tmp_path, sig):
     assert code == 0, proc.stderr.read()
     assert sorted(line.strip() for line in lines if line.startswith("exit")) == [
         f"exit {n} code=0; fork -> dead=True known=False" for n in (1, 2)], lines
+
+
+ASYNC_LISTENERS = """
+import asyncio
+from sockserve import cluster
+async def main():
+    if cluster.is_primary:
+        async def on_message(worker, message):
+            await asyncio.sleep(0.01)
+            print(f"primary got {message}", flush=True)
+            if message == "pong":
+                worker.disconnect()
+        async def on_exit(worker, code, sig):
+            await asyncio.sleep(0.01)
+            print(f"exit {worker.id} code={code}", flush=True)
+        async def failing(worker, code, sig):
+            raise RuntimeError("an async listener's mistake")
+        cluster.on("message", on_message).on("exit", on_exit).on("exit", failing)
+        cluster.fork().send("ping")
+    else:
+        async def on_ping(message):
+            await asyncio.sleep(0.01)
+            cluster.worker.send("pong")
+        cluster.worker.on("message", on_ping)
+cluster.run(main)
+"""
+
+
+def test_async_def_listeners_run_in_the_primary_and_in_a_worker(tmp_path):
+    """Node runs an async function given as a listener; its body here never ran (explorer:
+    only "coroutine ... was never awaited").  An async listener's exception is logged, one
+    "failed" line with its traceback, and the primary still ends 0."""
+    script = tmp_path / "async_listeners.py"
+    script.write_text(ASYNC_LISTENERS)
+    proc = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=program_env(),
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["primary got pong", "exit 1 code=0"], proc.stdout + proc.stderr
+    assert "'exit' listener" in proc.stderr and "failed" in proc.stderr, proc.stderr
+    assert "RuntimeError: an async listener's mistake" in proc.stderr
+    assert "never awaited" not in proc.stderr, proc.stderr

@@ -157,3 +157,20 @@ def test_the_librarys_policy_variable_is_not_a_setting_of_the_command():
     from sockserve.cli import from_env
 
     assert from_env({"SOCKSERVE_SCHED_POLICY": "none", "SOCKSERVE_WORKERS": "3"}) == {"workers": "3"}
+
+
+def test_an_async_listener_emitted_outside_cluster_run_is_reported_not_left_unawaited(caplog):
+    import warnings
+
+    ran = []
+
+    async def listener(value):
+        ran.append(value)
+
+    emitter = EventEmitter()
+    emitter.on("x", listener)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a "coroutine was never awaited" RuntimeWarning fails
+        assert emitter.emit("x", 1) is True
+    assert ran == []  # nothing to run it on
+    assert "is async: emitted outside cluster.run(main), it did not run" in caplog.text
