@@ -3,37 +3,34 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop (asyncio's without it), reporting no cancel as an error (``_report``)."""
     try:
         import uvloop
     except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
+        loop = asyncio.new_event_loop()
+    else:
+        loop = uvloop.new_event_loop()
+    loop.set_exception_handler(_report)
+    return loop
 
 
-def quiet_on_cancel(handler: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-    """``handler``, an ``asyncio.start_server`` client-connected callback, ending normally
-    when its task is cancelled (at a stop: ``asyncio.run`` cancels what is left, a worker's
-    drain cancels stream handlers past the grace).
-
-    Python 3.11's ``StreamReaderProtocol`` calls ``task.exception()`` on the handler's task,
-    which raises for a cancelled task: each one logged "Exception in callback" and a
-    CancelledError traceback (CPython 3.12 checks ``task.cancelled()`` first).  The
-    handler's own ``finally`` still runs; the cancel is not passed on, the task just ends.
-    """
-    @functools.wraps(handler)
-    async def quiet(*args: Any) -> None:
-        try:
-            await handler(*args)
-        except asyncio.CancelledError:
-            return
-    return quiet
+def _report(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The loop's exception handler: asyncio's, except for a CancelledError, which is how a
+    task ends when it is cancelled, never an error.  Python 3.11's ``StreamReaderProtocol``
+    calls ``task.exception()`` on a client handler's task in a done callback, which raises for
+    a cancelled task (CPython 3.12 checks ``task.cancelled()`` first): each handler cancelled
+    at a stop (``asyncio.run`` cancels what is left; a worker's drain, past its grace; a
+    library worker whose ``main()`` raised), even before its first step, was logged as
+    "Exception in callback" with a CancelledError traceback."""
+    if isinstance(context.get("exception"), asyncio.CancelledError):
+        return
+    loop.default_exception_handler(context)
 
 
 async def cancelled_by(done: asyncio.Future[Any], awaitable: Awaitable[Any]) -> bool:

@@ -25,7 +25,6 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from ..config import ConfigError, parse_address
-from ..eventloop import quiet_on_cancel
 from ..listeners import Listener
 from ..sockets import check_agent
 from ..systemd import log_event
@@ -100,7 +99,6 @@ class AgentServer:
             return
         log_event(log, logging.INFO, "agent", f"HAProxy agent-check on {self.address}")
 
-    @quiet_on_cancel
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             line = (agent_line(self.master) + "\n").encode()

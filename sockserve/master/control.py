@@ -20,7 +20,6 @@ import struct
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from ..eventloop import quiet_on_cancel
 from ..listeners import unlink_stale
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -113,7 +112,6 @@ class ControlServer:
             if (st.st_dev, st.st_ino) == self._identity:
                 os.unlink(self.path)
 
-    @quiet_on_cancel
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._open >= MAX_CONNECTIONS:  # answered without reading: the fd goes back at once
             writer.write(b'{"ok": false, "error": "control socket busy: %d connections open"}\n'

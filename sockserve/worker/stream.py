@@ -7,8 +7,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ..eventloop import quiet_on_cancel
-
 log = logging.getLogger("sockserve.worker")
 
 
@@ -54,7 +52,6 @@ class StreamAdapter:
     def transports(self) -> list[asyncio.BaseTransport]:
         return list(self.live.values())
 
-    @quiet_on_cancel
     async def run_handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.tasks.add(task := asyncio.current_task())  # type: ignore[arg-type]
         try:
