@@ -12,8 +12,10 @@ The shell tools in ``sdbox/`` do the namespace work; see ``sdbox/README.md``.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -110,8 +112,15 @@ class Box:
         subprocess.run([_tool("sdbox-down"), "--all"], capture_output=True, stdin=subprocess.DEVNULL)
 
     def down(self) -> None:
-        subprocess.run([_tool("sdbox-down"), "-n", self.name], check=True,
-                       capture_output=True, stdin=subprocess.DEVNULL)
+        """Tear the box down; sdbox-down checks nothing is left (no process of its PID
+        namespace, its cgroup removed, no mount under its state dir).  On a loaded host the
+        kernel's teardown can outlast its waits (seen once in CI: exit 1 at a module's
+        teardown), so what it named as left is checked again for up to 15 s before failing."""
+        r = subprocess.run([_tool("sdbox-down"), "-n", self.name], capture_output=True,
+                           text=True, stdin=subprocess.DEVNULL)
+        if r.returncode != 0:
+            wait_until(lambda: _left_after_down(r.stderr) == [], 15,
+                       f"what sdbox-down {self.name} left to go ({r.stderr.strip()})")
 
     def run(self, *cmd: str, check: bool = True, timeout: float = 60,
             input: str | None = None) -> subprocess.CompletedProcess:
@@ -193,3 +202,27 @@ class Box:
         unit_args = [a for u in units for a in ("-u", u)]
         parts.append(self.run("journalctl", "--no-pager", "-n", "200", *unit_args, check=False).stdout)
         return "\n".join(parts)
+
+
+def _left_after_down(stderr: str) -> list[str]:
+    """What sdbox-down reported as left that is still there: live processes (not zombies), a
+    cgroup directory (removed here once empty), mounts under the state dir."""
+    left = []
+    for pids in re.findall(r"processes still in \S+: ([\d ]+)", stderr):
+        for pid in pids.split():
+            try:
+                state = Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            if state != "Z":
+                left.append(f"pid {pid}")
+    for cgroup in re.findall(r"cgroup (\S+) not removable", stderr):
+        for sub in sorted(Path(cgroup).glob("**/"), key=lambda p: -len(p.parts)):
+            with contextlib.suppress(OSError):
+                sub.rmdir()
+        if Path(cgroup).exists():
+            left.append(f"cgroup {cgroup}")
+    for state_dir in re.findall(r"mounts under (\S+) visible", stderr):
+        if state_dir in Path("/proc/self/mountinfo").read_text():
+            left.append(f"mounts under {state_dir}")
+    return left
