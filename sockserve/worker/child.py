@@ -177,20 +177,11 @@ class ChildWorker(Worker):
             future.set_exception(ListenError(f"listen {msg.key}: {msg.error}"))
             return
         self._addresses[msg.key] = msg.address
-        before = list(self._servers)
         super()._on_server_reply(msg, fds)
-        if msg.mode != "rr":
-            self.loop.create_task(self._note_acceptor(msg.key, before))
-
-    async def _note_acceptor(self, key: str, before: list[Any]) -> None:
-        for _ in range(100):
-            new = [s for s in self._servers if s not in before]
-            if new:
-                self._acceptors[key] = new[0]
-                return
-            await asyncio.sleep(0)
 
     def _listening(self, key: str) -> None:
+        if key not in self._rr_keys and self._servers:  # shared: runtime._serve appended it just now
+            self._acceptors[key] = self._servers[-1]  # (Node's server.close() closes this one)
         super()._listening(key)
         future = self._waiting.get(key)
         if future is not None and not future.done():
