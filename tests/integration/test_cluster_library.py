@@ -295,6 +295,7 @@ def test_listen_on_a_port_another_process_holds_is_one_line_per_worker_and_exit_
 KILL_ON_ONLINE = """
 import sockserve
 from sockserve import cluster
+from tests.apps.sample import wsgi_app
 async def main():
     if cluster.is_primary:
         cluster.on("exit", lambda w, code, sig: print(f"exit {w.id} code={code} sig={sig}", flush=True))
@@ -302,10 +303,7 @@ async def main():
         for _ in range(4):
             cluster.fork()
     else:
-        def app(environ, start_response):
-            start_response("200 OK", [])
-            return [b"x"]
-        await sockserve.listen(app, 0, "127.0.0.1")
+        await sockserve.listen(wsgi_app, 0, "127.0.0.1")
         print(f"worker {cluster.worker.id} still listening", flush=True)
 cluster.run(main)
 """
@@ -327,6 +325,7 @@ def test_worker_kill_from_the_online_listener_kills_every_worker(tmp_path):
 RESPAWN_FROM_EXIT = """
 import sockserve
 from sockserve import cluster
+from tests.apps.sample import wsgi_app
 async def main():
     if cluster.is_primary:
         def on_exit(worker, code, sig):  # Node's docs, under the 'exit' event: replace the dead
@@ -338,10 +337,7 @@ async def main():
         for _ in range(2):
             cluster.fork()
     else:
-        def app(environ, start_response):
-            start_response("200 OK", [])
-            return [b"x"]
-        await sockserve.listen(app, 0, "127.0.0.1")
+        await sockserve.listen(wsgi_app, 0, "127.0.0.1")
 cluster.run(main)
 """
 

@@ -21,6 +21,7 @@ BOOTING = """
 import os, time
 import sockserve
 from sockserve import cluster
+from tests.apps.sample import wsgi_app
 if cluster.is_worker:
     time.sleep(3)  # a slow top level (imports): Ctrl-C comes meanwhile
 async def main():
@@ -29,10 +30,7 @@ async def main():
         for _ in range(2):
             cluster.fork()
     else:
-        def app(environ, start_response):
-            start_response("200 OK", [])
-            return [b"x"]
-        await sockserve.listen(app, 0, "127.0.0.1")
+        await sockserve.listen(wsgi_app, 0, "127.0.0.1")
 cluster.run(main)
 """
 
